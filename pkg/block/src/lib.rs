@@ -1,0 +1,57 @@
+//! Immutable blocks in object storage.
+//!
+//! A block holds every profile of one tenant over a time range, under
+//! `<tenant>/blocks/<ULID>/`:
+//!
+//! | file | rows | columns |
+//! |---|---|---|
+//! | `meta.json` | — | [`BlockMeta`]: format version, time range, counts, partitions |
+//! | `series.parquet` | one per series, sorted by labels | `partition`, `label_names`, `label_values` |
+//! | `profiles.parquet` | one per (series, time), sorted by both | `series`, `time_nanos`, `total`, `stacktrace_ids`, `values` |
+//! | `strings.parquet`, `mappings.parquet`, `functions.parquet`, `locations.parquet`, `stacktraces.parquet` | symbols, sorted by partition then ID | `partition`, ... |
+//!
+//! A profile's `(stacktrace_ids, values)` pairs are sorted by stack-trace ID, so
+//! the ID column delta-encodes to a few bits per sample. `meta.json` is written
+//! last: a block without it is incomplete and ignored.
+
+mod error;
+mod meta;
+mod read;
+mod schema;
+mod write;
+
+pub use error::{Error, Result};
+pub use meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
+pub use read::{Block, BlockView, ProfileVisitor, list_blocks};
+pub use write::{BlockData, EncodedBlock, encode_block, upload_block};
+
+use ember_model::Labels;
+
+/// A series of a block: its labels and the symbol partition of its service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesEntry {
+    pub labels: Labels,
+    pub partition: u32,
+}
+
+/// One stored profile: a series at one point in time, with its samples
+/// summed per stack trace.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProfileRow {
+    pub series: u32,
+    pub time_nanos: i64,
+    pub total: i64,
+    /// Sorted ascending, unique.
+    pub stacktrace_ids: Vec<u32>,
+    pub values: Vec<i64>,
+}
+
+/// Returns the object path prefix of a tenant's blocks.
+pub fn blocks_prefix(tenant: &str) -> object_store::path::Path {
+    object_store::path::Path::from(format!("{tenant}/blocks"))
+}
+
+/// Returns the object path of `file` in block `ulid`.
+pub fn block_file(tenant: &str, ulid: ulid::Ulid, file: &str) -> object_store::path::Path {
+    object_store::path::Path::from(format!("{tenant}/blocks/{ulid}/{file}"))
+}

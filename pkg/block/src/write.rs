@@ -1,0 +1,326 @@
+//! Encodes a block's Parquet files and uploads them.
+
+use std::sync::Arc;
+
+use arrow::{
+    array::{
+        ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, UInt8Array, UInt32Array,
+        UInt64Array,
+    },
+    buffer::OffsetBuffer,
+    datatypes::{DataType, Field, SchemaRef},
+};
+use bytes::Bytes;
+use ember_symdb::Symbols;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression, Encoding, ZstdLevel},
+    file::properties::{EnabledStatistics, WriterProperties},
+    schema::types::ColumnPath,
+};
+use tracing::debug;
+use ulid::Ulid;
+
+use crate::{
+    ProfileRow, Result, SeriesEntry, block_file,
+    meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION},
+    schema::{self, *},
+};
+
+/// Everything a block holds, ready to encode. `series` must be sorted by
+/// labels and `profiles` by `(series, time_nanos)`.
+#[derive(Debug, Clone)]
+pub struct BlockData {
+    pub ulid: Ulid,
+    pub source: String,
+    pub compaction: Compaction,
+    pub series: Vec<SeriesEntry>,
+    pub profiles: Vec<ProfileRow>,
+    /// Service name and symbols of each partition, by partition index.
+    pub partitions: Vec<(String, Arc<Symbols>)>,
+}
+
+/// A block's encoded files and metadata.
+#[derive(Debug, Clone)]
+pub struct EncodedBlock {
+    pub meta: BlockMeta,
+    pub files: Vec<(&'static str, Bytes)>,
+}
+
+/// Profiles per row group: small enough that a query for a few series skips
+/// most of a block, large enough to keep per-group overhead negligible.
+const PROFILES_PER_ROW_GROUP: usize = 4096;
+
+fn list<T: arrow::array::Array + 'static>(
+    item: DataType,
+    offsets: Vec<i32>,
+    values: T,
+) -> ArrayRef {
+    Arc::new(ListArray::new(
+        Arc::new(Field::new("item", item, false)),
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(values),
+        None,
+    ))
+}
+
+fn parquet_bytes(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    props: WriterProperties,
+) -> Result<Bytes> {
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(Bytes::from(out))
+}
+
+fn base_props() -> parquet::file::properties::WriterPropertiesBuilder {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
+        .set_created_by(format!("ember {}", env!("CARGO_PKG_VERSION")))
+}
+
+/// Encodes `data` into Parquet files. CPU-bound: call it off the async runtime.
+pub fn encode_block(data: &BlockData) -> Result<EncodedBlock> {
+    let mut files = Vec::with_capacity(7);
+    files.push((SERIES_FILE, encode_series(&data.series)?));
+    files.push((PROFILES_FILE, encode_profiles(&data.profiles)?));
+    let symbols: Vec<&Symbols> = data.partitions.iter().map(|(_, s)| s.as_ref()).collect();
+    files.extend(encode_symbols(&symbols)?);
+
+    let meta = BlockMeta {
+        version: FORMAT_VERSION,
+        ulid: data.ulid,
+        min_time_nanos: data
+            .profiles
+            .iter()
+            .map(|p| p.time_nanos)
+            .min()
+            .unwrap_or(0),
+        max_time_nanos: data
+            .profiles
+            .iter()
+            .map(|p| p.time_nanos)
+            .max()
+            .unwrap_or(0),
+        stats: BlockStats {
+            series: data.series.len() as u64,
+            profiles: data.profiles.len() as u64,
+            samples: data.profiles.iter().map(|p| p.values.len() as u64).sum(),
+            bytes: files.iter().map(|(_, b)| b.len() as u64).sum(),
+        },
+        compaction: data.compaction.clone(),
+        source: data.source.clone(),
+        partitions: data
+            .partitions
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect(),
+    };
+    Ok(EncodedBlock { meta, files })
+}
+
+fn encode_series(series: &[SeriesEntry]) -> Result<Bytes> {
+    let mut offsets = vec![0i32];
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    for s in series {
+        for l in s.labels.iter() {
+            names.push(l.name.as_str());
+            values.push(l.value.as_str());
+        }
+        offsets.push(names.len() as i32);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(
+            series.iter().map(|s| s.partition),
+        )),
+        list(DataType::Utf8, offsets.clone(), StringArray::from(names)),
+        list(DataType::Utf8, offsets, StringArray::from(values)),
+    ];
+    parquet_bytes(&schema::SERIES, columns, base_props().build())
+}
+
+fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
+    let samples: usize = profiles.iter().map(|p| p.values.len()).sum();
+    let mut offsets = Vec::with_capacity(profiles.len() + 1);
+    offsets.push(0i32);
+    let mut ids = Vec::with_capacity(samples);
+    let mut values = Vec::with_capacity(samples);
+    for p in profiles {
+        ids.extend_from_slice(&p.stacktrace_ids);
+        values.extend_from_slice(&p.values);
+        offsets.push(ids.len() as i32);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt32Array::from_iter_values(
+            profiles.iter().map(|p| p.series),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            profiles.iter().map(|p| p.time_nanos),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            profiles.iter().map(|p| p.total),
+        )),
+        list(DataType::UInt32, offsets.clone(), UInt32Array::from(ids)),
+        list(DataType::Int64, offsets, Int64Array::from(values)),
+    ];
+    let ids_path = ColumnPath::new(vec!["stacktrace_ids".into(), "list".into(), "item".into()]);
+    let props = base_props()
+        .set_max_row_group_row_count(Some(PROFILES_PER_ROW_GROUP))
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        // Sorted IDs within a profile: deltas are tiny.
+        .set_column_dictionary_enabled(ids_path.clone(), false)
+        .set_column_encoding(ids_path, Encoding::DELTA_BINARY_PACKED)
+        .build();
+    parquet_bytes(&schema::PROFILES, columns, props)
+}
+
+fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>> {
+    let props = || base_props().build();
+    let part = |len: fn(&Symbols) -> usize| -> ArrayRef {
+        Arc::new(UInt32Array::from_iter_values(
+            partitions
+                .iter()
+                .enumerate()
+                .flat_map(|(i, s)| std::iter::repeat_n(i as u32, len(s))),
+        ))
+    };
+    let all = || partitions.iter().copied();
+
+    let strings = parquet_bytes(
+        &schema::STRINGS,
+        vec![
+            part(|s| s.strings.len()),
+            Arc::new(StringArray::from_iter_values(
+                all().flat_map(|s| s.strings.iter()),
+            )),
+        ],
+        props(),
+    )?;
+
+    let mappings = || all().flat_map(|s| s.mappings.iter());
+    let mappings = parquet_bytes(
+        &schema::MAPPINGS,
+        vec![
+            part(|s| s.mappings.len()),
+            Arc::new(UInt64Array::from_iter_values(
+                mappings().map(|m| m.memory_start),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                mappings().map(|m| m.memory_limit),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                mappings().map(|m| m.file_offset),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                mappings().map(|m| m.filename),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                mappings().map(|m| m.build_id),
+            )),
+            Arc::new(UInt8Array::from_iter_values(mappings().map(|m| m.flags))),
+        ],
+        props(),
+    )?;
+
+    let functions = || all().flat_map(|s| s.functions.iter());
+    let functions = parquet_bytes(
+        &schema::FUNCTIONS,
+        vec![
+            part(|s| s.functions.len()),
+            Arc::new(UInt32Array::from_iter_values(functions().map(|f| f.name))),
+            Arc::new(UInt32Array::from_iter_values(
+                functions().map(|f| f.system_name),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                functions().map(|f| f.filename),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                functions().map(|f| f.start_line),
+            )),
+        ],
+        props(),
+    )?;
+
+    let locations = || all().flat_map(|s| s.locations.iter());
+    let mut offsets = vec![0i32];
+    let mut line_functions = Vec::new();
+    let mut line_numbers = Vec::new();
+    for l in locations() {
+        line_functions.extend(l.lines.iter().map(|l| l.function));
+        line_numbers.extend(l.lines.iter().map(|l| l.line));
+        offsets.push(line_functions.len() as i32);
+    }
+    let locations = parquet_bytes(
+        &schema::LOCATIONS,
+        vec![
+            part(|s| s.locations.len()),
+            Arc::new(UInt32Array::from_iter_values(
+                locations().map(|l| l.mapping),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                locations().map(|l| l.address),
+            )),
+            list(
+                DataType::UInt32,
+                offsets.clone(),
+                UInt32Array::from(line_functions),
+            ),
+            list(DataType::Int64, offsets, Int64Array::from(line_numbers)),
+        ],
+        props(),
+    )?;
+
+    let stacktraces = parquet_bytes(
+        &schema::STACKTRACES,
+        vec![
+            part(|s| s.stacks.len()),
+            Arc::new(UInt32Array::from_iter_values(
+                all().flat_map(|s| s.stacks.parents.iter().copied()),
+            )),
+            Arc::new(UInt32Array::from_iter_values(
+                all().flat_map(|s| s.stacks.locations.iter().copied()),
+            )),
+        ],
+        props(),
+    )?;
+
+    Ok(vec![
+        (STRINGS_FILE, strings),
+        (MAPPINGS_FILE, mappings),
+        (FUNCTIONS_FILE, functions),
+        (LOCATIONS_FILE, locations),
+        (STACKTRACES_FILE, stacktraces),
+    ])
+}
+
+/// Uploads an encoded block; `meta.json` goes last so that readers never see
+/// a block with missing files.
+pub async fn upload_block(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &str,
+    block: &EncodedBlock,
+) -> Result<()> {
+    let ulid = block.meta.ulid;
+    for (name, bytes) in &block.files {
+        store
+            .put(
+                &block_file(tenant, ulid, name),
+                PutPayload::from_bytes(bytes.clone()),
+            )
+            .await?;
+    }
+    let meta = serde_json::to_vec_pretty(&block.meta)?;
+    store
+        .put(&block_file(tenant, ulid, META_FILE), PutPayload::from(meta))
+        .await?;
+    debug!(tenant, %ulid, bytes = block.meta.stats.bytes, "uploaded block");
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! The ingester keeps each tenant's recent profiles in an in-memory head,
+//! symbolized and de-duplicated as they arrive, and turns heads into
+//! immutable Parquet blocks in object storage.
+//!
+//! A head is cut when it spans `max_block_duration` or holds
+//! `max_block_bytes`, and on shutdown. A cut head stays queryable while it is
+//! flushed and is dropped only once its block is uploaded; the block keeps the
+//! head's ULID so that queriers never count both.
+
+mod head;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use ember_model::ingest::SeriesSpec;
+use ember_proto::google::v1::Profile;
+use ember_query::SourceView;
+use object_store::ObjectStore;
+use thiserror::Error;
+use tracing::{info, warn};
+
+pub use head::{Head, HeadData};
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("the ingester is shutting down and no longer accepts writes")]
+    Stopping,
+    #[error("flushing block: {0}")]
+    Block(#[from] ember_block::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone)]
+pub struct IngesterConfig {
+    /// Written into every block's meta.json as its source.
+    pub id: String,
+    pub max_block_duration: Duration,
+    pub max_block_bytes: u64,
+}
+
+impl Default for IngesterConfig {
+    fn default() -> Self {
+        Self {
+            id: "ingester".into(),
+            max_block_duration: Duration::from_secs(3600),
+            max_block_bytes: 512 << 20,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TenantHeads {
+    active: Arc<Head>,
+    /// Cut heads waiting for (or in) upload, oldest first.
+    flushing: Vec<Arc<Head>>,
+}
+
+/// The ingester of one process.
+#[derive(Debug)]
+pub struct Ingester {
+    config: IngesterConfig,
+    store: Arc<dyn ObjectStore>,
+    tenants: RwLock<HashMap<String, Arc<Mutex<TenantHeads>>>>,
+    stopping: AtomicBool,
+    /// Serializes flushes so a periodic flush and shutdown never upload twice.
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+impl Ingester {
+    pub fn new(config: IngesterConfig, store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            config,
+            store,
+            tenants: RwLock::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
+            flush_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn tenant(&self, tenant: &str) -> Arc<Mutex<TenantHeads>> {
+        if let Some(t) = self.tenants.read().expect("poisoned").get(tenant) {
+            return t.clone();
+        }
+        self.tenants
+            .write()
+            .expect("poisoned")
+            .entry(tenant.to_owned())
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(TenantHeads {
+                    active: Arc::new(Head::new()),
+                    flushing: Vec::new(),
+                }))
+            })
+            .clone()
+    }
+
+    /// Appends a validated profile as the given series. CPU-bound: call it
+    /// off the async runtime.
+    pub fn append(
+        &self,
+        tenant: &str,
+        profile: &Profile,
+        series: &[SeriesSpec],
+        time_nanos: i64,
+    ) -> Result<()> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(Error::Stopping);
+        }
+        let head = self.tenant(tenant).lock().expect("poisoned").active.clone();
+        head.append(profile, series, time_nanos);
+        Ok(())
+    }
+
+    /// Returns the tenants that have heads.
+    pub fn tenants(&self) -> Vec<String> {
+        self.tenants
+            .read()
+            .expect("poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Returns the heads of `tenant` (the active one and those being flushed).
+    pub fn heads(&self, tenant: &str) -> Vec<Arc<Head>> {
+        let Some(t) = self.tenants.read().expect("poisoned").get(tenant).cloned() else {
+            return Vec::new();
+        };
+        let t = t.lock().expect("poisoned");
+        let mut heads = t.flushing.clone();
+        heads.push(t.active.clone());
+        heads
+    }
+
+    /// Calls `f` with a read view of every head of `tenant`.
+    pub fn with_heads(&self, tenant: &str, f: &mut dyn FnMut(&dyn SourceView)) {
+        for head in self.heads(tenant) {
+            let data = head.read();
+            f(&*data);
+        }
+    }
+
+    /// Cuts every tenant's active head that is full or old enough (all of
+    /// them when `force`), moving it to the flush queue.
+    fn cut(&self, force: bool) {
+        let now = Instant::now();
+        for (tenant, heads) in self.tenants.read().expect("poisoned").iter() {
+            let mut heads = heads.lock().expect("poisoned");
+            let active = &heads.active;
+            let (empty, bytes) = active.size();
+            let due = force
+                || now.duration_since(active.created) >= self.config.max_block_duration
+                || bytes as u64 >= self.config.max_block_bytes;
+            if due && !empty {
+                info!(tenant, head = %active.ulid, bytes, "cutting head");
+                let old = std::mem::replace(&mut heads.active, Arc::new(Head::new()));
+                heads.flushing.push(old);
+            }
+        }
+    }
+
+    /// Uploads every cut head; a head whose upload fails stays queued and
+    /// queryable, and is retried on the next flush.
+    async fn flush_cut(&self) -> Result<()> {
+        let _serial = self.flush_lock.lock().await;
+        let pending: Vec<(String, Arc<Head>)> = self
+            .tenants
+            .read()
+            .expect("poisoned")
+            .iter()
+            .flat_map(|(tenant, heads)| {
+                let heads = heads.lock().expect("poisoned");
+                heads
+                    .flushing
+                    .iter()
+                    .map(|h| (tenant.clone(), h.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut first_error = None;
+        for (tenant, head) in pending {
+            let source = self.config.id.clone();
+            let h = head.clone();
+            let encoded = tokio::task::spawn_blocking(move || {
+                ember_block::encode_block(&h.to_block_data(source))
+            })
+            .await
+            .map_err(ember_block::Error::from)?;
+            let result = match encoded {
+                Ok(block) => ember_block::upload_block(&self.store, &tenant, &block)
+                    .await
+                    .map(|()| block.meta),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(meta) => {
+                    info!(tenant, block = %meta.ulid, profiles = meta.stats.profiles, bytes = meta.stats.bytes, "flushed block");
+                    let heads = self.tenant(&tenant);
+                    heads
+                        .lock()
+                        .expect("poisoned")
+                        .flushing
+                        .retain(|h| !Arc::ptr_eq(h, &head));
+                }
+                Err(e) => {
+                    warn!(tenant, head = %head.ulid, error = %e, "flushing block failed, will retry");
+                    first_error.get_or_insert(Error::Block(e));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Cuts heads that are due and uploads them (the periodic task).
+    pub async fn flush_due(&self) -> Result<()> {
+        self.cut(false);
+        self.flush_cut().await
+    }
+
+    /// Cuts and uploads every head now.
+    pub async fn flush_all(&self) -> Result<()> {
+        self.cut(true);
+        self.flush_cut().await
+    }
+
+    /// Stops taking writes and flushes everything (graceful shutdown).
+    pub async fn stop(&self) -> Result<()> {
+        self.stopping.store(true, Ordering::Release);
+        self.flush_all().await
+    }
+
+    /// Runs the periodic cut-and-flush loop until the process ends.
+    pub async fn run_flush_loop(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            if let Err(e) = self.flush_due().await {
+                warn!(error = %e, "periodic flush failed");
+            }
+        }
+    }
+}

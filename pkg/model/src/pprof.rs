@@ -1,0 +1,284 @@
+//! Bounded decoding and validation of pprof payloads.
+//!
+//! A payload is refused before it can cost more than its limits: the gzip
+//! stream is read through a counting window, so a zip bomb stops at
+//! `max_decompressed` bytes instead of exhausting memory.
+
+use std::io::Read;
+
+use ember_proto::google::v1::Profile;
+use prost::Message;
+
+use crate::{Error, Result};
+
+/// Bounds applied while decoding one profile.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    /// Largest accepted payload after decompression.
+    pub max_decompressed_bytes: usize,
+    /// Largest accepted number of samples (0 = unlimited).
+    pub max_samples: usize,
+    /// Largest accepted number of frames in one sample (0 = unlimited).
+    pub max_stack_depth: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_decompressed_bytes: 64 << 20,
+            max_samples: 16_000,
+            max_stack_depth: 1_000,
+        }
+    }
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Returns `raw` decompressed when it is gzipped, refusing outputs larger than `max`.
+pub fn gunzip_bounded(raw: &[u8], max: usize) -> Result<std::borrow::Cow<'_, [u8]>> {
+    if !raw.starts_with(&GZIP_MAGIC) {
+        if raw.len() > max {
+            return Err(Error::TooLarge(format!(
+                "profile is {} bytes, more than the limit of {max} bytes",
+                raw.len()
+            )));
+        }
+        return Ok(std::borrow::Cow::Borrowed(raw));
+    }
+    let mut out = Vec::with_capacity((raw.len() * 4).min(max));
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(max as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| Error::Malformed(format!("invalid gzip data in profile: {e}")))?;
+    if out.len() > max {
+        return Err(Error::TooLarge(format!(
+            "profile decompresses to more than the limit of {max} bytes"
+        )));
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+/// Decodes a pprof payload (gzipped or not) and checks that it is internally consistent.
+pub fn decode(raw: &[u8], limits: &DecodeLimits) -> Result<Profile> {
+    let bytes = gunzip_bounded(raw, limits.max_decompressed_bytes)?;
+    let mut profile = Profile::decode(bytes.as_ref())
+        .map_err(|e| Error::Malformed(format!("invalid pprof protobuf: {e}")))?;
+    validate(&mut profile, limits)?;
+    Ok(profile)
+}
+
+/// Checks references and limits; repairs what is harmless to repair (an empty
+/// string table gets its mandatory leading empty string).
+pub fn validate(profile: &mut Profile, limits: &DecodeLimits) -> Result<()> {
+    if profile.string_table.is_empty() {
+        profile.string_table.push(String::new());
+    }
+    if !profile.string_table[0].is_empty() {
+        return Err(Error::Unprocessable(
+            "invalid pprof: string_table[0] must be the empty string".into(),
+        ));
+    }
+    let strings = profile.string_table.len() as i64;
+    let check_str = |idx: i64, what: &str| -> Result<()> {
+        if idx < 0 || idx >= strings {
+            return Err(Error::Unprocessable(format!(
+                "invalid pprof: {what} refers to string {idx}, but the string table has {strings} entries"
+            )));
+        }
+        Ok(())
+    };
+    if profile.sample_type.is_empty() && !profile.sample.is_empty() {
+        return Err(Error::Unprocessable(
+            "invalid pprof: the profile has samples but no sample_type".into(),
+        ));
+    }
+    for vt in profile.sample_type.iter().chain(profile.period_type.iter()) {
+        check_str(vt.r#type, "a value type")?;
+        check_str(vt.unit, "a value unit")?;
+    }
+    for f in &profile.function {
+        check_str(f.name, "function name")?;
+        check_str(f.system_name, "function system_name")?;
+        check_str(f.filename, "function filename")?;
+    }
+    for m in &profile.mapping {
+        check_str(m.filename, "mapping filename")?;
+        check_str(m.build_id, "mapping build_id")?;
+    }
+    if limits.max_samples > 0 && profile.sample.len() > limits.max_samples {
+        return Err(Error::Unprocessable(format!(
+            "profile has {} samples, more than the limit of {}",
+            profile.sample.len(),
+            limits.max_samples
+        )));
+    }
+
+    let function_ids: IdSet = profile.function.iter().map(|f| f.id).collect();
+    let mapping_ids: IdSet = profile.mapping.iter().map(|m| m.id).collect();
+    for loc in &profile.location {
+        if loc.mapping_id != 0 && !mapping_ids.contains(loc.mapping_id) {
+            return Err(Error::Unprocessable(format!(
+                "invalid pprof: location {} refers to missing mapping {}",
+                loc.id, loc.mapping_id
+            )));
+        }
+        for line in &loc.line {
+            if line.function_id != 0 && !function_ids.contains(line.function_id) {
+                return Err(Error::Unprocessable(format!(
+                    "invalid pprof: location {} refers to missing function {}",
+                    loc.id, line.function_id
+                )));
+            }
+        }
+    }
+    let location_ids: IdSet = profile.location.iter().map(|l| l.id).collect();
+    let types = profile.sample_type.len();
+    for (i, sample) in profile.sample.iter().enumerate() {
+        if sample.value.len() != types {
+            return Err(Error::Unprocessable(format!(
+                "invalid pprof: sample {i} has {} values but the profile declares {types} sample types",
+                sample.value.len()
+            )));
+        }
+        if limits.max_stack_depth > 0 && sample.location_id.len() > limits.max_stack_depth {
+            return Err(Error::Unprocessable(format!(
+                "sample {i} has a stack of {} frames, more than the limit of {}",
+                sample.location_id.len(),
+                limits.max_stack_depth
+            )));
+        }
+        if let Some(missing) = sample
+            .location_id
+            .iter()
+            .find(|id| !location_ids.contains(**id))
+        {
+            return Err(Error::Unprocessable(format!(
+                "invalid pprof: sample {i} refers to missing location {missing}"
+            )));
+        }
+        for label in &sample.label {
+            check_str(label.key, "a sample label key")?;
+            check_str(label.str, "a sample label value")?;
+        }
+    }
+    Ok(())
+}
+
+/// A set of pprof IDs: dense IDs (the common case, 1..=n) use a bitmap, others a hash set.
+enum IdSet {
+    Dense(Vec<bool>),
+    Sparse(std::collections::HashSet<u64>),
+}
+
+impl IdSet {
+    fn contains(&self, id: u64) -> bool {
+        match self {
+            IdSet::Dense(bits) => bits.get(id as usize).copied().unwrap_or(false),
+            IdSet::Sparse(set) => set.contains(&id),
+        }
+    }
+}
+
+impl FromIterator<u64> for IdSet {
+    fn from_iter<I: IntoIterator<Item = u64>>(iter: I) -> Self {
+        let ids: Vec<u64> = iter.into_iter().collect();
+        let max = ids.iter().copied().max().unwrap_or(0);
+        if max <= (ids.len() as u64) * 2 + 1024 {
+            let mut bits = vec![false; max as usize + 1];
+            for id in ids {
+                bits[id as usize] = true;
+            }
+            IdSet::Dense(bits)
+        } else {
+            IdSet::Sparse(ids.into_iter().collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_proto::google::v1::{Function, Line, Location, Sample, ValueType};
+
+    fn tiny() -> Profile {
+        Profile {
+            string_table: vec!["".into(), "cpu".into(), "nanoseconds".into(), "main".into()],
+            sample_type: vec![ValueType { r#type: 1, unit: 2 }],
+            function: vec![Function {
+                id: 1,
+                name: 3,
+                ..Default::default()
+            }],
+            location: vec![Location {
+                id: 1,
+                line: vec![Line {
+                    function_id: 1,
+                    line: 10,
+                    column: 0,
+                }],
+                ..Default::default()
+            }],
+            sample: vec![Sample {
+                location_id: vec![1],
+                value: vec![5],
+                label: vec![],
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn decodes_plain_and_gzipped() {
+        let raw = tiny().encode_to_vec();
+        let limits = DecodeLimits::default();
+        assert_eq!(decode(&raw, &limits).unwrap(), tiny());
+        assert_eq!(decode(&gzip(&raw), &limits).unwrap(), tiny());
+    }
+
+    #[test]
+    fn refuses_gzip_bomb_without_inflating_it() {
+        let bomb = gzip(&vec![0u8; 10 << 20]);
+        let limits = DecodeLimits {
+            max_decompressed_bytes: 1 << 20,
+            ..Default::default()
+        };
+        let err = decode(&bomb, &limits).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err}");
+    }
+
+    #[test]
+    fn refuses_garbage_and_dangling_references() {
+        let limits = DecodeLimits::default();
+        let err = decode(b"\xff\xff\xff garbage", &limits).unwrap_err();
+        assert!(matches!(err, Error::Malformed(_)), "{err}");
+
+        let mut p = tiny();
+        p.sample[0].location_id = vec![7];
+        let err = decode(&p.encode_to_vec(), &limits).unwrap_err();
+        assert!(err.to_string().contains("missing location 7"), "{err}");
+
+        let mut p = tiny();
+        p.function[0].name = 99;
+        let err = decode(&p.encode_to_vec(), &limits).unwrap_err();
+        assert!(err.to_string().contains("string 99"), "{err}");
+    }
+
+    #[test]
+    fn enforces_sample_and_depth_limits() {
+        let mut p = tiny();
+        p.sample[0].location_id = vec![1; 5];
+        let limits = DecodeLimits {
+            max_stack_depth: 4,
+            ..Default::default()
+        };
+        let err = decode(&p.encode_to_vec(), &limits).unwrap_err();
+        assert!(err.to_string().contains("5 frames"), "{err}");
+    }
+}

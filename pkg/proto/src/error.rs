@@ -1,0 +1,141 @@
+//! One error code per failure kind, mapped to a gRPC code, a Connect code and
+//! an HTTP status, so every transport reports the same failure the same way.
+
+use tonic::{Code as GrpcCode, Status};
+
+/// The metadata key that carries the [`Code`] of a [`Status`] to the HTTP layer.
+const CODE_KEY: &str = "ember-code";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// The request is malformed (400).
+    BadRequest,
+    /// The request or profile is larger than a limit (413).
+    TooLarge,
+    /// The request is well-formed but its profile cannot be accepted (422).
+    Unprocessable,
+    /// The tenant sends faster than its limit (429).
+    RateLimited,
+    /// No or bad tenant (401).
+    Unauthenticated,
+    /// The service cannot take the request now, e.g. shutting down (503).
+    Unavailable,
+    /// A bug or an infrastructure failure (500).
+    Internal,
+}
+
+impl Code {
+    const ALL: [Code; 7] = [
+        Code::BadRequest,
+        Code::TooLarge,
+        Code::Unprocessable,
+        Code::RateLimited,
+        Code::Unauthenticated,
+        Code::Unavailable,
+        Code::Internal,
+    ];
+
+    pub fn grpc(self) -> GrpcCode {
+        match self {
+            Code::BadRequest | Code::Unprocessable => GrpcCode::InvalidArgument,
+            Code::TooLarge | Code::RateLimited => GrpcCode::ResourceExhausted,
+            Code::Unauthenticated => GrpcCode::Unauthenticated,
+            Code::Unavailable => GrpcCode::Unavailable,
+            Code::Internal => GrpcCode::Internal,
+        }
+    }
+
+    pub fn http(self) -> u16 {
+        match self {
+            Code::BadRequest => 400,
+            Code::TooLarge => 413,
+            Code::Unprocessable => 422,
+            Code::RateLimited => 429,
+            Code::Unauthenticated => 401,
+            Code::Unavailable => 503,
+            Code::Internal => 500,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Code::BadRequest => "bad_request",
+            Code::TooLarge => "too_large",
+            Code::Unprocessable => "unprocessable",
+            Code::RateLimited => "rate_limited",
+            Code::Unauthenticated => "unauthenticated",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal",
+        }
+    }
+
+    /// Returns a status carrying this code.
+    pub fn status(self, message: impl Into<String>) -> Status {
+        let mut status = Status::new(self.grpc(), message);
+        status
+            .metadata_mut()
+            .insert(CODE_KEY, self.name().parse().expect("ascii code name"));
+        status
+    }
+
+    /// Returns the code of `status`: the one it carries, else one derived from its gRPC code.
+    pub fn of(status: &Status) -> Code {
+        if let Some(name) = status
+            .metadata()
+            .get(CODE_KEY)
+            .and_then(|v| v.to_str().ok())
+        {
+            if let Some(code) = Code::ALL.into_iter().find(|c| c.name() == name) {
+                return code;
+            }
+        }
+        match status.code() {
+            GrpcCode::InvalidArgument | GrpcCode::OutOfRange | GrpcCode::FailedPrecondition => {
+                Code::BadRequest
+            }
+            GrpcCode::ResourceExhausted => Code::RateLimited,
+            GrpcCode::Unauthenticated | GrpcCode::PermissionDenied => Code::Unauthenticated,
+            GrpcCode::Unavailable | GrpcCode::Cancelled | GrpcCode::DeadlineExceeded => {
+                Code::Unavailable
+            }
+            _ => Code::Internal,
+        }
+    }
+}
+
+/// Returns the Connect protocol's name of a gRPC code (`invalid_argument`, ...).
+pub fn connect_code(code: GrpcCode) -> &'static str {
+    match code {
+        GrpcCode::Ok => "ok",
+        GrpcCode::Cancelled => "canceled",
+        GrpcCode::Unknown => "unknown",
+        GrpcCode::InvalidArgument => "invalid_argument",
+        GrpcCode::DeadlineExceeded => "deadline_exceeded",
+        GrpcCode::NotFound => "not_found",
+        GrpcCode::AlreadyExists => "already_exists",
+        GrpcCode::PermissionDenied => "permission_denied",
+        GrpcCode::ResourceExhausted => "resource_exhausted",
+        GrpcCode::FailedPrecondition => "failed_precondition",
+        GrpcCode::Aborted => "aborted",
+        GrpcCode::OutOfRange => "out_of_range",
+        GrpcCode::Unimplemented => "unimplemented",
+        GrpcCode::Internal => "internal",
+        GrpcCode::Unavailable => "unavailable",
+        GrpcCode::DataLoss => "data_loss",
+        GrpcCode::Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_through_status() {
+        for code in Code::ALL {
+            assert_eq!(Code::of(&code.status("x")), code);
+        }
+        assert_eq!(Code::of(&Status::invalid_argument("x")), Code::BadRequest);
+        assert_eq!(Code::TooLarge.http(), 413);
+    }
+}

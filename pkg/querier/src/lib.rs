@@ -1,0 +1,499 @@
+//! The querier answers `querier.v1.QuerierService` by evaluating every source
+//! of a tenant — the ingester's heads (recent data) and the blocks in object
+//! storage (older data) — and merging their partial results.
+//!
+//! A head and the block it becomes share a ULID; heads are collected before
+//! blocks are listed, and a block whose ULID is still a head is skipped, so a
+//! profile is counted once even while its head is being flushed.
+
+mod series;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::{Arc, Mutex},
+};
+
+use ember_block::{Block, BlockView};
+use ember_ingester::{Head, Ingester};
+use ember_model::{
+    Labels, ProfileType, Selector,
+    flamegraph::{self, FunctionTree},
+    labels::PROFILE_TYPE,
+};
+use ember_proto::{
+    Tenant,
+    google::v1::Profile,
+    querier::v1::{
+        DiffRequest, DiffResponse, ProfileTypesRequest, ProfileTypesResponse,
+        SelectMergeProfileRequest, SelectMergeStacktracesRequest, SelectMergeStacktracesResponse,
+        SelectSeriesRequest, SelectSeriesResponse, SeriesRequest, SeriesResponse,
+        querier_service_server::QuerierService,
+    },
+    types::v1::{
+        GetProfileStatsRequest, GetProfileStatsResponse, LabelNamesRequest, LabelNamesResponse,
+        LabelValuesRequest, LabelValuesResponse,
+    },
+};
+use ember_query::{Plan, SourceView};
+use ember_symdb::resolve::PprofBuilder;
+use object_store::ObjectStore;
+use tonic::{Request, Response, Status};
+use tracing::warn;
+use ulid::Ulid;
+
+/// Flame graphs keep this many nodes unless the request asks otherwise.
+pub const DEFAULT_MAX_NODES: usize = 8192;
+
+/// The querier of one process.
+#[derive(Debug)]
+pub struct Querier {
+    ingester: Option<Arc<Ingester>>,
+    store: Arc<dyn ObjectStore>,
+    /// Opened blocks; blocks are immutable, so an entry never goes stale.
+    blocks: Mutex<HashMap<(String, Ulid), Arc<Block>>>,
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+fn invalid(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+/// Converts a millisecond range to inclusive nanoseconds; `0, 0` means all time.
+fn nanos_range(start_ms: i64, end_ms: i64) -> Result<(i64, i64), Status> {
+    if start_ms == 0 && end_ms == 0 {
+        return Ok((i64::MIN, i64::MAX));
+    }
+    if end_ms < start_ms {
+        return Err(invalid(format!(
+            "end ({end_ms}) is before start ({start_ms}); both are unix milliseconds"
+        )));
+    }
+    Ok((
+        start_ms.saturating_mul(1_000_000),
+        end_ms.saturating_mul(1_000_000).saturating_add(999_999),
+    ))
+}
+
+fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>, Status> {
+    matchers
+        .iter()
+        .filter(|m| !m.trim().is_empty())
+        .map(|m| Selector::parse(m).map_err(invalid))
+        .collect()
+}
+
+fn max_nodes(requested: Option<i64>) -> usize {
+    match requested {
+        Some(n) if n > 0 => n as usize,
+        _ => DEFAULT_MAX_NODES,
+    }
+}
+
+/// The sources of one query: heads and prefetched blocks.
+struct Sources {
+    heads: Vec<Arc<Head>>,
+    blocks: Vec<BlockView>,
+}
+
+impl Sources {
+    fn each(
+        &self,
+        f: &mut dyn FnMut(&dyn SourceView) -> ember_query::Result<()>,
+    ) -> Result<(), Status> {
+        for head in &self.heads {
+            f(&*head.read()).map_err(internal)?;
+        }
+        for block in &self.blocks {
+            f(block).map_err(internal)?;
+        }
+        Ok(())
+    }
+}
+
+impl Querier {
+    pub fn new(ingester: Option<Arc<Ingester>>, store: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            ingester,
+            store,
+            blocks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn open_block(&self, tenant: &str, ulid: Ulid) -> ember_block::Result<Arc<Block>> {
+        let key = (tenant.to_owned(), ulid);
+        if let Some(b) = self.blocks.lock().expect("poisoned").get(&key) {
+            return Ok(b.clone());
+        }
+        let block = Arc::new(Block::open(self.store.clone(), tenant, ulid).await?);
+        self.blocks
+            .lock()
+            .expect("poisoned")
+            .insert(key, block.clone());
+        Ok(block)
+    }
+
+    /// Collects the sources of `tenant` that may hold data in `[start, end]`.
+    async fn sources(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+        with_symbols: bool,
+    ) -> Result<Sources, Status> {
+        // Heads first: see the module docs for why the order matters.
+        let heads = self
+            .ingester
+            .as_ref()
+            .map(|i| i.heads(tenant))
+            .unwrap_or_default();
+        let head_ids: HashSet<Ulid> = heads.iter().map(|h| h.ulid).collect();
+        let ulids = ember_block::list_blocks(&self.store, tenant)
+            .await
+            .map_err(internal)?;
+        let mut blocks = Vec::new();
+        for ulid in ulids.into_iter().filter(|u| !head_ids.contains(u)) {
+            let block = match self.open_block(tenant, ulid).await {
+                Ok(b) => b,
+                Err(ember_block::Error::ObjectStore(object_store::Error::NotFound { .. })) => {
+                    // Still being uploaded: meta.json is written last.
+                    continue;
+                }
+                Err(e) => {
+                    warn!(tenant, block = %ulid, error = %e, "skipping unreadable block");
+                    continue;
+                }
+            };
+            if block.meta.overlaps(start, end) {
+                blocks.push(block.view(with_symbols).await.map_err(internal)?);
+            }
+        }
+        Ok(Sources { heads, blocks })
+    }
+
+    /// Runs `f` over every source of the plan off the async runtime.
+    async fn evaluate<R: Send + 'static>(
+        &self,
+        tenant: &str,
+        plan: &Plan,
+        with_symbols: bool,
+        mut acc: R,
+        f: impl Fn(&dyn SourceView, &Plan, &mut R) -> ember_query::Result<()> + Send + 'static,
+    ) -> Result<R, Status> {
+        let sources = self
+            .sources(tenant, plan.start, plan.end, with_symbols)
+            .await?;
+        let plan = plan.clone();
+        tokio::task::spawn_blocking(move || {
+            sources.each(&mut |view| f(view, &plan, &mut acc))?;
+            Ok(acc)
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    /// Returns the labels of every series matching `plan`, de-duplicated.
+    async fn series_labels(&self, tenant: &str, plan: &Plan) -> Result<BTreeSet<Labels>, Status> {
+        self.evaluate(tenant, plan, false, BTreeSet::new(), |view, plan, out| {
+            ember_query::series_labels(view, plan, &mut |l| {
+                out.insert(l.clone());
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// Merges the selected profiles into a function-name tree.
+    pub async fn merge_tree(&self, tenant: &str, plan: &Plan) -> Result<FunctionTree, Status> {
+        self.evaluate(
+            tenant,
+            plan,
+            true,
+            FunctionTree::new(),
+            ember_query::merge_tree,
+        )
+        .await
+    }
+
+    fn stacktraces_plan(req: &SelectMergeStacktracesRequest) -> Result<Plan, Status> {
+        req.profile_type_id
+            .parse::<ProfileType>()
+            .map_err(invalid)?;
+        let (start, end) = nanos_range(req.start, req.end)?;
+        Ok(Plan {
+            profile_type: Some(req.profile_type_id.clone()),
+            selectors: parse_selectors(std::slice::from_ref(&req.label_selector))?,
+            start,
+            end,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl QuerierService for Querier {
+    async fn profile_types(
+        &self,
+        request: Request<ProfileTypesRequest>,
+    ) -> Result<Response<ProfileTypesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let req = request.into_inner();
+        let (start, end) = nanos_range(req.start, req.end)?;
+        let plan = Plan {
+            profile_type: None,
+            selectors: Vec::new(),
+            start,
+            end,
+        };
+        let types: BTreeSet<ProfileType> = self
+            .series_labels(&tenant, &plan)
+            .await?
+            .iter()
+            .filter_map(|l| l.get(PROFILE_TYPE)?.parse().ok())
+            .collect();
+        Ok(Response::new(ProfileTypesResponse {
+            profile_types: types.iter().map(ProfileType::to_proto).collect(),
+        }))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<LabelValuesRequest>,
+    ) -> Result<Response<LabelValuesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let req = request.into_inner();
+        let (start, end) = nanos_range(req.start, req.end)?;
+        let plan = Plan {
+            profile_type: None,
+            selectors: parse_selectors(&req.matchers)?,
+            start,
+            end,
+        };
+        let values: BTreeSet<String> = self
+            .series_labels(&tenant, &plan)
+            .await?
+            .iter()
+            .filter_map(|l| l.get(&req.name).map(str::to_owned))
+            .collect();
+        Ok(Response::new(LabelValuesResponse {
+            names: values.into_iter().collect(),
+        }))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<LabelNamesRequest>,
+    ) -> Result<Response<LabelNamesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let req = request.into_inner();
+        let (start, end) = nanos_range(req.start, req.end)?;
+        let plan = Plan {
+            profile_type: None,
+            selectors: parse_selectors(&req.matchers)?,
+            start,
+            end,
+        };
+        let names: BTreeSet<String> = self
+            .series_labels(&tenant, &plan)
+            .await?
+            .iter()
+            .flat_map(|l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+            .collect();
+        Ok(Response::new(LabelNamesResponse {
+            names: names.into_iter().collect(),
+        }))
+    }
+
+    async fn series(
+        &self,
+        request: Request<SeriesRequest>,
+    ) -> Result<Response<SeriesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let req = request.into_inner();
+        let (start, end) = nanos_range(req.start, req.end)?;
+        let plan = Plan {
+            profile_type: None,
+            selectors: parse_selectors(&req.matchers)?,
+            start,
+            end,
+        };
+        let keep: BTreeSet<&str> = req.label_names.iter().map(String::as_str).collect();
+        let mut out: BTreeSet<Labels> = BTreeSet::new();
+        for labels in self.series_labels(&tenant, &plan).await? {
+            if keep.is_empty() {
+                out.insert(labels);
+            } else {
+                out.insert(Labels::new(
+                    labels
+                        .iter()
+                        .filter(|l| keep.contains(l.name.as_str()))
+                        .cloned()
+                        .collect(),
+                ));
+            }
+        }
+        Ok(Response::new(SeriesResponse {
+            labels_set: out
+                .iter()
+                .map(|l| ember_proto::types::v1::Labels {
+                    labels: l.to_proto(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn select_merge_stacktraces(
+        &self,
+        request: Request<SelectMergeStacktracesRequest>,
+    ) -> Result<Response<SelectMergeStacktracesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let req = request.into_inner();
+        let plan = Self::stacktraces_plan(&req)?;
+        let tree = self.merge_tree(&tenant, &plan).await?;
+        let max_nodes = max_nodes(req.max_nodes);
+        let flamegraph = tokio::task::spawn_blocking(move || tree.to_flamegraph(max_nodes))
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(SelectMergeStacktracesResponse {
+            flamegraph: Some(flamegraph),
+            tree: Vec::new(),
+        }))
+    }
+
+    async fn select_merge_profile(
+        &self,
+        request: Request<SelectMergeProfileRequest>,
+    ) -> Result<Response<Profile>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let req = request.into_inner();
+        let profile_type: ProfileType = req.profile_type_id.parse().map_err(invalid)?;
+        let (start, end) = nanos_range(req.start, req.end)?;
+        let plan = Plan {
+            profile_type: Some(req.profile_type_id.clone()),
+            selectors: parse_selectors(std::slice::from_ref(&req.label_selector))?,
+            start,
+            end,
+        };
+        let builder = PprofBuilder::new(
+            (&profile_type.sample_type, &profile_type.sample_unit),
+            (&profile_type.period_type, &profile_type.period_unit),
+            0,
+        );
+        let builder = self
+            .evaluate(&tenant, &plan, true, builder, ember_query::merge_pprof)
+            .await?;
+        let (time_nanos, duration) = if req.start == 0 && req.end == 0 {
+            (0, 0)
+        } else {
+            (start, end - start)
+        };
+        Ok(Response::new(builder.finish(time_nanos, duration)))
+    }
+
+    async fn select_series(
+        &self,
+        request: Request<SelectSeriesRequest>,
+    ) -> Result<Response<SelectSeriesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let req = request.into_inner();
+        req.profile_type_id
+            .parse::<ProfileType>()
+            .map_err(invalid)?;
+        let (start, end) = nanos_range(req.start, req.end)?;
+        let plan = Plan {
+            profile_type: Some(req.profile_type_id.clone()),
+            selectors: parse_selectors(std::slice::from_ref(&req.label_selector))?,
+            start,
+            end,
+        };
+        let mut shape = series::Bucketing::new(&req, start)?;
+        let group_by = req.group_by.clone();
+        let points: BTreeMap<Labels, Vec<ember_query::Point>> = self
+            .evaluate(
+                &tenant,
+                &plan,
+                false,
+                BTreeMap::new(),
+                move |view, plan, out| {
+                    ember_query::points(view, plan, &mut |labels, point| {
+                        let key = Labels::new(
+                            group_by
+                                .iter()
+                                .filter_map(|n| {
+                                    labels.get(n).map(|v| ember_model::Label::new(n.clone(), v))
+                                })
+                                .collect(),
+                        );
+                        out.entry(key).or_insert_with(Vec::new).push(point);
+                    })
+                },
+            )
+            .await?;
+        Ok(Response::new(SelectSeriesResponse {
+            series: shape.aggregate(points),
+        }))
+    }
+
+    async fn diff(&self, request: Request<DiffRequest>) -> Result<Response<DiffResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let req = request.into_inner();
+        let (Some(left), Some(right)) = (req.left, req.right) else {
+            return Err(invalid("diff needs both left and right"));
+        };
+        let (left_plan, right_plan) = (
+            Self::stacktraces_plan(&left)?,
+            Self::stacktraces_plan(&right)?,
+        );
+        let (l, r) = tokio::try_join!(
+            self.merge_tree(&tenant, &left_plan),
+            self.merge_tree(&tenant, &right_plan)
+        )?;
+        let max_nodes = max_nodes(left.max_nodes.or(right.max_nodes));
+        let diff = tokio::task::spawn_blocking(move || flamegraph::diff(&l, &r, max_nodes))
+            .await
+            .map_err(internal)?;
+        Ok(Response::new(DiffResponse {
+            flamegraph: Some(diff),
+        }))
+    }
+
+    async fn get_profile_stats(
+        &self,
+        request: Request<GetProfileStatsRequest>,
+    ) -> Result<Response<GetProfileStatsResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let plan = Plan {
+            profile_type: None,
+            selectors: Vec::new(),
+            start: i64::MIN,
+            end: i64::MAX,
+        };
+        let range = self
+            .evaluate(
+                &tenant,
+                &plan,
+                false,
+                None,
+                |view, _, acc: &mut Option<(i64, i64)>| {
+                    if let Some((lo, hi)) = view.time_range() {
+                        *acc = Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                    }
+                    Ok(())
+                },
+            )
+            .await?;
+        Ok(Response::new(match range {
+            Some((lo, hi)) => GetProfileStatsResponse {
+                data_ingested: true,
+                oldest_profile_time: lo.div_euclid(1_000_000),
+                newest_profile_time: hi.div_euclid(1_000_000),
+            },
+            None => GetProfileStatsResponse {
+                data_ingested: false,
+                oldest_profile_time: 0,
+                newest_profile_time: 0,
+            },
+        }))
+    }
+}

@@ -1,0 +1,162 @@
+//! Turns profile totals into time series: points at `start + k*step`, each
+//! aggregating the profiles in `(t - step, t]`.
+
+use std::collections::BTreeMap;
+
+use ember_model::Labels;
+use ember_proto::{
+    querier::v1::SelectSeriesRequest,
+    types::v1::{Point as PointProto, Series, TimeSeriesAggregationType},
+};
+use ember_query::Point;
+use tonic::Status;
+
+/// Steps of less than this would let one query ask for billions of points.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+#[derive(Debug)]
+pub(crate) struct Bucketing {
+    start: i64,
+    step: i64,
+    average: bool,
+    limit: Option<usize>,
+}
+
+impl Bucketing {
+    pub(crate) fn new(req: &SelectSeriesRequest, start_nanos: i64) -> Result<Self, Status> {
+        if !(req.step.is_finite() && req.step > 0.0) {
+            return Err(Status::invalid_argument(format!(
+                "step must be a positive number of seconds, got {}",
+                req.step
+            )));
+        }
+        let step = (req.step * 1e9) as i64;
+        let span = (req.end - req.start).saturating_mul(1_000_000);
+        if step > 0 && span / step.max(1) > MAX_POINTS_PER_SERIES {
+            return Err(Status::invalid_argument(format!(
+                "step {}s over this range gives more than {MAX_POINTS_PER_SERIES} points; use a larger step",
+                req.step
+            )));
+        }
+        let average = req.aggregation == Some(TimeSeriesAggregationType::Average as i32);
+        Ok(Self {
+            start: start_nanos,
+            step: step.max(1),
+            average,
+            limit: req.limit.filter(|l| *l > 0).map(|l| l as usize),
+        })
+    }
+
+    /// Returns the point time (ns) of the bucket holding `t`.
+    fn bucket(&self, t: i64) -> i64 {
+        let k = (t - self.start + self.step - 1).div_euclid(self.step);
+        self.start + k * self.step
+    }
+
+    pub(crate) fn aggregate(&mut self, groups: BTreeMap<Labels, Vec<Point>>) -> Vec<Series> {
+        let mut series: Vec<(i64, Series)> = groups
+            .into_iter()
+            .map(|(labels, points)| {
+                let mut buckets: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+                for p in &points {
+                    let b = buckets.entry(self.bucket(p.time_nanos)).or_default();
+                    b.0 += p.total;
+                    b.1 += 1;
+                }
+                let total: i64 = points.iter().map(|p| p.total).sum();
+                let points = buckets
+                    .into_iter()
+                    .map(|(t, (sum, n))| PointProto {
+                        value: if self.average {
+                            sum as f64 / n as f64
+                        } else {
+                            sum as f64
+                        },
+                        timestamp: t.div_euclid(1_000_000),
+                    })
+                    .collect();
+                (
+                    total,
+                    Series {
+                        labels: labels.to_proto(),
+                        points,
+                    },
+                )
+            })
+            .collect();
+        if let Some(limit) = self.limit {
+            // Keep the `limit` largest series, still in label order.
+            let mut largest: Vec<usize> = (0..series.len()).collect();
+            largest.sort_by_key(|&i| std::cmp::Reverse(series[i].0));
+            largest.truncate(limit);
+            let mut keep = vec![false; series.len()];
+            largest.into_iter().for_each(|i| keep[i] = true);
+            let mut i = 0;
+            series.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        series.into_iter().map(|(_, s)| s).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(step: f64, aggregation: Option<TimeSeriesAggregationType>) -> SelectSeriesRequest {
+        SelectSeriesRequest {
+            start: 1_000,
+            end: 61_000,
+            step,
+            aggregation: aggregation.map(|a| a as i32),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn buckets_are_left_open_right_closed() {
+        let b = Bucketing::new(&req(10.0, None), 1_000_000_000).unwrap();
+        let s = 1_000_000_000;
+        assert_eq!(b.bucket(s), s);
+        assert_eq!(b.bucket(s + 1), s + 10_000_000_000);
+        assert_eq!(b.bucket(s + 10_000_000_000), s + 10_000_000_000);
+    }
+
+    #[test]
+    fn sums_or_averages_per_bucket() {
+        let points = vec![
+            Point {
+                time_nanos: 2_000_000_000,
+                total: 4,
+            },
+            Point {
+                time_nanos: 3_000_000_000,
+                total: 2,
+            },
+            Point {
+                time_nanos: 12_000_000_000,
+                total: 7,
+            },
+        ];
+        let mut groups = BTreeMap::new();
+        groups.insert(Labels::default(), points);
+        let mut sum = Bucketing::new(&req(10.0, None), 1_000_000_000).unwrap();
+        let s = sum.aggregate(groups.clone());
+        let values: Vec<(i64, f64)> = s[0].points.iter().map(|p| (p.timestamp, p.value)).collect();
+        assert_eq!(values, [(11_000, 6.0), (21_000, 7.0)]);
+        let mut avg = Bucketing::new(
+            &req(10.0, Some(TimeSeriesAggregationType::Average)),
+            1_000_000_000,
+        )
+        .unwrap();
+        assert_eq!(avg.aggregate(groups)[0].points[0].value, 3.0);
+    }
+
+    #[test]
+    fn rejects_bad_steps() {
+        assert!(Bucketing::new(&req(0.0, None), 0).is_err());
+        assert!(Bucketing::new(&req(0.001, None), 0).is_err());
+    }
+}

@@ -1,0 +1,241 @@
+//! Query evaluation over one source of profiles.
+//!
+//! An ingester's in-memory head and a stored block both look like a
+//! [`SourceView`]: a list of series, a scan over profiles, and symbols per
+//! partition. Every query is evaluated the same way on either: select the
+//! series by label matchers, sum values per stack-trace ID into a dense vector
+//! per partition, then resolve each partition's stack tree once. The
+//! functions here are synchronous and CPU-bound; callers run them off the
+//! async runtime.
+
+use ember_block::{BlockView, ProfileVisitor, SeriesEntry};
+use ember_model::{Labels, Selector, flamegraph::FunctionTree, labels::PROFILE_TYPE};
+use ember_symdb::{Symbols, resolve};
+use ulid::Ulid;
+
+pub use ember_block::Error;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One source of profiles, readable synchronously.
+pub trait SourceView {
+    /// Returns the block ID (a head has the ID its block will have).
+    fn id(&self) -> Ulid;
+    /// Returns the series, indexed by series reference.
+    fn series(&self) -> &[SeriesEntry];
+    /// Returns the (min, max) profile time in nanoseconds, if any profile.
+    fn time_range(&self) -> Option<(i64, i64)>;
+    /// Visits the profiles of selected series within `[start, end]`.
+    fn scan(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        with_samples: bool,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()>;
+    /// Returns the symbols of a partition.
+    fn symbols(&self, partition: u32) -> Option<&Symbols>;
+}
+
+impl SourceView for BlockView {
+    fn id(&self) -> Ulid {
+        self.block.meta.ulid
+    }
+
+    fn series(&self) -> &[SeriesEntry] {
+        &self.block.series
+    }
+
+    fn time_range(&self) -> Option<(i64, i64)> {
+        let m = &self.block.meta;
+        (m.stats.profiles > 0).then_some((m.min_time_nanos, m.max_time_nanos))
+    }
+
+    fn scan(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        with_samples: bool,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        BlockView::scan(self, selected, start, end, with_samples, visitor)
+    }
+
+    fn symbols(&self, partition: u32) -> Option<&Symbols> {
+        BlockView::symbols(self, partition)
+    }
+}
+
+/// What to read: a profile type, a selector and a time range.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// A profile type ID; `None` selects every type (label and series queries).
+    pub profile_type: Option<String>,
+    /// A series is selected when any selector matches; none selects all.
+    pub selectors: Vec<Selector>,
+    /// Inclusive bounds in nanoseconds.
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Plan {
+    /// Returns whether a series with `labels` is selected.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.profile_type
+            .as_deref()
+            .is_none_or(|t| labels.get(PROFILE_TYPE) == Some(t))
+            && (self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches(labels)))
+    }
+
+    /// Returns whether `view` can hold profiles of this plan's time range.
+    pub fn overlaps(&self, view: &dyn SourceView) -> bool {
+        view.time_range()
+            .is_some_and(|(lo, hi)| lo <= self.end && hi >= self.start)
+    }
+
+    /// Returns a selection bitmap over `series`.
+    pub fn select(&self, series: &[SeriesEntry]) -> Vec<bool> {
+        series.iter().map(|s| self.matches(&s.labels)).collect()
+    }
+}
+
+/// Sums values per stack-trace ID, one dense vector per partition.
+struct StackSums<'a> {
+    series: &'a [SeriesEntry],
+    sums: Vec<Vec<i64>>,
+}
+
+impl ProfileVisitor for StackSums<'_> {
+    fn visit(&mut self, series: u32, _time: i64, _total: i64, samples: Option<(&[u32], &[i64])>) {
+        let Some((ids, values)) = samples else { return };
+        let partition = self.series[series as usize].partition as usize;
+        if self.sums.len() <= partition {
+            self.sums.resize_with(partition + 1, Vec::new);
+        }
+        let sums = &mut self.sums[partition];
+        if let Some(&max) = ids.last() {
+            // IDs are sorted, so the last one bounds the vector.
+            if sums.len() <= max as usize {
+                sums.resize(max as usize + 1, 0);
+            }
+        }
+        for (&id, &v) in ids.iter().zip(values) {
+            sums[id as usize] += v;
+        }
+    }
+}
+
+/// Returns per-partition sums of the selected profiles of `view`.
+fn stack_sums(view: &dyn SourceView, plan: &Plan) -> Result<Vec<Vec<i64>>> {
+    let selected = plan.select(view.series());
+    let mut sums = StackSums {
+        series: view.series(),
+        sums: Vec::new(),
+    };
+    view.scan(&selected, plan.start, plan.end, true, &mut sums)?;
+    Ok(sums.sums)
+}
+
+fn partition_symbols(view: &dyn SourceView, partition: usize) -> Result<&Symbols> {
+    view.symbols(partition as u32)
+        .ok_or_else(|| Error::Corrupt {
+            block: view.id().to_string(),
+            message: format!("symbols of partition {partition} are missing"),
+        })
+}
+
+/// Calls `f` with the symbols and per-node sums of every partition that has
+/// selected samples; `sums` is sized to the partition's stack tree.
+fn for_each_partition(
+    view: &dyn SourceView,
+    plan: &Plan,
+    f: &mut dyn FnMut(&Symbols, &[i64]),
+) -> Result<()> {
+    for (partition, mut sums) in stack_sums(view, plan)?.into_iter().enumerate() {
+        if sums.iter().any(|v| *v != 0) {
+            let symbols = partition_symbols(view, partition)?;
+            if sums.len() > symbols.stacks.len() {
+                return Err(Error::Corrupt {
+                    block: view.id().to_string(),
+                    message: format!(
+                        "a profile refers to a stack trace beyond partition {partition}'s tree"
+                    ),
+                });
+            }
+            sums.resize(symbols.stacks.len(), 0);
+            f(symbols, &sums);
+        }
+    }
+    Ok(())
+}
+
+/// Adds the selected profiles of `view` to a function-name tree.
+pub fn merge_tree(view: &dyn SourceView, plan: &Plan, tree: &mut FunctionTree) -> Result<()> {
+    if !plan.overlaps(view) {
+        return Ok(());
+    }
+    for_each_partition(view, plan, &mut |symbols, sums| {
+        resolve::add_to_function_tree(symbols, sums, tree)
+    })
+}
+
+/// Adds the selected profiles of `view` to a pprof profile.
+pub fn merge_pprof(
+    view: &dyn SourceView,
+    plan: &Plan,
+    out: &mut resolve::PprofBuilder,
+) -> Result<()> {
+    if !plan.overlaps(view) {
+        return Ok(());
+    }
+    for_each_partition(view, plan, &mut |symbols, sums| out.add(symbols, sums))
+}
+
+/// One profile's total, for time series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    pub time_nanos: i64,
+    pub total: i64,
+}
+
+/// Calls `out` with the series labels, time and total of every selected profile.
+pub fn points(
+    view: &dyn SourceView,
+    plan: &Plan,
+    out: &mut dyn FnMut(&Labels, Point),
+) -> Result<()> {
+    if !plan.overlaps(view) {
+        return Ok(());
+    }
+    struct Totals<'a, 'b> {
+        series: &'a [SeriesEntry],
+        out: &'b mut dyn FnMut(&Labels, Point),
+    }
+    impl ProfileVisitor for Totals<'_, '_> {
+        fn visit(&mut self, series: u32, time_nanos: i64, total: i64, _: Option<(&[u32], &[i64])>) {
+            (self.out)(
+                &self.series[series as usize].labels,
+                Point { time_nanos, total },
+            );
+        }
+    }
+    let selected = plan.select(view.series());
+    let mut totals = Totals {
+        series: view.series(),
+        out,
+    };
+    view.scan(&selected, plan.start, plan.end, false, &mut totals)
+}
+
+/// Calls `out` with the labels of every selected series of `view`.
+pub fn series_labels<'a>(view: &'a dyn SourceView, plan: &Plan, out: &mut dyn FnMut(&'a Labels)) {
+    if !plan.overlaps(view) {
+        return;
+    }
+    for s in view.series() {
+        if plan.matches(&s.labels) {
+            out(&s.labels);
+        }
+    }
+}

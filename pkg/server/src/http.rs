@@ -1,0 +1,268 @@
+//! Assembles every endpoint on one port: gRPC (dispatched by content type),
+//! Connect, the legacy Pyroscope HTTP API, `/ready` and `/metrics`.
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{DefaultBodyLimit, Request, State},
+    http::{HeaderMap, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use ember_distributor::Distributor;
+use ember_proto::{
+    Tenant,
+    error::Code,
+    push::v1::pusher_service_server::{PusherService, PusherServiceServer},
+    querier::v1::querier_service_server::{QuerierService, QuerierServiceServer},
+};
+use ember_querier::Querier;
+use tonic::codec::CompressionEncoding;
+use tower::ServiceExt;
+
+use crate::{connect, metrics::Metrics, render};
+
+/// What the HTTP layer serves; absent services answer 404.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub distributor: Option<Distributor>,
+    pub querier: Option<Arc<Querier>>,
+    pub metrics: Metrics,
+    pub ready: Arc<AtomicBool>,
+    pub multitenancy: bool,
+    pub max_body_bytes: usize,
+}
+
+/// Puts the request's [`Tenant`] into its extensions, or refuses it.
+async fn tenant(State(multitenancy): State<bool>, mut request: Request, next: Next) -> Response {
+    let tenant = if multitenancy {
+        match request
+            .headers()
+            .get("x-scope-orgid")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+        {
+            Some(t) if valid_tenant(t) => t.to_owned(),
+            Some(t) => return connect::error_response(&Code::BadRequest.status(format!(
+                "invalid tenant {t:?} in X-Scope-OrgID: use up to 150 letters, digits and !-_.*'()"
+            ))),
+            None => {
+                let path = request.uri().path();
+                if path == "/ready" || path == "/metrics" {
+                    return next.run(request).await;
+                }
+                return connect::error_response(
+                    &Code::Unauthenticated.status("no tenant: set the X-Scope-OrgID header"),
+                );
+            }
+        }
+    } else {
+        Tenant::ANONYMOUS.to_owned()
+    };
+    request.extensions_mut().insert(Tenant(tenant));
+    next.run(request).await
+}
+
+/// Tenant IDs become object-storage prefixes, so only safe characters pass.
+fn valid_tenant(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 150
+        && t != "."
+        && t != ".."
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c))
+}
+
+/// Registers a Connect route for one unary method of a service.
+macro_rules! connect_route {
+    ($router:expr, $service:expr, $max:expr, $path:literal, $method:ident) => {{
+        let service = $service.clone();
+        let max = $max;
+        $router.route(
+            $path,
+            post(
+                move |tenant: axum::Extension<Tenant>, headers: HeaderMap, body: Bytes| {
+                    let service = service.clone();
+                    async move {
+                        connect::unary(tenant.0, headers, body, max, |r| async move {
+                            service.$method(r).await
+                        })
+                        .await
+                    }
+                },
+            ),
+        )
+    }};
+}
+
+fn connect_routes(s: &Services) -> Router {
+    let mut router = Router::new();
+    let max = s.max_body_bytes;
+    if let Some(d) = &s.distributor {
+        router = connect_route!(router, d, max, "/push.v1.PusherService/Push", push);
+        router = connect_route!(
+            router,
+            d,
+            max,
+            "/push.v1.PusherService/GetFeatureFlags",
+            get_feature_flags
+        );
+    }
+    if let Some(q) = &s.querier {
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/ProfileTypes",
+            profile_types
+        );
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/LabelValues",
+            label_values
+        );
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/LabelNames",
+            label_names
+        );
+        router = connect_route!(router, q, max, "/querier.v1.QuerierService/Series", series);
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/SelectMergeStacktraces",
+            select_merge_stacktraces
+        );
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/SelectMergeProfile",
+            select_merge_profile
+        );
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/SelectSeries",
+            select_series
+        );
+        router = connect_route!(router, q, max, "/querier.v1.QuerierService/Diff", diff);
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/GetProfileStats",
+            get_profile_stats
+        );
+    }
+    router
+}
+
+fn grpc_routes(s: &Services) -> Router {
+    let max = s.max_body_bytes;
+    let mut routes = tonic::service::Routes::default();
+    if let Some(d) = &s.distributor {
+        routes = routes.add_service(
+            PusherServiceServer::new(d.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max),
+        );
+    }
+    if let Some(q) = &s.querier {
+        routes = routes.add_service(
+            QuerierServiceServer::from_arc(q.clone())
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max),
+        );
+    }
+    routes.prepare().into_axum_router()
+}
+
+fn is_grpc(request: &Request) -> bool {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+async fn ready(State(ready): State<Arc<AtomicBool>>) -> Response {
+    if ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        "Ember continuous profiling database\n\n\
+         Push profiles: POST /push.v1.PusherService/Push (Connect, gRPC)\n\
+         Query: POST /querier.v1.QuerierService/<Method>, GET /pyroscope/render\n\
+         Operations: GET /ready, GET /metrics\n",
+    )
+}
+
+/// Builds the whole application.
+pub fn router(s: Services) -> Router {
+    let http = Router::new()
+        .merge(connect_routes(&s))
+        .merge(render::routes(s.querier.clone()))
+        .route("/", get(index))
+        .route("/ready", get(ready).with_state(s.ready.clone()))
+        .route(
+            "/metrics",
+            get(crate::metrics::handler).with_state(s.metrics.clone()),
+        )
+        .layer(DefaultBodyLimit::max(s.max_body_bytes));
+    let grpc = grpc_routes(&s);
+    let dispatch = tower::service_fn(move |request: Request<Body>| {
+        let target = if is_grpc(&request) {
+            grpc.clone()
+        } else {
+            http.clone()
+        };
+        async move { Ok::<_, Infallible>(target.oneshot(request).await.into_response()) }
+    });
+    Router::new()
+        .fallback_service(dispatch)
+        .layer(middleware::from_fn_with_state(s.multitenancy, tenant))
+        .layer(middleware::from_fn_with_state(
+            s.metrics.clone(),
+            crate::metrics::record,
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_ids_are_path_safe() {
+        assert!(valid_tenant("team-a_1"));
+        assert!(!valid_tenant("../etc"));
+        assert!(!valid_tenant("a/b"));
+        assert!(!valid_tenant(""));
+    }
+}

@@ -1,0 +1,11 @@
+//! Assembles an Ember process: configuration, the components selected by
+//! `-target`, and one port serving gRPC, Connect and the HTTP API.
+
+pub mod app;
+pub mod config;
+mod connect;
+pub mod http;
+pub mod metrics;
+mod render;
+pub mod target;
+pub mod time;

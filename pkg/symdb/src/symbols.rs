@@ -1,0 +1,360 @@
+//! Symbol tables of one partition and the ingestion of pprof symbols into them.
+
+use ember_proto::google::v1 as pprof;
+use rustc_hash::FxHashMap;
+
+use crate::interner::Index;
+
+/// The stack-trace ID of the empty stack: the tree's root.
+pub const ROOT_NODE: u32 = 0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Mapping {
+    pub memory_start: u64,
+    pub memory_limit: u64,
+    pub file_offset: u64,
+    pub filename: u32,
+    pub build_id: u32,
+    /// pprof's has_functions, has_filenames, has_line_numbers, has_inline_frames as bits 0..4.
+    pub flags: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Function {
+    pub name: u32,
+    pub system_name: u32,
+    pub filename: u32,
+    pub start_line: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Line {
+    pub function: u32,
+    pub line: i64,
+}
+
+/// A code location; `lines[0]` is the innermost inlined frame, the last line the caller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Location {
+    pub mapping: u32,
+    pub address: u64,
+    pub lines: Vec<Line>,
+}
+
+/// The parent-pointer tree of stack traces. Node `i` is the stack
+/// `stack(parents[i]) + locations[i]`; a child is always created after its
+/// parent, so `parents[i] < i` for every node but the root.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StackTree {
+    pub parents: Vec<u32>,
+    pub locations: Vec<u32>,
+}
+
+impl StackTree {
+    fn with_root() -> Self {
+        Self {
+            parents: vec![ROOT_NODE],
+            locations: vec![u32::MAX],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.parents.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parents.len() <= 1
+    }
+}
+
+/// The symbols of one partition. Index 0 of strings is `""`, index 0 of
+/// mappings is the empty mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Symbols {
+    pub strings: Vec<String>,
+    pub mappings: Vec<Mapping>,
+    pub functions: Vec<Function>,
+    pub locations: Vec<Location>,
+    pub stacks: StackTree,
+}
+
+impl Default for Symbols {
+    fn default() -> Self {
+        Self {
+            strings: vec![String::new()],
+            mappings: vec![Mapping::default()],
+            functions: Vec::new(),
+            locations: Vec::new(),
+            stacks: StackTree::with_root(),
+        }
+    }
+}
+
+impl Symbols {
+    /// Returns the name of `function`.
+    pub fn function_name(&self, function: u32) -> &str {
+        &self.strings[self.functions[function as usize].name as usize]
+    }
+
+    /// Approximate heap size, used to decide when a head block is full.
+    pub fn estimated_bytes(&self) -> usize {
+        self.strings.iter().map(|s| s.len() + 24).sum::<usize>()
+            + self.mappings.len() * size_of::<Mapping>()
+            + self.functions.len() * size_of::<Function>()
+            + self
+                .locations
+                .iter()
+                .map(|l| 40 + l.lines.len() * size_of::<Line>())
+                .sum::<usize>()
+            + self.stacks.len() * 8
+    }
+}
+
+/// [`Symbols`] plus the hash indices that de-duplicate appends.
+#[derive(Debug, Default)]
+pub struct SymbolsBuilder {
+    symbols: Symbols,
+    strings: Index,
+    mappings: Index,
+    functions: Index,
+    locations: Index,
+    stacks: FxHashMap<(u32, u32), u32>,
+}
+
+impl SymbolsBuilder {
+    pub fn new() -> Self {
+        let symbols = Symbols::default();
+        Self::from_symbols(symbols)
+    }
+
+    /// Resumes appending to existing symbols (e.g. when compacting blocks).
+    pub fn from_symbols(symbols: Symbols) -> Self {
+        let stacks = (1..symbols.stacks.len() as u32)
+            .map(|i| {
+                (
+                    (
+                        symbols.stacks.parents[i as usize],
+                        symbols.stacks.locations[i as usize],
+                    ),
+                    i,
+                )
+            })
+            .collect();
+        Self {
+            strings: Index::build(&symbols.strings),
+            mappings: Index::build(&symbols.mappings),
+            functions: Index::build(&symbols.functions),
+            locations: Index::build(&symbols.locations),
+            stacks,
+            symbols,
+        }
+    }
+
+    pub fn symbols(&self) -> &Symbols {
+        &self.symbols
+    }
+
+    pub fn into_symbols(self) -> Symbols {
+        self.symbols
+    }
+
+    pub fn intern_string(&mut self, s: &str) -> u32 {
+        self.strings.intern(&mut self.symbols.strings, s)
+    }
+
+    pub fn intern_function(&mut self, f: Function) -> u32 {
+        self.functions.intern(&mut self.symbols.functions, &f)
+    }
+
+    pub fn intern_mapping(&mut self, m: Mapping) -> u32 {
+        self.mappings.intern(&mut self.symbols.mappings, &m)
+    }
+
+    pub fn intern_location(&mut self, l: &Location) -> u32 {
+        self.locations.intern(&mut self.symbols.locations, l)
+    }
+
+    /// Returns the node for `location` called from `parent`, creating it if new.
+    pub fn stack_child(&mut self, parent: u32, location: u32) -> u32 {
+        let tree = &mut self.symbols.stacks;
+        *self.stacks.entry((parent, location)).or_insert_with(|| {
+            tree.parents.push(parent);
+            tree.locations.push(location);
+            (tree.parents.len() - 1) as u32
+        })
+    }
+
+    /// Adds the symbols of a validated pprof profile and returns the
+    /// stack-trace ID of each of its samples, in sample order.
+    pub fn add_profile(&mut self, profile: &pprof::Profile) -> Vec<u32> {
+        let mut strings = vec![u32::MAX; profile.string_table.len()];
+        let mut string = |b: &mut Self, idx: i64| -> u32 {
+            let slot = &mut strings[idx as usize];
+            if *slot == u32::MAX {
+                *slot = b.intern_string(&profile.string_table[idx as usize]);
+            }
+            *slot
+        };
+
+        let mut functions = IdMap::with_capacity(profile.function.len());
+        for f in &profile.function {
+            let local = Function {
+                name: string(self, f.name),
+                system_name: string(self, f.system_name),
+                filename: string(self, f.filename),
+                start_line: f.start_line,
+            };
+            functions.insert(f.id, self.intern_function(local));
+        }
+        let mut mappings = IdMap::with_capacity(profile.mapping.len());
+        for m in &profile.mapping {
+            let flags = m.has_functions as u8
+                | (m.has_filenames as u8) << 1
+                | (m.has_line_numbers as u8) << 2
+                | (m.has_inline_frames as u8) << 3;
+            let local = Mapping {
+                memory_start: m.memory_start,
+                memory_limit: m.memory_limit,
+                file_offset: m.file_offset,
+                filename: string(self, m.filename),
+                build_id: string(self, m.build_id),
+                flags,
+            };
+            mappings.insert(m.id, self.intern_mapping(local));
+        }
+        // A function id 0 or a missing name still yields a frame: it is named
+        // after its address so that stacks keep their shape.
+        let unknown_function = |b: &mut Self, address: u64| {
+            let name = b.intern_string(&format!("0x{address:x}"));
+            b.intern_function(Function {
+                name,
+                ..Function::default()
+            })
+        };
+        let mut locations = IdMap::with_capacity(profile.location.len());
+        let mut scratch = Location::default();
+        for loc in &profile.location {
+            scratch.mapping = mappings.get(loc.mapping_id).unwrap_or(0);
+            scratch.address = loc.address;
+            scratch.lines.clear();
+            for line in &loc.line {
+                let function = match functions.get(line.function_id) {
+                    Some(f) => f,
+                    None => unknown_function(self, loc.address),
+                };
+                scratch.lines.push(Line {
+                    function,
+                    line: line.line,
+                });
+            }
+            if scratch.lines.is_empty() {
+                let function = unknown_function(self, loc.address);
+                scratch.lines.push(Line { function, line: 0 });
+            }
+            locations.insert(loc.id, self.intern_location(&scratch));
+        }
+
+        profile
+            .sample
+            .iter()
+            .map(|sample| {
+                sample.location_id.iter().rev().fold(ROOT_NODE, |node, id| {
+                    // Validation guarantees every id resolves.
+                    let location = locations.get(*id).unwrap_or(0);
+                    self.stack_child(node, location)
+                })
+            })
+            .collect()
+    }
+}
+
+/// Maps pprof's u64 IDs to local u32 indices: a vector when IDs are dense
+/// (the norm, 1..=n), a hash map otherwise.
+#[derive(Debug)]
+struct IdMap {
+    dense: Vec<u32>,
+    sparse: FxHashMap<u64, u32>,
+}
+
+impl IdMap {
+    const DENSE_LIMIT: u64 = 1 << 22;
+
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            dense: Vec::with_capacity(n + 1),
+            sparse: FxHashMap::default(),
+        }
+    }
+
+    fn insert(&mut self, id: u64, local: u32) {
+        if id < Self::DENSE_LIMIT {
+            let i = id as usize;
+            if self.dense.len() <= i {
+                self.dense.resize(i + 1, u32::MAX);
+            }
+            self.dense[i] = local;
+        } else {
+            self.sparse.insert(id, local);
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<u32> {
+        if id < Self::DENSE_LIMIT {
+            self.dense
+                .get(id as usize)
+                .copied()
+                .filter(|&v| v != u32::MAX)
+        } else {
+            self.sparse.get(&id).copied()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::profile;
+
+    #[test]
+    fn shares_prefixes_and_dedups_symbols() {
+        let mut b = SymbolsBuilder::new();
+        let ids = b.add_profile(&profile(&[
+            (&["a", "b"], 1),
+            (&["a", "c"], 2),
+            (&["a", "b"], 3),
+        ]));
+        assert_eq!(ids[0], ids[2]);
+        assert_ne!(ids[0], ids[1]);
+        // root + a + b + c
+        assert_eq!(b.symbols().stacks.len(), 4);
+        // the same profile again adds nothing
+        let again = b.add_profile(&profile(&[(&["a", "b"], 1), (&["a", "c"], 2)]));
+        assert_eq!(again, ids[..2]);
+        assert_eq!(b.symbols().functions.len(), 3);
+        assert_eq!(b.symbols().strings.len(), 4);
+        let s = b.symbols();
+        let b_node = ids[0] as usize;
+        assert!(s.stacks.parents[b_node] < b_node as u32);
+    }
+
+    #[test]
+    fn resumes_from_existing_symbols() {
+        let mut b = SymbolsBuilder::new();
+        let first = b.add_profile(&profile(&[(&["a", "b"], 1)]));
+        let mut resumed = SymbolsBuilder::from_symbols(b.into_symbols());
+        let second = resumed.add_profile(&profile(&[(&["a", "b"], 1)]));
+        assert_eq!(first, second);
+    }
+
+    #[test]
+    fn locations_without_lines_get_address_names() {
+        let mut p = profile(&[(&["a"], 1)]);
+        p.location[0].line.clear();
+        p.location[0].address = 0xbeef;
+        let mut b = SymbolsBuilder::new();
+        let ids = b.add_profile(&p);
+        let s = b.symbols();
+        let loc = &s.locations[s.stacks.locations[ids[0] as usize] as usize];
+        assert_eq!(s.function_name(loc.lines[0].function), "0xbeef");
+    }
+}
