@@ -67,9 +67,29 @@ pub fn decode(raw: &[u8], limits: &DecodeLimits) -> Result<Profile> {
     Ok(profile)
 }
 
+/// Gives every element its 1-based position as ID when the IDs are not
+/// unique and non-zero: some profilers (.NET) write 0 for every function and
+/// refer to functions by position, as Pyroscope accepts.
+fn number_by_position<T>(items: &mut [T], id: impl Fn(&mut T) -> &mut u64) {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    if items.iter_mut().all(|item| {
+        let v = *id(item);
+        v != 0 && seen.insert(v)
+    }) {
+        return;
+    }
+    for (i, item) in items.iter_mut().enumerate() {
+        *id(item) = i as u64 + 1;
+    }
+}
+
 /// Checks references and limits; repairs what is harmless to repair (an empty
-/// string table gets its mandatory leading empty string).
+/// string table gets its mandatory leading empty string; zero or duplicate IDs
+/// become positions).
 pub fn validate(profile: &mut Profile, limits: &DecodeLimits) -> Result<()> {
+    number_by_position(&mut profile.function, |f| &mut f.id);
+    number_by_position(&mut profile.location, |l| &mut l.id);
+    number_by_position(&mut profile.mapping, |m| &mut m.id);
     if profile.string_table.is_empty() {
         profile.string_table.push(String::new());
     }
@@ -268,6 +288,14 @@ mod tests {
         p.function[0].name = 99;
         let err = decode(&p.encode_to_vec(), &limits).unwrap_err();
         assert!(err.to_string().contains("string 99"), "{err}");
+    }
+
+    #[test]
+    fn numbers_zero_ids_by_position() {
+        let mut p = tiny();
+        p.function[0].id = 0;
+        let decoded = decode(&p.encode_to_vec(), &DecodeLimits::default()).unwrap();
+        assert_eq!(decoded.function[0].id, 1);
     }
 
     #[test]

@@ -582,6 +582,19 @@ pub enum Loaded {
     PrintVersion,
 }
 
+/// Returns whether `name` has the shape of a variable Kubernetes injects for a
+/// Service (`EMBER_PORT`, `EMBER_QUERIER_SERVICE_HOST`, `EMBER_PORT_4040_TCP_ADDR`):
+/// a Service named `ember` must not stop its own pods from starting.
+fn is_service_link(name: &str, value: &str) -> bool {
+    let url = ["tcp://", "udp://", "sctp://"].iter().any(|p| value.starts_with(p));
+    (name.ends_with("_PORT") && url)
+        || name
+            .split_once("_PORT_")
+            .is_some_and(|(_, rest)| rest.starts_with(|c: char| c.is_ascii_digit()))
+        || name.ends_with("_SERVICE_HOST")
+        || name.contains("_SERVICE_PORT")
+}
+
 /// Errors from loading configuration; each names the key, flag, variable or file at
 /// fault.
 #[derive(Debug, thiserror::Error)]
@@ -703,9 +716,12 @@ pub fn load(args: &[String], env: &[(String, String)]) -> Result<Loaded, ConfigE
         if !name.starts_with(ENV_PREFIX) || name == CONFIG_FILE_ENV {
             continue;
         }
-        let key = keys
-            .by_env(name)
-            .ok_or_else(|| ConfigError::UnknownEnv(name.clone()))?;
+        let Some(key) = keys.by_env(name) else {
+            if is_service_link(name, value) {
+                continue;
+            }
+            return Err(ConfigError::UnknownEnv(name.clone()));
+        };
         let origin = format!("environment variable {name}");
         set_key(&mut tree, key, value, &origin, false)?;
         set_by.insert(key.path.clone(), origin);
@@ -1593,6 +1609,25 @@ mod tests {
                 .to_string(),
             "unknown configuration key \"limits.max_stack\" in configuration"
         );
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_configuration() {
+        let env = [
+            ("EMBER_PORT", "tcp://10.0.0.1:4040"),
+            ("EMBER_PORT_4040_TCP_ADDR", "10.0.0.1"),
+            ("EMBER_QUERIER_SERVICE_HOST", "10.0.0.2"),
+            ("EMBER_QUERIER_SERVICE_PORT_HTTP", "4040"),
+            ("EMBER_SERVER_HTTP_LISTEN_PORT", "5050"),
+        ];
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match load(&[], &env).unwrap() {
+            Loaded::Run(c) => assert_eq!(c.server.http_listen_port, 5050),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,0 +1,196 @@
+//! A head and the block it is flushed into answer every query identically,
+//! for every real profile in the shared test data.
+
+use std::{path::PathBuf, sync::Arc};
+
+use ember_block::Block;
+use ember_ingester::{Head, Ingester, IngesterConfig};
+use ember_model::{Labels, flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, pprof};
+use ember_query::{Plan, SourceView};
+use ember_symdb::resolve::PprofBuilder;
+use object_store::{ObjectStore, memory::InMemory};
+
+fn testdata() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/profiles");
+    assert!(
+        dir.is_dir(),
+        "shared test data not found at {}",
+        dir.display()
+    );
+    dir
+}
+
+/// Every profile file that decodes, with its path.
+fn valid_profiles() -> Vec<(String, ember_proto::google::v1::Profile)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![testdata()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !path.extension().is_some_and(|e| e == "json" || e == "md") {
+                let raw = std::fs::read(&path).unwrap();
+                if let Ok(p) = pprof::decode(
+                    &raw,
+                    &pprof::DecodeLimits {
+                        max_samples: 0,
+                        max_stack_depth: 0,
+                        ..Default::default()
+                    },
+                ) {
+                    out.push((path.display().to_string(), p));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(
+        out.len() >= 20,
+        "expected the shared profiles, found {}",
+        out.len()
+    );
+    out
+}
+
+fn all_time(profile_type: &str) -> Plan {
+    Plan {
+        profile_type: Some(profile_type.to_owned()),
+        selectors: Vec::new(),
+        start: i64::MIN,
+        end: i64::MAX,
+    }
+}
+
+fn profile_types(view: &dyn SourceView) -> Vec<String> {
+    let mut types: Vec<String> = view
+        .series()
+        .iter()
+        .filter_map(|s| s.labels.get(PROFILE_TYPE).map(str::to_owned))
+        .collect();
+    types.sort();
+    types.dedup();
+    types
+}
+
+fn tree_of(view: &dyn SourceView, plan: &Plan) -> FunctionTree {
+    let mut tree = FunctionTree::new();
+    ember_query::merge_tree(view, plan, &mut tree).unwrap();
+    tree
+}
+
+#[tokio::test]
+async fn flushed_block_answers_like_its_head() {
+    let head = Head::new();
+    let mut expected_totals = std::collections::BTreeMap::<String, i64>::new();
+    for (i, (path, profile)) in valid_profiles().iter().enumerate() {
+        let service = format!("svc-{}", i % 5);
+        let client = ingest::labels_of(&[("service_name", &service), ("file", path)]);
+        let series = ingest::series_for(profile, &client);
+        for s in &series {
+            let sum: i64 = match &s.samples {
+                Some(indices) => indices
+                    .iter()
+                    .map(|&i| profile.sample[i as usize].value[s.sample_type])
+                    .sum(),
+                None => profile.sample.iter().map(|x| x.value[s.sample_type]).sum(),
+            };
+            *expected_totals.entry(s.profile_type.id()).or_default() += sum;
+        }
+        head.append(profile, &series, 1_000 + i as i64);
+    }
+
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let data = head.to_block_data("test".into());
+    let encoded = ember_block::encode_block(&data).unwrap();
+    ember_block::upload_block(&store, "t", &encoded)
+        .await
+        .unwrap();
+    let block = Arc::new(Block::open(store, "t", head.ulid).await.unwrap());
+    assert_eq!(block.meta.stats.profiles, data.profiles.len() as u64);
+    let view = block.view(true).await.unwrap();
+    let head_data = head.read();
+
+    let types = profile_types(&*head_data);
+    assert_eq!(types, profile_types(&view));
+    for t in &types {
+        let plan = all_time(t);
+        let (from_head, from_block) = (tree_of(&*head_data, &plan), tree_of(&view, &plan));
+        // Positive totals only: flame graphs do not draw negative values.
+        if from_head.total() > 0 {
+            assert_eq!(
+                from_head.to_flamegraph(0),
+                from_block.to_flamegraph(0),
+                "{t}"
+            );
+        }
+        // Raw sums survive the round trip exactly, negative values included.
+        let pprof_of = |view: &dyn SourceView| {
+            let mut b = PprofBuilder::new(("a", "b"), ("", ""), 0);
+            ember_query::merge_pprof(view, &plan, &mut b).unwrap();
+            b.finish(0, 0)
+                .sample
+                .iter()
+                .map(|s| s.value[0])
+                .sum::<i64>()
+        };
+        assert_eq!(pprof_of(&*head_data), expected_totals[t], "{t}");
+        assert_eq!(pprof_of(&view), expected_totals[t], "{t}");
+    }
+
+    // Time ranges and selectors prune the same way in both.
+    let mut plan = all_time(&types[0]);
+    plan.start = 1_003;
+    plan.end = 1_010;
+    plan.selectors = vec![ember_model::Selector::parse(r#"{service_name=~"svc-[12]"}"#).unwrap()];
+    let mut points_head = Vec::new();
+    let mut points_block = Vec::new();
+    ember_query::points(&*head_data, &plan, &mut |l: &Labels, p| {
+        points_head.push((l.clone(), p.time_nanos, p.total))
+    })
+    .unwrap();
+    ember_query::points(&view, &plan, &mut |l: &Labels, p| {
+        points_block.push((l.clone(), p.time_nanos, p.total))
+    })
+    .unwrap();
+    points_head.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    points_block.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    assert_eq!(points_head, points_block);
+    assert!(
+        points_head
+            .iter()
+            .all(|(l, t, _)| (1_003..=1_010).contains(t)
+                && ["svc-1", "svc-2"].contains(&l.service_name()))
+    );
+}
+
+#[tokio::test]
+async fn ingester_flushes_on_stop_and_refuses_writes_after() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let ingester = Ingester::new(IngesterConfig::default(), store.clone());
+    let (_, profile) = valid_profiles()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("/cpu.pb.gz"))
+        .unwrap();
+    let series = ingest::series_for(&profile, &Labels::default());
+    ingester.append("tenant-a", &profile, &series, 5).unwrap();
+    ingester.stop().await.unwrap();
+    assert!(
+        ingester.heads("tenant-a").iter().all(|h| h.size().0),
+        "heads are empty after stop"
+    );
+    assert_eq!(
+        ember_block::list_blocks(&store, "tenant-a")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        ember_block::list_blocks(&store, "tenant-b")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(ingester.append("tenant-a", &profile, &series, 6).is_err());
+}

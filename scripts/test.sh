@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Runs Ember's whole test suite on a fresh machine, in one command:
+#
+#   bash scripts/test.sh
+#
+# It installs only what the acceptance tests drive and is missing -- Go (for
+# `go tool pprof`, from Debian's golang-go) and the pyroscope-io Python SDK (into
+# a virtualenv under the Cargo target directory) -- then builds the `ember`
+# binary and runs every test of the workspace. Any failure fails the script.
+#
+# Environment: CARGO_TARGET_DIR (default ./target), EMBER_PYTHON (a Python that
+# can `import pyroscope`; found or made here otherwise), CI (set: a missing tool
+# fails its test instead of skipping it), EMBER_TEST_TIMEOUT (default 2400 s).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+PY_REQUIREMENTS="$ROOT/tests/python/requirements.txt" # pins pyroscope-io
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+TEST_TIMEOUT="${EMBER_TEST_TIMEOUT:-2400}"
+
+log() { printf '==> [%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    log "apt-get is not available: install $* by hand"
+    return 1
+  fi
+  if [ "$APT_UPDATED" = 0 ]; then
+    log "apt-get update"
+    as_root timeout 600 apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive timeout 900 \
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- Go, for `go tool pprof` --------------------------------------------------
+if ! command -v go >/dev/null; then
+  for dir in /usr/lib/go/bin /usr/local/go/bin; do
+    if [ -x "$dir/go" ]; then export PATH="$PATH:$dir"; break; fi
+  done
+fi
+if ! command -v go >/dev/null; then
+  apt_install golang-go
+fi
+log "go: $(go version)"
+
+# --- pyroscope-io, for the Python SDK test --------------------------------------
+PYTHON="${EMBER_PYTHON:-python3}"
+if ! command -v "$PYTHON" >/dev/null; then
+  apt_install python3 python3-venv
+fi
+if ! "$PYTHON" -c 'import pyroscope' 2>/dev/null; then
+  VENV="$CARGO_TARGET_DIR/pyroscope-venv"
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pyroscope' 2>/dev/null; then
+    log "creating $VENV with $(grep -v '^#' "$PY_REQUIREMENTS" | tr '\n' ' ')"
+    mkdir -p "$CARGO_TARGET_DIR"
+    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+      apt_install python3-venv
+      "$PYTHON" -m venv "$VENV"
+    fi
+    timeout 600 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+      -r "$PY_REQUIREMENTS"
+  fi
+  PYTHON="$VENV/bin/python"
+fi
+export EMBER_PYTHON="$PYTHON"
+log "python with pyroscope-io: $EMBER_PYTHON"
+
+# --- build and test --------------------------------------------------------------
+log "cargo build --bin ember"
+cargo build --bin ember
+
+if cargo nextest --version >/dev/null 2>&1; then
+  # Doc tests first, so that the run ends on nextest's summary line.
+  log "cargo test --workspace --doc"
+  timeout -k 30 600 cargo test --workspace --doc
+  log "cargo nextest run --workspace (timeout ${TEST_TIMEOUT}s)"
+  timeout -k 30 "$TEST_TIMEOUT" cargo nextest run --workspace --no-fail-fast
+else
+  log "cargo test --workspace (timeout ${TEST_TIMEOUT}s)"
+  timeout -k 30 "$TEST_TIMEOUT" cargo test --workspace --no-fail-fast
+fi
+log "all tests passed"

@@ -1,0 +1,95 @@
+//! Black-box acceptance harness for Ember: starts the real `ember` binary on a free
+//! port, talks to it over HTTP the way SDKs, Grafana and `go tool pprof` do, and
+//! computes expectations from the profiles themselves.
+//!
+//! The tests in `tests/tests/*.rs` are written against the contract in
+//! `shared/DESIGN.md`, not against Ember's crates: they only share its wire types
+//! (`ember-proto`). That keeps them honest about what a user of the binary sees.
+//!
+//! - [`EmberProcess`] spawns and stops the binary (SIGTERM, exit code checked).
+//! - [`Client`] is a small blocking Connect client (`application/json` and
+//!   `application/proto`) with typed helpers for the push and query APIs.
+//! - [`pprof`] reads profiles for expectations (sums and leaf function names per
+//!   sample type), rewrites their timestamps and builds synthetic ones.
+//! - [`flame`] checks and decodes the flame-graph wire form.
+//! - [`block`] reads the Parquet blocks that Ember leaves in object storage.
+//! - [`testdata`] finds `shared/testdata/profiles`.
+//! - [`checks`] holds checks several tests share (finding a profile type ID,
+//!   comparing leaf names, proving the server still serves).
+
+pub mod block;
+pub mod checks;
+pub mod client;
+pub mod flame;
+pub mod pprof;
+pub mod process;
+pub mod testdata;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use client::{
+    Client, Codec, ConnectError, HttpResponse, PUSH_PATH, PushEncoding, TimeRange, querier_path,
+};
+pub use process::{EmberProcess, MULTITENANCY};
+
+/// Returns the current time in nanoseconds since the unix epoch.
+pub fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_nanos() as i64
+}
+
+/// Returns the current time in milliseconds since the unix epoch.
+pub fn now_millis() -> i64 {
+    now_nanos() / 1_000_000
+}
+
+/// Returns whether the tests run in CI (the `CI` variable is set and not `false`/`0`).
+///
+/// In CI a missing tool (Go, the Python SDK) fails its test; on a developer's
+/// machine the test is skipped with a loud message instead.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Fails the calling test in CI, or prints a loud notice outside CI (after which
+/// the caller returns, skipping itself), when a tool it drives is missing: a
+/// skipped acceptance test proves nothing, so CI never skips.
+pub fn skip_or_fail_missing_tool(what: &str, how_to_install: &str) {
+    let message = format!("{what} is not available; install it with: {how_to_install}");
+    if in_ci() {
+        panic!("{message} (CI is set, so this test fails instead of skipping)");
+    }
+    eprintln!();
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!("!!! SKIPPED: {message}");
+    eprintln!("!!! (scripts/test.sh installs it; in CI this test fails instead)");
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!();
+}
+
+/// Polls `check` every `interval` until it returns `Ok`, and returns that value.
+///
+/// Panics with the last error once `timeout` has passed: a condition that never
+/// becomes true fails the test rather than hanging it.
+pub fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    let mut interval = Duration::from_millis(20);
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(err) if Instant::now() >= deadline => {
+                panic!("{what}: still not true after {timeout:?}: {err}")
+            }
+            Err(_) => {
+                std::thread::sleep(interval);
+                interval = (interval * 2).min(Duration::from_millis(250));
+            }
+        }
+    }
+}
