@@ -586,7 +586,9 @@ pub enum Loaded {
 /// Service (`EMBER_PORT`, `EMBER_QUERIER_SERVICE_HOST`, `EMBER_PORT_4040_TCP_ADDR`):
 /// a Service named `ember` must not stop its own pods from starting.
 fn is_service_link(name: &str, value: &str) -> bool {
-    let url = ["tcp://", "udp://", "sctp://"].iter().any(|p| value.starts_with(p));
+    let url = ["tcp://", "udp://", "sctp://"]
+        .iter()
+        .any(|p| value.starts_with(p));
     (name.ends_with("_PORT") && url)
         || name
             .split_once("_PORT_")
