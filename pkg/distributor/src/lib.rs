@@ -12,6 +12,7 @@ use ember_model::{Labels, ingest, pprof};
 use ember_proto::{
     Tenant,
     error::Code,
+    google::v1::Profile,
     push::v1::{PushRequest, PushResponse, pusher_service_server::PusherService},
     types::v1::{GetFeatureFlagsRequest, GetFeatureFlagsResponse},
 };
@@ -113,6 +114,18 @@ impl Distributor {
             )));
         }
         let profile = pprof::decode(raw, &self.limits.decode).map_err(model_error)?;
+        self.ingest_profile(tenant, client_labels, profile)
+    }
+
+    /// Validates and ingests a profile that is already decoded, e.g. converted
+    /// from another format. CPU-bound: call it off the async runtime.
+    pub fn ingest_profile(
+        &self,
+        tenant: &str,
+        client_labels: &Labels,
+        mut profile: Profile,
+    ) -> Result<(), Status> {
+        pprof::validate(&mut profile, &self.limits.decode).map_err(model_error)?;
         let series = ingest::series_for(&profile, client_labels);
         for s in &series {
             self.check_labels(&s.labels)?;
