@@ -11,7 +11,7 @@ const PROTOS: &[&str] = &[
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let api_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../api");
+    let api_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../api");
     println!("cargo:rerun-if-changed={}", api_dir.display());
     let files: Vec<PathBuf> = PROTOS.iter().map(|p| api_dir.join(p)).collect();
     let descriptors = protox::compile(&files, [&api_dir])?;

@@ -240,16 +240,43 @@ fn scan(
         roots.extend([profiles::STACKTRACE_IDS, profiles::VALUES]);
     }
     let projection = ProjectionMask::roots(parquet_schema, roots);
+    let batch_size = if with_samples {
+        batch_rows(&metadata, &row_groups)
+    } else {
+        BATCH_ROWS_WITHOUT_SAMPLES
+    };
     let reader = builder
         .with_projection(projection)
         .with_row_groups(row_groups)
-        .with_batch_size(1024)
+        .with_batch_size(batch_size)
         .build()?;
     for batch in reader {
         let batch = batch?;
         visit_batch(ulid, &batch, selected, start, end, with_samples, visitor)?;
     }
     Ok(())
+}
+
+/// Samples decoded per batch: profiles hold from a handful to thousands of
+/// samples, so batches are sized by samples, not rows, to keep each batch's
+/// buffers in cache instead of faulting in fresh pages.
+const BATCH_SAMPLES: usize = 64 * 1024;
+const BATCH_ROWS_WITHOUT_SAMPLES: usize = 8 * 1024;
+
+/// Returns the rows per batch that hold about [`BATCH_SAMPLES`] samples in
+/// the densest of the selected row groups.
+fn batch_rows(metadata: &parquet::file::metadata::ParquetMetaData, row_groups: &[usize]) -> usize {
+    let densest = row_groups
+        .iter()
+        .map(|&i| {
+            let rg = metadata.row_group(i);
+            let samples = rg.column(profiles::VALUES).num_values().max(0) as usize;
+            samples / (rg.num_rows().max(1) as usize)
+        })
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    (BATCH_SAMPLES / densest).clamp(8, 4096)
 }
 
 fn visit_batch(

@@ -172,12 +172,17 @@ fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
         list(DataType::Int64, offsets, Int64Array::from(values)),
     ];
     let ids_path = ColumnPath::new(vec!["stacktrace_ids".into(), "list".into(), "item".into()]);
+    let values_path = ColumnPath::new(vec!["values".into(), "list".into(), "item".into()]);
     let props = base_props()
         .set_max_row_group_row_count(Some(PROFILES_PER_ROW_GROUP))
         .set_statistics_enabled(EnabledStatistics::Chunk)
         // Sorted IDs within a profile: deltas are tiny.
         .set_column_dictionary_enabled(ids_path.clone(), false)
         .set_column_encoding(ids_path, Encoding::DELTA_BINARY_PACKED)
+        // Values take many distinct magnitudes: a dictionary overflows, while
+        // splitting their bytes into streams lets zstd find the shared high bytes.
+        .set_column_dictionary_enabled(values_path.clone(), false)
+        .set_column_encoding(values_path, Encoding::BYTE_STREAM_SPLIT)
         .build();
     parquet_bytes(&schema::PROFILES, columns, props)
 }

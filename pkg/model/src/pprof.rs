@@ -46,7 +46,7 @@ pub fn gunzip_bounded(raw: &[u8], max: usize) -> Result<std::borrow::Cow<'_, [u8
         return Ok(std::borrow::Cow::Borrowed(raw));
     }
     let mut out = Vec::with_capacity((raw.len() * 4).min(max));
-    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(max as u64 + 1);
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take((max as u64).saturating_add(1));
     decoder
         .read_to_end(&mut out)
         .map_err(|e| Error::Malformed(format!("invalid gzip data in profile: {e}")))?;

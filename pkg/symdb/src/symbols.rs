@@ -119,6 +119,13 @@ pub struct SymbolsBuilder {
     functions: Index,
     locations: Index,
     stacks: FxHashMap<(u32, u32), u32>,
+    /// Whole stacks seen before, by the 128-bit hash of their locations (root
+    /// first): a repeated stack costs one probe instead of one per frame.
+    /// Not persisted; it refills as profiles arrive.
+    whole_stacks: FxHashMap<u128, u32>,
+    /// Reused buffers of one sample's locations, root first, and their bytes.
+    scratch: Vec<u32>,
+    scratch_bytes: Vec<u8>,
 }
 
 impl SymbolsBuilder {
@@ -146,6 +153,9 @@ impl SymbolsBuilder {
             functions: Index::build(&symbols.functions),
             locations: Index::build(&symbols.locations),
             stacks,
+            whole_stacks: FxHashMap::default(),
+            scratch: Vec::new(),
+            scratch_bytes: Vec::new(),
             symbols,
         }
     }
@@ -258,13 +268,38 @@ impl SymbolsBuilder {
             .sample
             .iter()
             .map(|sample| {
-                sample.location_id.iter().rev().fold(ROOT_NODE, |node, id| {
-                    // Validation guarantees every id resolves.
-                    let location = locations.get(*id).unwrap_or(0);
-                    self.stack_child(node, location)
-                })
+                let mut path = std::mem::take(&mut self.scratch);
+                path.clear();
+                // Validation guarantees every id resolves.
+                path.extend(
+                    sample
+                        .location_id
+                        .iter()
+                        .rev()
+                        .map(|id| locations.get(*id).unwrap_or(0)),
+                );
+                let node = self.stack(&path);
+                self.scratch = path;
+                node
             })
             .collect()
+    }
+
+    /// Returns the node of the stack `path` (locations, root first), creating
+    /// the nodes it lacks.
+    pub fn stack(&mut self, path: &[u32]) -> u32 {
+        self.scratch_bytes.clear();
+        self.scratch_bytes
+            .extend(path.iter().flat_map(|l| l.to_le_bytes()));
+        let key = xxhash_rust::xxh3::xxh3_128(&self.scratch_bytes);
+        if let Some(&node) = self.whole_stacks.get(&key) {
+            return node;
+        }
+        let node = path.iter().fold(ROOT_NODE, |node, &location| {
+            self.stack_child(node, location)
+        });
+        self.whole_stacks.insert(key, node);
+        node
     }
 }
 
