@@ -1,6 +1,16 @@
 //! The distributor receives pushes (`push.v1.PusherService`), validates them
 //! against the tenant's limits and hands each accepted profile to the
 //! ingester. Decoding is CPU-bound and runs off the async runtime.
+//!
+//! Every push goes through, in order: the ingestion rate limit (charged with
+//! the bytes received, before any decoding), the size limits, decoding, the
+//! sample, stack-depth and label limits, the active-series limit, and the
+//! conversion of cumulative series into deltas ([`delta`]). A refusal names
+//! the limit, its configuration key, its value and the tenant.
+
+pub mod delta;
+mod limits;
+pub mod rate;
 
 use std::{
     sync::Arc,
@@ -8,7 +18,7 @@ use std::{
 };
 
 use ember_ingester::Ingester;
-use ember_model::{Labels, ingest, pprof};
+use ember_model::{Labels, ingest, labels::DELTA, pprof};
 use ember_proto::{
     Tenant,
     error::Code,
@@ -16,43 +26,31 @@ use ember_proto::{
     push::v1::{PushRequest, PushResponse, pusher_service_server::PusherService},
     types::v1::{GetFeatureFlagsRequest, GetFeatureFlagsResponse},
 };
+use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
-/// Per-tenant limits the distributor enforces.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_profile_size_bytes: usize,
-    pub decode: pprof::DecodeLimits,
-    pub max_label_names_per_series: usize,
-    pub max_label_name_length: usize,
-    pub max_label_value_length: usize,
-}
+pub use delta::DeltaTracker;
+pub use limits::{Clock, Limits, LimitsFn, ManualClock, SharedClock, SystemClock, TenantLimits};
+pub use rate::RateLimiter;
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_profile_size_bytes: 4 << 20,
-            decode: pprof::DecodeLimits::default(),
-            max_label_names_per_series: 30,
-            max_label_name_length: 1024,
-            max_label_value_length: 2048,
-        }
-    }
-}
-
-/// Cheap to clone: clones share the ingester.
+/// Cheap to clone: clones share the ingester, the limits and the per-tenant state.
 #[derive(Debug, Clone)]
 pub struct Distributor {
     ingester: Arc<Ingester>,
-    limits: Limits,
+    limits: Arc<dyn TenantLimits>,
+    clock: SharedClock,
+    rate: Arc<RateLimiter>,
+    deltas: Arc<DeltaTracker>,
 }
 
-fn model_error(e: ember_model::Error) -> Status {
+fn model_error(tenant: &str, e: ember_model::Error) -> Status {
     match e {
         ember_model::Error::Malformed(m) => Code::BadRequest.status(m),
         ember_model::Error::Unprocessable(m) => Code::Unprocessable.status(m),
-        ember_model::Error::TooLarge(m) => Code::TooLarge.status(m),
+        ember_model::Error::TooLarge(m) => Code::TooLarge.status(format!(
+            "tenant {tenant:?}: {m} (limits.max_decompressed_profile_size_bytes)"
+        )),
     }
 }
 
@@ -63,32 +61,88 @@ fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
+/// The decompressed-size bound used when that limit is disabled: large, but
+/// clear of `usize::MAX`, which `gunzip_bounded` cannot take (it adds one).
+const NO_DECOMPRESSED_LIMIT: usize = usize::MAX >> 1;
+
+/// Returns `limit` with 0 (disabled) as "no limit".
+fn enabled(limit: usize) -> usize {
+    if limit == 0 { usize::MAX } else { limit }
+}
+
 impl Distributor {
-    pub fn new(ingester: Arc<Ingester>, limits: Limits) -> Self {
-        Self { ingester, limits }
+    /// Returns a distributor feeding `ingester`, with the limits of each
+    /// tenant from `limits` and the real clock.
+    /// `limits` may be a [`Limits`] (the same for every tenant) or any
+    /// [`TenantLimits`], such as a [`LimitsFn`] over the configuration.
+    pub fn new(ingester: Arc<Ingester>, limits: impl TenantLimits + 'static) -> Self {
+        Self::with_clock(ingester, Arc::new(limits), Arc::new(SystemClock::default()))
     }
 
-    fn check_labels(&self, labels: &Labels) -> Result<(), Status> {
-        let l = &self.limits;
-        if labels.len() > l.max_label_names_per_series {
+    /// Returns a distributor whose time-based limits follow `clock`.
+    pub fn with_clock(
+        ingester: Arc<Ingester>,
+        limits: Arc<dyn TenantLimits>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            ingester,
+            limits,
+            clock,
+            rate: Arc::new(RateLimiter::default()),
+            deltas: Arc::new(DeltaTracker::default()),
+        }
+    }
+
+    /// Returns the limits of `tenant`.
+    pub fn limits(&self, tenant: &str) -> Limits {
+        self.limits.limits(tenant)
+    }
+
+    /// Charges `bytes` to the ingestion rate limit of `tenant`, refusing with
+    /// 429 when its token bucket is empty.
+    pub fn charge(&self, tenant: &str, bytes: usize) -> Result<(), Status> {
+        let l = self.limits(tenant);
+        self.charge_with(tenant, bytes, &l)
+    }
+
+    fn charge_with(&self, tenant: &str, bytes: usize, l: &Limits) -> Result<(), Status> {
+        let now = self.clock.now();
+        if self.rate.allow(
+            tenant,
+            bytes,
+            l.ingestion_rate_mb,
+            l.ingestion_burst_size_mb,
+            now,
+        ) {
+            return Ok(());
+        }
+        Err(Code::RateLimited.status(format!(
+            "tenant {tenant:?} is over its ingestion rate limit of {} MB/s (limits.ingestion_rate_mb) with a burst of {} MB (limits.ingestion_burst_size_mb): {bytes} bytes refused; send less often or ask for a higher limit",
+            l.ingestion_rate_mb, l.ingestion_burst_size_mb
+        )))
+    }
+
+    fn check_labels(tenant: &str, labels: &Labels, l: &Limits) -> Result<(), Status> {
+        if labels.len() > enabled(l.max_label_names_per_series) {
             return Err(Code::Unprocessable.status(format!(
-                "series {labels} has {} labels, more than the limit of {}",
+                "tenant {tenant:?}: series {labels} has {} labels, more than the limit of {} (limits.max_label_names_per_series)",
                 labels.len(),
                 l.max_label_names_per_series
             )));
         }
         for label in labels.iter() {
-            if label.name.len() > l.max_label_name_length {
+            if label.name.len() > enabled(l.max_label_name_length) {
                 return Err(Code::Unprocessable.status(format!(
-                    "label name {:?} is {} bytes long, more than the limit of {}",
+                    "tenant {tenant:?}: label name {:?} is {} bytes long, more than the limit of {} (limits.max_label_name_length)",
                     label.name,
                     label.name.len(),
                     l.max_label_name_length
                 )));
             }
-            if label.value.len() > l.max_label_value_length {
+            if label.value.len() > enabled(l.max_label_value_length) {
                 return Err(Code::Unprocessable.status(format!(
-                    "value of label {:?} is {} bytes long, more than the limit of {}",
+                    "tenant {tenant:?}: value of label {:?} is {} bytes long, more than the limit of {} (limits.max_label_value_length)",
                     label.name,
                     label.value.len(),
                     l.max_label_value_length
@@ -98,7 +152,32 @@ impl Distributor {
         Ok(())
     }
 
-    /// Decodes, validates and ingests one raw pprof with its client labels.
+    fn check_profile(tenant: &str, profile: &Profile, l: &Limits) -> Result<(), Status> {
+        if profile.sample.len() > enabled(l.decode.max_samples) {
+            return Err(Code::Unprocessable.status(format!(
+                "tenant {tenant:?}: profile has {} samples, more than the limit of {} (limits.max_samples_per_profile)",
+                profile.sample.len(),
+                l.decode.max_samples
+            )));
+        }
+        let max_depth = enabled(l.decode.max_stack_depth);
+        if let Some((i, s)) = profile
+            .sample
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.location_id.len() > max_depth)
+        {
+            return Err(Code::Unprocessable.status(format!(
+                "tenant {tenant:?}: sample {i} has a stack of {} frames, more than the limit of {} (limits.max_stack_depth)",
+                s.location_id.len(),
+                l.decode.max_stack_depth
+            )));
+        }
+        Ok(())
+    }
+
+    /// Decodes, validates and ingests one raw pprof with its client labels,
+    /// charging its size to the tenant's ingestion rate.
     /// CPU-bound: call it off the async runtime.
     pub fn ingest_pprof(
         &self,
@@ -106,29 +185,88 @@ impl Distributor {
         client_labels: &Labels,
         raw: &[u8],
     ) -> Result<(), Status> {
-        if raw.len() > self.limits.max_profile_size_bytes {
+        let l = self.limits(tenant);
+        Self::check_size(tenant, raw, &l)?;
+        self.charge_with(tenant, raw.len(), &l)?;
+        self.ingest_pprof_charged(tenant, client_labels, raw, &l)
+    }
+
+    /// Refuses a profile larger than `max_profile_size_bytes` with 413: checked
+    /// before the rate limit, so a profile that can never pass is not
+    /// answered with a 429 that invites retries.
+    fn check_size(tenant: &str, raw: &[u8], l: &Limits) -> Result<(), Status> {
+        if raw.len() > enabled(l.max_profile_size_bytes) {
             return Err(Code::TooLarge.status(format!(
-                "profile is {} bytes, more than the limit of {} bytes",
+                "tenant {tenant:?}: profile is {} bytes, more than the limit of {} bytes (limits.max_profile_size_bytes)",
                 raw.len(),
-                self.limits.max_profile_size_bytes
+                l.max_profile_size_bytes
             )));
         }
-        let profile = pprof::decode(raw, &self.limits.decode).map_err(model_error)?;
-        self.ingest_profile(tenant, client_labels, profile)
+        Ok(())
+    }
+
+    fn ingest_pprof_charged(
+        &self,
+        tenant: &str,
+        client_labels: &Labels,
+        raw: &[u8],
+        l: &Limits,
+    ) -> Result<(), Status> {
+        // Sample and depth limits are checked here, so messages name the tenant.
+        let decode_limits = pprof::DecodeLimits {
+            max_decompressed_bytes: match l.decode.max_decompressed_bytes {
+                0 => NO_DECOMPRESSED_LIMIT,
+                n => n,
+            },
+            max_samples: 0,
+            max_stack_depth: 0,
+        };
+        let profile = pprof::decode(raw, &decode_limits).map_err(|e| model_error(tenant, e))?;
+        self.ingest_validated(tenant, client_labels, profile, l)
     }
 
     /// Validates and ingests a profile that is already decoded, e.g. converted
-    /// from another format. CPU-bound: call it off the async runtime.
+    /// from another format, charging its encoded size to the tenant's
+    /// ingestion rate. Cumulative series become deltas as with pprof: callers
+    /// whose format is never cumulative should set `__delta__="false"`.
+    /// CPU-bound: call it off the async runtime.
     pub fn ingest_profile(
         &self,
         tenant: &str,
         client_labels: &Labels,
         mut profile: Profile,
     ) -> Result<(), Status> {
-        pprof::validate(&mut profile, &self.limits.decode).map_err(model_error)?;
-        let series = ingest::series_for(&profile, client_labels);
+        let l = self.limits(tenant);
+        self.charge_with(tenant, profile.encoded_len(), &l)?;
+        let decode_limits = pprof::DecodeLimits {
+            max_decompressed_bytes: NO_DECOMPRESSED_LIMIT,
+            max_samples: 0,
+            max_stack_depth: 0,
+        };
+        pprof::validate(&mut profile, &decode_limits).map_err(|e| model_error(tenant, e))?;
+        self.ingest_validated(tenant, client_labels, profile, &l)
+    }
+
+    fn ingest_validated(
+        &self,
+        tenant: &str,
+        client_labels: &Labels,
+        mut profile: Profile,
+        l: &Limits,
+    ) -> Result<(), Status> {
+        Self::check_profile(tenant, &profile, l)?;
+        // `series_for` drops `__` labels, so the delta switch is read first.
+        let delta = client_labels.get(DELTA) != Some("false");
+        let mut series = ingest::series_for(&profile, client_labels);
         for s in &series {
-            self.check_labels(&s.labels)?;
+            Self::check_labels(tenant, &s.labels, l)?;
+        }
+        self.ingester
+            .admit_series(tenant, &series, l.max_active_series)
+            .map_err(|e| Code::RateLimited.status(e.to_string()))?;
+        if delta {
+            self.deltas
+                .apply(tenant, &mut profile, &mut series, self.clock.now());
         }
         let time = if profile.time_nanos > 0 {
             profile.time_nanos
@@ -154,10 +292,24 @@ impl PusherService for Distributor {
         let req = request.into_inner();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
+            // The whole request is charged at once, so a refused push stores nothing.
+            let l = this.limits(&tenant);
+            let bytes: usize = req
+                .series
+                .iter()
+                .flat_map(|s| &s.samples)
+                .map(|s| s.raw_profile.len())
+                .sum();
+            for series in &req.series {
+                for sample in &series.samples {
+                    Distributor::check_size(&tenant, &sample.raw_profile, &l)?;
+                }
+            }
+            this.charge_with(&tenant, bytes, &l)?;
             for (i, series) in req.series.iter().enumerate() {
                 let labels = Labels::from_proto(&series.labels);
                 for sample in &series.samples {
-                    this.ingest_pprof(&tenant, &labels, &sample.raw_profile)
+                    this.ingest_pprof_charged(&tenant, &labels, &sample.raw_profile, &l)
                         .map_err(|s| {
                             Status::with_metadata(
                                 s.code(),
@@ -182,3 +334,6 @@ impl PusherService for Distributor {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;

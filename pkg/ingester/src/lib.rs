@@ -7,6 +7,7 @@
 //! flushed and is dropped only once its block is uploaded; the block keeps the
 //! head's ULID so that queriers never count both.
 
+mod active;
 mod head;
 
 use std::{
@@ -25,6 +26,7 @@ use object_store::ObjectStore;
 use thiserror::Error;
 use tracing::{info, warn};
 
+pub use active::{ActiveSeries, SeriesLimitExceeded, fingerprint};
 pub use head::{Head, HeadData};
 
 #[derive(Debug, Error)]
@@ -33,6 +35,16 @@ pub enum Error {
     Stopping,
     #[error("flushing block: {0}")]
     Block(#[from] ember_block::Error),
+    #[error(
+        "tenant {tenant:?} has {active} active series and this push adds {new}, more than the limit of {limit} (limits.max_active_series); a series stays active for {window:?} after its last profile"
+    )]
+    SeriesLimit {
+        tenant: String,
+        limit: usize,
+        active: usize,
+        new: usize,
+        window: Duration,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -58,6 +70,8 @@ impl Default for IngesterConfig {
 #[derive(Debug)]
 struct TenantHeads {
     active: Arc<Head>,
+    /// Series seen within `max_block_duration`, for the active-series limit.
+    series: ActiveSeries,
     /// Cut heads waiting for (or in) upload, oldest first.
     flushing: Vec<Arc<Head>>,
 }
@@ -95,6 +109,7 @@ impl Ingester {
             .or_insert_with(|| {
                 Arc::new(Mutex::new(TenantHeads {
                     active: Arc::new(Head::new()),
+                    series: ActiveSeries::default(),
                     flushing: Vec::new(),
                 }))
             })
@@ -116,6 +131,46 @@ impl Ingester {
         let head = self.tenant(tenant).lock().expect("poisoned").active.clone();
         head.append(profile, series, time_nanos);
         Ok(())
+    }
+
+    /// Records `series` as active for `tenant`, or refuses them all when the
+    /// new ones would exceed `limit` active series (0 disables the limit).
+    /// A series is active for `max_block_duration` after its last profile.
+    pub fn admit_series(&self, tenant: &str, series: &[SeriesSpec], limit: usize) -> Result<()> {
+        self.admit_series_at(tenant, series, limit, Instant::now())
+    }
+
+    /// [`admit_series`](Self::admit_series) as of `now` (tests move time).
+    pub fn admit_series_at(
+        &self,
+        tenant: &str,
+        series: &[SeriesSpec],
+        limit: usize,
+        now: Instant,
+    ) -> Result<()> {
+        let keys: Vec<u64> = series.iter().map(|s| fingerprint(&s.labels)).collect();
+        let window = self.config.max_block_duration;
+        let heads = self.tenant(tenant);
+        let mut heads = heads.lock().expect("poisoned");
+        heads
+            .series
+            .admit(&keys, limit, now, window)
+            .map_err(|e| Error::SeriesLimit {
+                tenant: tenant.to_owned(),
+                limit,
+                active: e.active,
+                new: e.new,
+                window,
+            })
+    }
+
+    /// Returns the number of active series of `tenant` (as of the last purge).
+    pub fn active_series(&self, tenant: &str) -> usize {
+        self.tenants
+            .read()
+            .expect("poisoned")
+            .get(tenant)
+            .map_or(0, |t| t.lock().expect("poisoned").series.len())
     }
 
     /// Returns the tenants that have heads.
@@ -153,6 +208,7 @@ impl Ingester {
         let now = Instant::now();
         for (tenant, heads) in self.tenants.read().expect("poisoned").iter() {
             let mut heads = heads.lock().expect("poisoned");
+            heads.series.purge(now, self.config.max_block_duration);
             let active = &heads.active;
             let (empty, bytes) = active.size();
             let due = force

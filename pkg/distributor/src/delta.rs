@@ -1,0 +1,237 @@
+//! Cumulative profiles become deltas per series.
+//!
+//! Go's `allocs` (heap `alloc_objects`/`alloc_space`), `block` and `mutex`
+//! (`contentions`/`delay`) profiles count from the start of the process, so
+//! storing them as sent would make every sum over time meaningless. As Grafana
+//! Pyroscope does, the distributor keeps, per series, the last cumulative value
+//! of each stack and stores only what grew since:
+//!
+//! - the first profile of a series is the baseline: it is remembered and
+//!   nothing of it is stored;
+//! - a stack whose value went down means the process restarted: the profile
+//!   becomes the new baseline and, again, nothing is stored;
+//! - stacks are identified by their frames' content (function, file, line, or
+//!   mapping and address when a location has no lines), not by pprof IDs,
+//!   which differ from one profile to the next.
+//!
+//! State is bounded: a series idle for longer than `idle` is forgotten (its
+//! next profile is a new baseline), and a tenant keeps at most `max_series`
+//! series, the least recently seen going first.
+
+use rustc_hash::FxHashMap;
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    sync::Mutex,
+    time::Duration,
+};
+use xxhash_rust::xxh3::Xxh3;
+
+use ember_model::ingest::SeriesSpec;
+use ember_proto::google::v1::Profile;
+
+/// Returns whether a series of this profile name and sample type is cumulative.
+pub fn is_cumulative(name: &str, sample_type: &str) -> bool {
+    matches!(
+        (name, sample_type),
+        ("memory", "alloc_objects" | "alloc_space") | ("block" | "mutex", "contentions" | "delay")
+    )
+}
+
+#[derive(Debug)]
+struct SeriesState {
+    /// Last cumulative value per stack key.
+    totals: FxHashMap<u64, i64>,
+    seen: Duration,
+}
+
+#[derive(Debug, Default)]
+struct TenantState {
+    series: HashMap<u64, SeriesState>,
+    last_purge: Duration,
+}
+
+/// The cumulative state of every tenant's cumulative series.
+#[derive(Debug)]
+pub struct DeltaTracker {
+    tenants: Mutex<HashMap<String, TenantState>>,
+    max_series: usize,
+    idle: Duration,
+}
+
+impl Default for DeltaTracker {
+    /// Keeps up to 10,000 series per tenant, each for up to an hour without profiles.
+    fn default() -> Self {
+        Self::new(10_000, Duration::from_secs(3600))
+    }
+}
+
+/// Hashes of stacks by content, computed once per profile.
+struct StackKeys {
+    by_sample: Vec<u64>,
+}
+
+impl StackKeys {
+    fn new(profile: &Profile) -> Self {
+        let strings = &profile.string_table;
+        let s = |i: i64| strings.get(i as usize).map(String::as_str).unwrap_or("");
+        let functions: FxHashMap<u64, (&str, &str)> = profile
+            .function
+            .iter()
+            .map(|f| (f.id, (s(f.name), s(f.filename))))
+            .collect();
+        let mappings: FxHashMap<u64, &str> = profile
+            .mapping
+            .iter()
+            .map(|m| (m.id, s(m.filename)))
+            .collect();
+        let locations: FxHashMap<u64, u64> = profile
+            .location
+            .iter()
+            .map(|loc| {
+                let mut h = Xxh3::new();
+                if loc.line.is_empty() {
+                    mappings.get(&loc.mapping_id).hash(&mut h);
+                    loc.address.hash(&mut h);
+                } else {
+                    for line in &loc.line {
+                        functions.get(&line.function_id).hash(&mut h);
+                        line.line.hash(&mut h);
+                    }
+                }
+                (loc.id, h.finish())
+            })
+            .collect();
+        let by_sample = profile
+            .sample
+            .iter()
+            .map(|sample| {
+                let mut h = Xxh3::new();
+                for id in &sample.location_id {
+                    locations.get(id).copied().unwrap_or(*id).hash(&mut h);
+                }
+                h.finish()
+            })
+            .collect();
+        Self { by_sample }
+    }
+}
+
+fn series_key(spec: &SeriesSpec) -> u64 {
+    let mut h = Xxh3::new();
+    spec.labels.hash(&mut h);
+    h.finish()
+}
+
+impl DeltaTracker {
+    /// Returns a tracker keeping at most `max_series` series per tenant, each
+    /// forgotten after `idle` without profiles.
+    pub fn new(max_series: usize, idle: Duration) -> Self {
+        Self {
+            tenants: Mutex::new(HashMap::new()),
+            max_series: max_series.max(1),
+            idle,
+        }
+    }
+
+    /// Returns how many series of `tenant` have a baseline.
+    pub fn tracked(&self, tenant: &str) -> usize {
+        self.tenants
+            .lock()
+            .expect("poisoned")
+            .get(tenant)
+            .map_or(0, |t| t.series.len())
+    }
+
+    /// Turns the cumulative series among `series` into deltas, in place: their
+    /// values in `profile` become what grew since the series' previous
+    /// profile, and series that are a baseline (first profile, or a reset) are
+    /// removed from `series`, so nothing of them is stored.
+    pub fn apply(
+        &self,
+        tenant: &str,
+        profile: &mut Profile,
+        series: &mut Vec<SeriesSpec>,
+        now: Duration,
+    ) {
+        let cumulative =
+            |s: &SeriesSpec| is_cumulative(&s.profile_type.name, &s.profile_type.sample_type);
+        if !series.iter().any(cumulative) {
+            return;
+        }
+        let keys = StackKeys::new(profile);
+        let mut tenants = self.tenants.lock().expect("poisoned");
+        let state = tenants.entry(tenant.to_owned()).or_default();
+        let mut keep = Vec::with_capacity(series.len());
+        for spec in series.drain(..) {
+            if !cumulative(&spec) {
+                keep.push(spec);
+                continue;
+            }
+            let indices: Vec<usize> = match &spec.samples {
+                Some(s) => s.iter().map(|&i| i as usize).collect(),
+                None => (0..profile.sample.len()).collect(),
+            };
+            let column = spec.sample_type;
+            // Sum duplicates of a stack: the delta goes to its first sample.
+            let mut sums: FxHashMap<u64, (usize, i64)> =
+                FxHashMap::with_capacity_and_hasher(indices.len(), Default::default());
+            for &i in &indices {
+                let v = profile.sample[i].value[column];
+                sums.entry(keys.by_sample[i])
+                    .and_modify(|e| e.1 = e.1.saturating_add(v))
+                    .or_insert((i, v));
+            }
+            let key = series_key(&spec);
+            let baseline = |sums: &FxHashMap<u64, (usize, i64)>| SeriesState {
+                totals: sums.iter().map(|(k, (_, v))| (*k, *v)).collect(),
+                seen: now,
+            };
+            let Some(prev) = state.series.get_mut(&key) else {
+                state.series.insert(key, baseline(&sums));
+                continue;
+            };
+            let reset = sums
+                .iter()
+                .any(|(k, (_, v))| prev.totals.get(k).is_some_and(|p| v < p));
+            if reset {
+                *prev = baseline(&sums);
+                continue;
+            }
+            for &i in &indices {
+                profile.sample[i].value[column] = 0;
+            }
+            for (k, (first, v)) in &sums {
+                let before = prev.totals.insert(*k, *v).unwrap_or(0);
+                profile.sample[*first].value[column] = v - before;
+            }
+            prev.seen = now;
+            keep.push(spec);
+        }
+        *series = keep;
+        self.evict(state, now);
+    }
+
+    fn evict(&self, state: &mut TenantState, now: Duration) {
+        let idle = self.idle;
+        if now.saturating_sub(state.last_purge) >= idle / 4 || state.series.len() > self.max_series
+        {
+            state
+                .series
+                .retain(|_, s| now.saturating_sub(s.seen) < idle);
+            state.last_purge = now;
+        }
+        if state.series.len() > self.max_series {
+            let mut seen: Vec<(Duration, u64)> =
+                state.series.iter().map(|(k, s)| (s.seen, *k)).collect();
+            seen.sort_unstable();
+            let excess = state.series.len() - self.max_series;
+            for (_, k) in seen.into_iter().take(excess) {
+                state.series.remove(&k);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+use std::{io::Write, time::Duration};
+
+use ember_ingester::IngesterConfig;
+use ember_model::ingest::labels_of;
+use ember_proto::google::v1::{Function, Line, Location, Sample, ValueType};
+use object_store::memory::InMemory;
+
+use super::*;
+
+fn cpu(samples: usize, depth: usize) -> Profile {
+    Profile {
+        string_table: vec!["".into(), "cpu".into(), "nanoseconds".into(), "main".into()],
+        sample_type: vec![ValueType { r#type: 1, unit: 2 }],
+        function: vec![Function {
+            id: 1,
+            name: 3,
+            ..Default::default()
+        }],
+        location: vec![Location {
+            id: 1,
+            line: vec![Line {
+                function_id: 1,
+                line: 1,
+                column: 0,
+            }],
+            ..Default::default()
+        }],
+        sample: (0..samples)
+            .map(|_| Sample {
+                location_id: vec![1; depth],
+                value: vec![10],
+                label: vec![],
+            })
+            .collect(),
+        time_nanos: 1_000_000_000,
+        ..Default::default()
+    }
+}
+
+fn distributor(limits: impl TenantLimits + 'static) -> (Distributor, Arc<ManualClock>) {
+    let ingester = Arc::new(Ingester::new(
+        IngesterConfig::default(),
+        Arc::new(InMemory::new()),
+    ));
+    let clock = Arc::new(ManualClock::default());
+    let d = Distributor::with_clock(ingester, Arc::new(limits), clock.clone());
+    (d, clock)
+}
+
+fn service(name: &str) -> Labels {
+    labels_of(&[("service_name", name)])
+}
+
+fn refusal(r: Result<(), Status>) -> (u16, String) {
+    let s = r.expect_err("expected a refusal");
+    (Code::of(&s).http(), s.message().to_owned())
+}
+
+#[test]
+fn rate_limit_refuses_with_429_per_tenant_and_refills_with_time() {
+    let raw = cpu(1, 1).encode_to_vec();
+    // Room for exactly three profiles, refilled at one profile per second.
+    let per_mb = (1 << 20) as f64;
+    let limits = Limits {
+        ingestion_rate_mb: raw.len() as f64 / per_mb,
+        ingestion_burst_size_mb: 3.0 * raw.len() as f64 / per_mb,
+        ..Limits::default()
+    };
+    let (d, clock) = distributor(limits);
+    for _ in 0..3 {
+        d.ingest_pprof("a", &service("s"), &raw).unwrap();
+    }
+    let (status, message) = refusal(d.ingest_pprof("a", &service("s"), &raw));
+    assert_eq!(status, 429);
+    for needle in [
+        "\"a\"",
+        "limits.ingestion_rate_mb",
+        "limits.ingestion_burst_size_mb",
+    ] {
+        assert!(message.contains(needle), "{message}");
+    }
+    d.ingest_pprof("b", &service("s"), &raw)
+        .expect("another tenant has its own bucket");
+    clock.advance(Duration::from_secs(1));
+    d.ingest_pprof("a", &service("s"), &raw)
+        .expect("a second later one profile fits again");
+    assert!(d.ingest_pprof("a", &service("s"), &raw).is_err());
+}
+
+#[test]
+fn limits_come_from_the_tenant_and_messages_name_them() {
+    let (d, _) = distributor(LimitsFn(|tenant: &str| {
+        let mut l = Limits::default();
+        if tenant == "small" {
+            l.decode.max_samples = 2;
+            l.decode.max_stack_depth = 3;
+            l.max_label_names_per_series = 4;
+            l.max_label_name_length = 20;
+            l.max_label_value_length = 60;
+            l.max_profile_size_bytes = 200;
+            l.decode.max_decompressed_bytes = 1000;
+        }
+        l
+    }));
+    let ok = cpu(3, 4).encode_to_vec();
+    d.ingest_pprof("big", &service("s"), &ok).unwrap();
+
+    let cases: Vec<(Vec<u8>, Labels, u16, &str)> = vec![
+        (
+            ok.clone(),
+            service("s"),
+            422,
+            "limits.max_samples_per_profile",
+        ),
+        (
+            cpu(1, 4).encode_to_vec(),
+            service("s"),
+            422,
+            "limits.max_stack_depth",
+        ),
+        (
+            cpu(1, 1).encode_to_vec(),
+            labels_of(&[("service_name", "s"), ("a", "1"), ("b", "2")]),
+            422,
+            "limits.max_label_names_per_series",
+        ),
+        (
+            cpu(1, 1).encode_to_vec(),
+            labels_of(&[("service_name", "s"), ("a_label_name_too_long", "x")]),
+            422,
+            "limits.max_label_name_length",
+        ),
+        (
+            cpu(1, 1).encode_to_vec(),
+            labels_of(&[("service_name", &"v".repeat(61))]),
+            422,
+            "limits.max_label_value_length",
+        ),
+        (
+            vec![0; 300],
+            service("s"),
+            413,
+            "limits.max_profile_size_bytes",
+        ),
+        (
+            gzip(&[0; 10_000]),
+            service("s"),
+            413,
+            "limits.max_decompressed_profile_size_bytes",
+        ),
+    ];
+    for (raw, labels, status, key) in cases {
+        let (got, message) = refusal(d.ingest_pprof("small", &labels, &raw));
+        assert_eq!(got, status, "{key}: {message}");
+        assert!(
+            message.contains(key) && message.contains("\"small\""),
+            "{message}"
+        );
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn active_series_limit_refuses_new_series_only() {
+    let limits = Limits {
+        max_active_series: 2,
+        ..Limits::default()
+    };
+    let (d, _) = distributor(limits);
+    let raw = cpu(1, 1).encode_to_vec();
+    d.ingest_pprof("t", &service("one"), &raw).unwrap();
+    d.ingest_pprof("t", &service("two"), &raw).unwrap();
+    let (status, message) = refusal(d.ingest_pprof("t", &service("three"), &raw));
+    assert_eq!(status, 429);
+    assert!(
+        message.contains("limits.max_active_series") && message.contains("\"t\""),
+        "{message}"
+    );
+    d.ingest_pprof("t", &service("one"), &raw)
+        .expect("known series pass");
+    d.ingest_pprof("u", &service("three"), &raw)
+        .expect("other tenants pass");
+}
+
+#[test]
+fn delta_false_keeps_cumulative_values() {
+    let (d, _) = distributor(Limits::default());
+    let mut p = cpu(1, 1);
+    p.string_table[1] = "alloc_space".into();
+    p.string_table[2] = "bytes".into();
+    let raw = p.encode_to_vec();
+    let ingester = d.ingester.clone();
+    let total = |tenant: &str| {
+        let mut v = Visitor(0);
+        ingester.with_heads(tenant, &mut |view| {
+            let selected = vec![true; view.series().len()];
+            view.scan(&selected, i64::MIN, i64::MAX, false, &mut v)
+                .unwrap();
+        });
+        v.0
+    };
+    d.ingest_pprof("delta", &service("s"), &raw).unwrap();
+    d.ingest_pprof("delta", &service("s"), &raw).unwrap();
+    assert_eq!(total("delta"), 0, "a baseline, then no growth");
+    let raw_labels = labels_of(&[("service_name", "s"), ("__delta__", "false")]);
+    d.ingest_pprof("raw", &raw_labels, &raw).unwrap();
+    d.ingest_pprof("raw", &raw_labels, &raw).unwrap();
+    assert_eq!(total("raw"), 20);
+}
+
+struct Visitor(i64);
+
+impl ember_block::ProfileVisitor for Visitor {
+    fn visit(&mut self, _series: u32, _time: i64, total: i64, _samples: Option<(&[u32], &[i64])>) {
+        self.0 += total;
+    }
+}
