@@ -121,14 +121,20 @@ impl EmberProcess {
         let bin = ember_binary();
         let port = free_port();
         let memberlist_port = free_port();
+        // `-target=all` unless the test names its own targets (e.g. `-target=agent`).
+        let own_target = self
+            .args
+            .iter()
+            .any(|a| a.starts_with("-target=") || a.starts_with("--target="));
         let mut argv: Vec<String> = vec![
-            "-target=all".into(),
+            if own_target { "" } else { "-target=all" }.into(),
             "-server.http-listen-address=127.0.0.1".into(),
             format!("-server.http-listen-port={port}"),
             format!("-memberlist.bind-port={memberlist_port}"),
             format!("-storage.filesystem.dir={}", self.data_dir.display()),
         ];
         argv.extend(self.args.iter().cloned());
+        argv.retain(|a| !a.is_empty());
 
         self.starts += 1;
         let mut log = OpenOptions::new()
