@@ -74,6 +74,36 @@ fi
 export EMBER_PYTHON="$PYTHON"
 log "python with pyroscope-io: $EMBER_PYTHON"
 
+# --- BEGIN web UI browser test (tests/tests/ui.rs) -------------------------------
+# Debian's Chromium and Node.js, and playwright-core pinned by
+# tests/ui/package-lock.json; no browser is ever downloaded.
+if [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+if [ ! -d "$ROOT/tests/ui/node_modules/playwright-core" ]; then
+  log "npm ci in tests/ui"
+  (cd "$ROOT/tests/ui" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 600 npm ci --no-audit --no-fund)
+fi
+mkdir -p "$ROOT/target/ui-screenshots"
+log "web UI test: $(/usr/bin/chromium --version 2>/dev/null), node $(node --version)"
+# --- END web UI browser test -------------------------------------------------------
+
+# --- BEGIN ingest formats: Node.js SDK and JDK, for tests/tests/ingest_*.rs ---
+# The Node.js test drives @pyroscope/nodejs (pinned in tests/node/package-lock.json);
+# the JFR test records tests/java/EmberBusy.java with the machine's JDK.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+if ! command -v javac >/dev/null; then
+  apt_install default-jdk-headless
+fi
+log "node $(node --version), npm ci in tests/node"
+(cd "$ROOT/tests/node" && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
+# --- END ingest formats -------------------------------------------------------
+
 # --- build and test --------------------------------------------------------------
 log "cargo build --bin ember"
 cargo build --bin ember

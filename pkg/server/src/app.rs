@@ -14,7 +14,8 @@ use std::{
     time::Duration,
 };
 
-use ember_distributor::{Distributor, Limits as DistributorLimits};
+use ember_agent::{Agent, AgentOptions, InProcess, PushSink};
+use ember_distributor::{Distributor, Limits as DistributorLimits, LimitsFn};
 use ember_ingester::{Ingester, IngesterConfig};
 use ember_model::pprof::DecodeLimits;
 use ember_querier::Querier;
@@ -48,6 +49,12 @@ pub enum AppError {
         "-target=distributor needs an ingester in the same process in this version; add ingester to -target"
     )]
     DistributorWithoutIngester,
+    #[error(
+        "-target=agent needs client.url (a distributor to push to) unless a distributor runs in the same process"
+    )]
+    AgentWithoutDistributor,
+    #[error("agent: {0}")]
+    Agent(String),
     #[error("flushing on shutdown: {0}")]
     Flush(#[from] ember_ingester::Error),
 }
@@ -64,6 +71,9 @@ fn distributor_limits(l: &Limits) -> DistributorLimits {
         max_label_names_per_series: l.max_label_names_per_series,
         max_label_name_length: l.max_label_name_length,
         max_label_value_length: l.max_label_value_length,
+        ingestion_rate_mb: l.ingestion_rate_mb,
+        ingestion_burst_size_mb: l.ingestion_burst_size_mb,
+        max_active_series: l.max_active_series,
     }
 }
 
@@ -73,6 +83,8 @@ pub struct App {
     listener: TcpListener,
     services: Services,
     ingester: Option<Arc<Ingester>>,
+    agent: Option<Agent>,
+    agent_grace: Duration,
     graceful_timeout: Duration,
 }
 
@@ -80,10 +92,8 @@ impl App {
     /// Builds the selected components and binds the listener.
     pub async fn new(config: &Config) -> Result<Self, AppError> {
         let targets = expand(&config.target);
-        for t in [Target::Agent, Target::Compactor] {
-            if targets.contains(&t) && !config.target.contains(&Target::All) {
-                return Err(AppError::Unavailable(t));
-            }
+        if targets.contains(&Target::Compactor) && !config.target.contains(&Target::All) {
+            return Err(AppError::Unavailable(Target::Compactor));
         }
         let store = ember_objstore::build(&config.storage)?;
         let ingester = targets.contains(&Target::Ingester).then(|| {
@@ -100,9 +110,11 @@ impl App {
             let ingester = ingester
                 .clone()
                 .ok_or(AppError::DistributorWithoutIngester)?;
+            // Each push reads its tenant's limits: `limits` with that tenant's `overrides`.
+            let limits_config = config.clone();
             Some(Distributor::new(
                 ingester,
-                distributor_limits(&config.limits),
+                LimitsFn(move |tenant: &str| distributor_limits(&limits_config.limits_for(tenant))),
             ))
         } else {
             None
@@ -110,6 +122,32 @@ impl App {
         let querier = targets
             .contains(&Target::Querier)
             .then(|| Arc::new(Querier::new(ingester.clone(), store.clone())));
+
+        let metrics = Metrics::new();
+        // The agent runs when asked for by name, or with `all` when it has jobs.
+        let run_agent = config.target.contains(&Target::Agent)
+            || (targets.contains(&Target::Agent) && !config.scrape_configs.is_empty());
+        let agent = if run_agent {
+            let sink: Arc<dyn PushSink> = if config.client.url.is_empty() {
+                let distributor = distributor
+                    .clone()
+                    .ok_or(AppError::AgentWithoutDistributor)?;
+                Arc::new(InProcess(Arc::new(distributor)))
+            } else {
+                ember_agent::push::remote(&config.client).map_err(AppError::Agent)?
+            };
+            let agent = Agent::start(
+                config.scrape_configs.clone(),
+                config.client.clone(),
+                sink,
+                &metrics.registry,
+                AgentOptions::default(),
+            )
+            .map_err(|e| AppError::Agent(e.to_string()))?;
+            Some(agent)
+        } else {
+            None
+        };
 
         let address = format!(
             "{}:{}",
@@ -123,12 +161,15 @@ impl App {
             services: Services {
                 distributor,
                 querier,
-                metrics: Metrics::new(),
+                metrics,
                 ready: Arc::new(AtomicBool::new(false)),
                 multitenancy: config.auth.multitenancy_enabled,
                 max_body_bytes: config.server.max_request_body_bytes as usize,
+                agent: agent.clone(),
             },
             ingester,
+            agent,
+            agent_grace: config.client.timeout,
             graceful_timeout: config.server.graceful_shutdown_timeout,
         })
     }
@@ -173,6 +214,11 @@ impl App {
             Err(_) => {
                 warn!("in-flight requests did not finish within the graceful shutdown timeout")
             }
+        }
+        // Buffered profiles get pushed (in-process, into the heads) before the flush.
+        if let Some(agent) = &self.agent {
+            info!("stopping the agent");
+            agent.stop(self.agent_grace).await;
         }
         if let Some(ingester) = ingester {
             info!("flushing heads");

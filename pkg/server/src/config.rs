@@ -24,7 +24,8 @@
 //! (`join:` with every entry commented out) keeps its default.
 //!
 //! Per-tenant `overrides` are file-only: tenant names may hold the `.` and `-` that
-//! flag and variable names use as separators.
+//! flag and variable names use as separators. So are the agent's `scrape_configs`, a
+//! list of jobs.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use std::fmt;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use ember_agent::{ClientConfig, ScrapeConfig};
 use ember_objstore::StorageConfig;
 use serde::{Deserialize, Serialize};
 use serde_yaml::{Mapping, Value};
@@ -70,6 +72,10 @@ pub struct Config {
     pub limits: Limits,
     /// Per-tenant changes to `limits`, keyed by tenant ID (`overrides`); file only.
     pub overrides: BTreeMap<String, LimitsOverride>,
+    /// The agent's scrape jobs (`scrape_configs`, DESIGN.md §5); file only.
+    pub scrape_configs: Vec<ScrapeConfig>,
+    /// Where the agent pushes (`client`).
+    pub client: ClientConfig,
 }
 
 impl Default for Config {
@@ -84,6 +90,8 @@ impl Default for Config {
             ingester: IngesterConfig::default(),
             limits: Limits::default(),
             overrides: BTreeMap::new(),
+            scrape_configs: Vec::new(),
+            client: ClientConfig::default(),
         }
     }
 }
@@ -348,6 +356,8 @@ impl Config {
             validate_limits(&self.limits_for(tenant), &format!("overrides.{tenant}"))?;
         }
         self.storage.validate()?;
+        ember_agent::config::validate(&self.scrape_configs, &self.client)
+            .map_err(|e| ConfigError::Invalid(e.0))?;
         Ok(())
     }
 }
@@ -802,6 +812,8 @@ impl Keys {
 
         let mut list = Vec::new();
         collect_leaves(&defaults, "", &mut list);
+        // Scrape jobs are a list of mappings: file only, like `overrides`.
+        list.retain(|key| key.path != "scrape_configs");
         Keys {
             defaults,
             schema,
@@ -1121,7 +1133,7 @@ fn help_text_for(keys: &Keys) -> String {
          --name value; a boolean flag alone means true; lists are comma separated. Every\n\
          flag has a YAML key (-server.http-listen-port is server: {http_listen_port: ..})\n\
          and an environment variable (EMBER_SERVER_HTTP_LISTEN_PORT). Per-tenant\n\
-         overrides are set in the file only.\n\
+         overrides and the agent's scrape_configs are set in the file only.\n\
          \n",
     );
     let special = [
@@ -1209,6 +1221,20 @@ fn describe(path: &str) -> &'static str {
         "limits.ingestion_rate_mb" => "sustained ingestion rate per tenant in MB/s; 0 disables",
         "limits.ingestion_burst_size_mb" => "ingestion burst per tenant in MB",
         "limits.max_active_series" => "most series per tenant in the head block; 0 disables",
+        "client.url" => {
+            "distributor URL the agent pushes to; empty pushes in-process with -target=all"
+        }
+        "client.tenant_id" => "tenant the agent pushes as (X-Scope-OrgID); empty for none",
+        "client.protocol" => "how the agent pushes: connect or grpc (plaintext)",
+        "client.timeout" => "time one push may take",
+        "client.batch_wait" => "time the agent waits to batch profiles into one push",
+        "client.batch_max_profiles" => "most profiles in one push",
+        "client.buffer_max_profiles" => {
+            "most profiles the agent holds while distributors are down; the oldest are dropped"
+        }
+        "client.buffer_max_bytes" => "most bytes of profiles the agent holds",
+        "client.min_backoff" => "first wait before retrying a failed push",
+        "client.max_backoff" => "longest wait between push retries",
         _ => "",
     }
 }
@@ -1915,7 +1941,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = Keys::new();
-        assert_eq!(keys.list.len(), 36);
+        assert_eq!(keys.list.len(), 46);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(

@@ -40,6 +40,8 @@ pub struct Services {
     pub ready: Arc<AtomicBool>,
     pub multitenancy: bool,
     pub max_body_bytes: usize,
+    /// The agent, whose `/targets` page is served when it runs.
+    pub agent: Option<ember_agent::Agent>,
 }
 
 /// Puts the request's [`Tenant`] into its extensions, or refuses it.
@@ -57,7 +59,7 @@ async fn tenant(State(multitenancy): State<bool>, mut request: Request, next: Ne
             ))),
             None => {
                 let path = request.uri().path();
-                if path == "/ready" || path == "/metrics" {
+                if path == "/ready" || path == "/metrics" || path == "/targets" {
                     return next.run(request).await;
                 }
                 return connect::error_response(
@@ -211,30 +213,19 @@ async fn ready(State(ready): State<Arc<AtomicBool>>) -> Response {
     }
 }
 
-async fn index() -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; charset=utf-8",
-        )],
-        "Ember continuous profiling database\n\n\
-         Push profiles: POST /push.v1.PusherService/Push (Connect, gRPC)\n\
-         Query: POST /querier.v1.QuerierService/<Method>, GET /pyroscope/render\n\
-         Operations: GET /ready, GET /metrics\n",
-    )
-}
-
 /// Builds the whole application.
 pub fn router(s: Services) -> Router {
     let http = Router::new()
         .merge(connect_routes(&s))
         .merge(render::routes(s.querier.clone()))
-        .route("/", get(index))
+        .merge(crate::ingest::routes(s.distributor.clone()))
+        .merge(ember_ui::routes(s.querier.clone()))
         .route("/ready", get(ready).with_state(s.ready.clone()))
         .route(
             "/metrics",
             get(crate::metrics::handler).with_state(s.metrics.clone()),
         )
+        .merge(s.agent.as_ref().map(|a| a.routes()).unwrap_or_default())
         .layer(DefaultBodyLimit::max(s.max_body_bytes));
     let grpc = grpc_routes(&s);
     let dispatch = tower::service_fn(move |request: Request<Body>| {

@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 mod connect;
 pub mod http;
+mod ingest;
 pub mod metrics;
 mod render;
 pub mod target;

@@ -73,6 +73,26 @@ fn commented_overrides_example_is_valid() {
 }
 
 #[test]
+fn commented_scrape_configs_example_is_valid() {
+    let text = std::fs::read_to_string(example_path()).unwrap();
+    let commented: String = text
+        .lines()
+        .skip_while(|line| *line != "# scrape_configs:")
+        .take_while(|line| !line.is_empty())
+        .map(|line| line.strip_prefix("# ").unwrap_or(line).to_string() + "\n")
+        .collect();
+    assert!(commented.starts_with("scrape_configs:\n"), "{commented}");
+    let config = Config::from_yaml(&commented).unwrap();
+    let job = &config.scrape_configs[0];
+    assert_eq!(job.job_name, "default");
+    assert_eq!(job.static_configs[0].targets, vec!["127.0.0.1:6060"]);
+    assert_eq!(
+        job.kubernetes_sd_configs[0].namespaces.names,
+        vec!["default"]
+    );
+}
+
+#[test]
 fn flags_override_the_example() {
     let config = load_example(&[
         "-target=distributor,ingester",

@@ -1,0 +1,176 @@
+//! (a) the decode floor and (b) single-threaded ingest through the real
+//! distributor path, both as whole passes over the mix for a minimum time.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ember_distributor::{Distributor, Limits};
+use ember_ingester::{Ingester, IngesterConfig};
+use ember_model::{ingest::series_for, pprof};
+use object_store::memory::InMemory;
+
+use crate::{
+    BoxResult, TENANT,
+    corpus::{Corpus, Input, unlimited},
+};
+
+/// Returns the CPU time the calling thread has used so far.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Throughput of one measured loop. Rates use the loop's CPU time, so that
+/// they are per core and other processes on the machine skew them less.
+#[derive(Debug, Clone)]
+pub(crate) struct Rate {
+    pub(crate) profiles: u64,
+    /// Gzipped input bytes processed.
+    pub(crate) bytes: u64,
+    /// CPU time of the measuring thread.
+    pub(crate) elapsed: Duration,
+    pub(crate) wall: Duration,
+    /// Time spent per input of the mix, summed over passes.
+    pub(crate) per_input: Vec<Duration>,
+    pub(crate) passes: u64,
+}
+
+impl Rate {
+    pub(crate) fn profiles_per_sec(&self) -> f64 {
+        self.profiles as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub(crate) fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.elapsed.as_secs_f64()
+    }
+
+    /// Returns the mean time per profile.
+    pub(crate) fn per_profile(&self) -> Duration {
+        self.elapsed / self.profiles.max(1) as u32
+    }
+
+    /// Returns the mean wall-clock time per pass over the mix for input `i`.
+    pub(crate) fn mean(&self, i: usize) -> Duration {
+        self.per_input[i] / self.passes.max(1) as u32
+    }
+}
+
+/// One measured loop: a name for errors and the work done per input.
+pub(crate) type Loop<'a> = (&'a str, &'a mut dyn FnMut(&Input) -> BoxResult<()>);
+
+/// Runs the loops in rounds, each round one pass over the mix per loop, until
+/// the first loop has used `min` of CPU time. Interleaving the loops exposes
+/// them all to the same background load, so their ratios stay meaningful on
+/// a shared machine.
+pub(crate) fn run_rounds(
+    min: Duration,
+    corpus: &Corpus,
+    loops: &mut [Loop<'_>],
+) -> BoxResult<Vec<Rate>> {
+    let mut rates = vec![
+        Rate {
+            profiles: 0,
+            bytes: 0,
+            elapsed: Duration::ZERO,
+            wall: Duration::ZERO,
+            per_input: vec![Duration::ZERO; corpus.inputs.len()],
+            passes: 0,
+        };
+        loops.len()
+    ];
+    while rates[0].passes == 0 || rates[0].elapsed < min {
+        for ((name, f), rate) in loops.iter_mut().zip(&mut rates) {
+            let (wall, cpu) = (Instant::now(), thread_cpu_time());
+            for (i, input) in corpus.inputs.iter().enumerate() {
+                let t = Instant::now();
+                f(input).map_err(|e| format!("{name} {}: {e}", input.name))?;
+                rate.per_input[i] += t.elapsed();
+            }
+            rate.elapsed += thread_cpu_time() - cpu;
+            rate.wall += wall.elapsed();
+            rate.passes += 1;
+            rate.profiles += corpus.inputs.len() as u64;
+            rate.bytes += corpus.gz_bytes() as u64;
+        }
+    }
+    Ok(rates)
+}
+
+/// The results of (a) and (b), with the splits that say where ingest time goes.
+#[derive(Debug)]
+pub(crate) struct IngestResults {
+    /// (a) gunzip + protobuf decode + validation.
+    pub(crate) decode: Rate,
+    /// The gunzip part of (a) alone.
+    pub(crate) gunzip: Rate,
+    /// (b) `Distributor::ingest_pprof`, one thread.
+    pub(crate) ingest: Rate,
+    /// Part of (b): series split + `Ingester::append` of decoded profiles, as
+    /// the distributor does it but without its delta step and limit checks.
+    pub(crate) append: Rate,
+}
+
+fn new_ingester() -> Arc<Ingester> {
+    Arc::new(Ingester::new(
+        IngesterConfig::default(),
+        Arc::new(InMemory::new()),
+    ))
+}
+
+/// Measures (a) and (b) on one thread, interleaved, until decoding alone
+/// has used `min` of CPU time.
+pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
+    let limits = unlimited();
+    let mut decode = |i: &Input| -> BoxResult<()> {
+        pprof::decode(&i.gz, &limits)?;
+        Ok(())
+    };
+    let mut gunzip = |i: &Input| -> BoxResult<()> {
+        pprof::gunzip_bounded(&i.gz, limits.max_decompressed_bytes)?;
+        Ok(())
+    };
+    // No rate, size, label or series limit; decoding as in (a).
+    let distributor = Distributor::new(
+        new_ingester(),
+        Limits {
+            decode: limits,
+            ..Limits::unlimited()
+        },
+    );
+    let mut ingest = |i: &Input| -> BoxResult<()> {
+        distributor.ingest_pprof(TENANT, &i.labels, &i.gz)?;
+        Ok(())
+    };
+    let ingester = new_ingester();
+    let mut append = |i: &Input| -> BoxResult<()> {
+        let series = series_for(&i.profile, &i.labels);
+        ingester.append(TENANT, &i.profile, &series, i.profile.time_nanos.max(1))?;
+        Ok(())
+    };
+    let mut rates = run_rounds(
+        min,
+        corpus,
+        &mut [
+            ("decode", &mut decode),
+            ("gunzip", &mut gunzip),
+            ("ingest", &mut ingest),
+            ("append", &mut append),
+        ],
+    )?
+    .into_iter();
+    let mut next = || rates.next().expect("one rate per loop");
+    Ok(IngestResults {
+        decode: next(),
+        gunzip: next(),
+        ingest: next(),
+        append: next(),
+    })
+}

@@ -1,0 +1,372 @@
+//! Ember's end-to-end benchmark, run as
+//! `cargo run --release -p ember-bench -- [--profiles N] [--per-file]`.
+//!
+//! On the real profiles of the shared corpus it measures, in one run:
+//!
+//! - (a) the decode floor: gunzip + pprof decode + validation, no limits;
+//! - (b) single-threaded ingest through `Distributor::ingest_pprof` into an
+//!   in-memory `Ingester`, which should reach at least half of (a);
+//! - (c) `SelectMergeStacktraces`, `SelectSeries` and `SelectMergeProfile`
+//!   over `N` profiles (10,000 by default) read back from Parquet blocks by a
+//!   querier without an ingester, cold and warm;
+//! - (d) bytes per stored sample in object storage, symbols included, for
+//!   exact copies of the mix (best case), copies with their own values
+//!   (realistic) and one service per profile (worst case for symbols).
+//!
+//! It prints Markdown tables (see `docs/benchmarks.md`) and writes nothing but
+//! temporary directories, removed at exit. Throughput loops run whole passes
+//! over the mix, interleaved, until decoding alone has used [`MIN_RUN`] of
+//! CPU time, and report rates per core from the thread's CPU time (the
+//! machine is shared); query latencies are wall-clock.
+
+mod corpus;
+mod ingest;
+mod query;
+mod storage;
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
+
+use ember_model::ingest::series_for;
+
+/// Every fallible step of the bench reports through this.
+pub(crate) type BoxResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The tenant every profile is written to.
+pub(crate) const TENANT: &str = "bench";
+/// CPU time of the decode loop of (a); the loops of (b) run as many passes.
+const MIN_RUN: Duration = Duration::from_secs(2);
+/// Services of the main store in (c) and (d): each file of the mix always
+/// goes to the same one, as a real service sends the same kinds of profile.
+const SERVICES: usize = 5;
+/// Profiles stored for each variant of (d); bytes per sample do not depend
+/// on the count once it is many passes over the mix.
+const VARIANT_PROFILES: usize = 2_000;
+/// The profile type the queries of (c) select.
+const CPU_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+#[derive(Debug)]
+struct Args {
+    profiles: usize,
+    variant_profiles: usize,
+    corpus: PathBuf,
+    per_file: bool,
+}
+
+const USAGE: &str =
+    "usage: ember-bench [--profiles N] [--variant-profiles N] [--corpus DIR] [--per-file]
+
+  --profiles N          profiles stored and queried in (c) and (d) (default 10000)
+  --variant-profiles N  profiles stored for each other variant of (d) (default 2000, 0 skips)
+  --corpus DIR          pprof files to use (default: the shared test corpus)
+  --per-file            also print decode and ingest time per file of the mix";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        profiles: 10_000,
+        variant_profiles: VARIANT_PROFILES,
+        corpus: corpus::default_dir(),
+        per_file: false,
+    };
+    let mut it = std::env::args().skip(1);
+    let number = |v: Option<String>, flag: &str| {
+        v.and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("{flag} needs a number\n{USAGE}"))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--profiles" => args.profiles = number(it.next(), "--profiles")?,
+            "--variant-profiles" => {
+                args.variant_profiles = number(it.next(), "--variant-profiles")?;
+            }
+            "--corpus" => args.corpus = it.next().map(PathBuf::from).ok_or(USAGE)?,
+            "--per-file" => args.per_file = true,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if args.profiles == 0 {
+        return Err("--profiles must be at least 1".into());
+    }
+    Ok(args)
+}
+
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "**missed**" }
+}
+
+/// Returns the profile type with the most samples in one pass over the mix.
+fn heaviest_type(corpus: &corpus::Corpus) -> String {
+    let mut samples: BTreeMap<String, usize> = BTreeMap::new();
+    for input in &corpus.inputs {
+        for s in series_for(&input.profile, &input.labels) {
+            let n = s.samples.map_or(input.profile.sample.len(), |v| v.len());
+            *samples.entry(s.profile_type.id()).or_default() += n;
+        }
+    }
+    samples
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(t, _)| t)
+        .unwrap_or_default()
+}
+
+/// Everything one run measures.
+#[derive(Debug)]
+struct Results {
+    ingest: ingest::IngestResults,
+    stored: query::Stored,
+    footprint: storage::Footprint,
+    cpu: query::QueryResults,
+    heavy: query::Flame,
+    /// (d) variants: label, profiles stored, footprint.
+    variants: Vec<(&'static str, usize, storage::Footprint)>,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(args).await {
+        eprintln!("ember-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> BoxResult<()> {
+    let corpus = corpus::load(&args.corpus)
+        .map_err(|e| format!("reading corpus {}: {e}", args.corpus.display()))?;
+    if corpus.inputs.is_empty() {
+        return Err(format!("no decodable profiles in {}", args.corpus.display()).into());
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "mix: {} files, {:.2} MB gzipped, {} samples per pass; load average at start: {}",
+        corpus.inputs.len(),
+        corpus.gz_bytes() as f64 / 1e6,
+        corpus.samples(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    for (name, reason) in &corpus.skipped {
+        println!("skipped: {name} ({reason})");
+    }
+
+    eprintln!("(a, b) decode and ingest, interleaved, {MIN_RUN:?} of decoding...");
+    let ingest = tokio::task::block_in_place(|| ingest::run(&corpus, MIN_RUN))?;
+
+    eprintln!("(c) storing {} profiles...", args.profiles);
+    let dir = tempfile::tempdir()?;
+    let by_file = |_: usize, k: usize| format!("svc-{}", k % SERVICES);
+    let stored = query::store_profiles(&corpus, args.profiles, dir.path(), by_file, false).await?;
+    let footprint = storage::measure(dir.path())?;
+    eprintln!("(c) querying...");
+    let cpu = query::run(&stored, CPU_TYPE).await?;
+    let heavy = query::flame(&stored, &heaviest_type(&corpus)).await?;
+
+    let mut variants = Vec::new();
+    let n = args.variant_profiles;
+    if n > 0 {
+        eprintln!("(d) storing {n} jittered profiles, then {n} with one service each...");
+        let dir = tempfile::tempdir()?;
+        query::store_profiles(&corpus, n, dir.path(), by_file, true).await?;
+        variants.push((
+            "5 services, each copy with its own values",
+            n,
+            storage::measure(dir.path())?,
+        ));
+        let dir = tempfile::tempdir()?;
+        let unique = |i: usize, _: usize| format!("unique-{i}");
+        query::store_profiles(&corpus, n, dir.path(), unique, false).await?;
+        variants.push((
+            "one service per profile (worst case for symbols)",
+            n,
+            storage::measure(dir.path())?,
+        ));
+    }
+
+    let results = Results {
+        ingest,
+        stored,
+        footprint,
+        cpu,
+        heavy,
+        variants,
+    };
+    print_results(&results);
+    if args.per_file {
+        print_per_file(&corpus, &results.ingest);
+    }
+    Ok(())
+}
+
+fn flame_row(f: &query::Flame) {
+    let s = &f.split;
+    println!(
+        "| (c) `SelectMergeStacktraces` {}: {} profiles ({} rows, {} samples), cold / warm | {} / {} ({} names) | < 1 s: {} |",
+        f.profile_type,
+        s.profiles,
+        s.rows,
+        s.samples,
+        ms(f.latency.cold),
+        ms(f.latency.warm),
+        f.names,
+        verdict(f.latency.cold.max(f.latency.warm) < Duration::from_secs(1))
+    );
+}
+
+fn footprint_row(label: &str, n: usize, fp: &storage::Footprint, aim: &str) {
+    let profiles = fp.file("profiles.parquet");
+    let other = fp.total() - profiles - fp.symbols();
+    println!(
+        "| (d) bytes/sample, {n} profiles, {label}: total (profiles + symbols + series, meta) | {:.2} ({:.2} + {:.2} + {:.2}) | {aim} |",
+        fp.per_sample(fp.total()),
+        fp.per_sample(profiles),
+        fp.per_sample(fp.symbols()),
+        fp.per_sample(other),
+    );
+}
+
+fn split_row(f: &query::Flame) {
+    let s = &f.split;
+    println!(
+        "| (c) flame graph {}: open blocks / load symbols (once per querier); read profiles.parquet / scan + sum / scan + sum + resolve (`merge_tree`) / `to_flamegraph` (per query) | {} / {}; {} / {} / {} / {} |",
+        f.profile_type,
+        ms(s.open),
+        ms(s.symbols),
+        ms(s.fetch),
+        ms(s.scan),
+        ms(s.merge_tree),
+        ms(s.to_flamegraph)
+    );
+}
+
+fn print_results(r: &Results) {
+    let ing = &r.ingest;
+    let ratio = ing.ingest.mb_per_sec() / ing.decode.mb_per_sec();
+    let n = r.stored.profiles;
+    println!();
+    println!("| step | result | aim |");
+    println!("|---|---|---|");
+    println!(
+        "| (a) decode floor: gunzip + decode + validate, 1 core | {:.1} MB/s, {:.0} profiles/s | — |",
+        ing.decode.mb_per_sec(),
+        ing.decode.profiles_per_sec()
+    );
+    println!(
+        "| (b) ingest: `Distributor::ingest_pprof` into an `Ingester`, 1 core | {:.1} MB/s, {:.0} profiles/s = {:.1}% of (a) | ≥ 50% of (a): {} |",
+        ing.ingest.mb_per_sec(),
+        ing.ingest.profiles_per_sec(),
+        ratio * 100.0,
+        verdict(ratio >= 0.5)
+    );
+    println!(
+        "| (c) store {n} profiles: append (decoded) / `flush_all` to Parquet | {} / {} | — |",
+        ms(r.stored.append),
+        ms(r.stored.flush)
+    );
+    flame_row(&r.cpu.flame);
+    flame_row(&r.heavy);
+    println!(
+        "| (c) `SelectSeries` {CPU_TYPE} by service, step 300 s, cold / warm | {} / {} ({} series) | — |",
+        ms(r.cpu.series.cold),
+        ms(r.cpu.series.warm),
+        r.cpu.series_count
+    );
+    println!(
+        "| (c) `SelectMergeProfile` {CPU_TYPE}, cold / warm | {} / {} ({} samples) | — |",
+        ms(r.cpu.merge_profile.cold),
+        ms(r.cpu.merge_profile.warm),
+        r.cpu.pprof_samples
+    );
+    let exact = "5 services, exact copies of the mix";
+    let met = r.footprint.per_sample(r.footprint.total()) < 5.0;
+    footprint_row(exact, n, &r.footprint, &format!("< 5: {}", verdict(met)));
+    for (label, n, fp) in &r.variants {
+        footprint_row(label, *n, fp, "—");
+    }
+
+    println!();
+    println!("| where the time goes | time |");
+    println!("|---|---|");
+    println!(
+        "| (a) per profile: decode / of which gunzip | {} / {} |",
+        us(ing.decode.per_profile()),
+        us(ing.gunzip.per_profile())
+    );
+    let rest = ing
+        .ingest
+        .per_profile()
+        .saturating_sub(ing.decode.per_profile() + ing.append.per_profile());
+    println!(
+        "| (b) per profile: `ingest_pprof` = decode (a) + series split and `Ingester::append` + the rest (delta of cumulative types, limits, series admission) | {} = {} + {} + {} |",
+        us(ing.ingest.per_profile()),
+        us(ing.decode.per_profile()),
+        us(ing.append.per_profile()),
+        us(rest)
+    );
+    split_row(&r.cpu.flame);
+    split_row(&r.heavy);
+
+    let fp = &r.footprint;
+    let files: Vec<String> = fp
+        .files
+        .iter()
+        .map(|(name, bytes)| format!("{name} {:.1} KB", *bytes as f64 / 1e3))
+        .collect();
+    println!();
+    println!(
+        "stored: {} block(s), {} samples, {:.2} MB: {}",
+        fp.blocks,
+        fp.samples,
+        fp.total() as f64 / 1e6,
+        files.join(", ")
+    );
+    println!(
+        "wall clock: (a) {:.1} s, (b) {:.1} s for {} and {} profiles; rates above use the thread's CPU time",
+        ing.decode.wall.as_secs_f64(),
+        ing.ingest.wall.as_secs_f64(),
+        ing.decode.profiles,
+        ing.ingest.profiles
+    );
+}
+
+fn print_per_file(corpus: &corpus::Corpus, ing: &ingest::IngestResults) {
+    println!();
+    println!(
+        "| file (wall clock per profile) | KB gz | samples | decode | ingest | append | ingest / decode |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (i, input) in corpus.inputs.iter().enumerate() {
+        let (d, g, a) = (ing.decode.mean(i), ing.ingest.mean(i), ing.append.mean(i));
+        println!(
+            "| {} | {:.1} | {} | {} | {} | {} | {:.2} |",
+            input.name,
+            input.gz.len() as f64 / 1e3,
+            input.profile.sample.len(),
+            us(d),
+            us(g),
+            us(a),
+            g.as_secs_f64() / d.as_secs_f64()
+        );
+    }
+}
