@@ -64,24 +64,42 @@ impl Rate {
 }
 
 /// One measured loop: a name for errors and the work done per input.
-pub(crate) type Loop<'a> = (&'a str, &'a mut dyn FnMut(&Input) -> BoxResult<()>);
+pub(crate) type Loop<'a, T = Input> = (&'a str, &'a mut dyn FnMut(&T) -> BoxResult<()>);
+
+/// One input of a measured loop: a name for errors and the bytes it counts.
+pub(crate) trait Item {
+    fn name(&self) -> &str;
+    /// Bytes of the payload as uploaded.
+    fn bytes(&self) -> usize;
+}
+
+impl Item for Input {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn bytes(&self) -> usize {
+        self.gz.len()
+    }
+}
 
 /// Runs the loops in rounds, each round one pass over the mix per loop, until
 /// the first loop has used `min` of CPU time. Interleaving the loops exposes
 /// them all to the same background load, so their ratios stay meaningful on
 /// a shared machine.
-pub(crate) fn run_rounds(
+pub(crate) fn run_rounds<T: Item>(
     min: Duration,
-    corpus: &Corpus,
-    loops: &mut [Loop<'_>],
+    items: &[T],
+    loops: &mut [Loop<'_, T>],
 ) -> BoxResult<Vec<Rate>> {
+    let bytes: usize = items.iter().map(Item::bytes).sum();
     let mut rates = vec![
         Rate {
             profiles: 0,
             bytes: 0,
             elapsed: Duration::ZERO,
             wall: Duration::ZERO,
-            per_input: vec![Duration::ZERO; corpus.inputs.len()],
+            per_input: vec![Duration::ZERO; items.len()],
             passes: 0,
         };
         loops.len()
@@ -89,16 +107,16 @@ pub(crate) fn run_rounds(
     while rates[0].passes == 0 || rates[0].elapsed < min {
         for ((name, f), rate) in loops.iter_mut().zip(&mut rates) {
             let (wall, cpu) = (Instant::now(), thread_cpu_time());
-            for (i, input) in corpus.inputs.iter().enumerate() {
+            for (i, input) in items.iter().enumerate() {
                 let t = Instant::now();
-                f(input).map_err(|e| format!("{name} {}: {e}", input.name))?;
+                f(input).map_err(|e| format!("{name} {}: {e}", input.name()))?;
                 rate.per_input[i] += t.elapsed();
             }
             rate.elapsed += thread_cpu_time() - cpu;
             rate.wall += wall.elapsed();
             rate.passes += 1;
-            rate.profiles += corpus.inputs.len() as u64;
-            rate.bytes += corpus.gz_bytes() as u64;
+            rate.profiles += items.len() as u64;
+            rate.bytes += bytes as u64;
         }
     }
     Ok(rates)
@@ -118,7 +136,7 @@ pub(crate) struct IngestResults {
     pub(crate) append: Rate,
 }
 
-fn new_ingester() -> Arc<Ingester> {
+pub(crate) fn new_ingester() -> Arc<Ingester> {
     Arc::new(Ingester::new(
         IngesterConfig::default(),
         Arc::new(InMemory::new()),
@@ -157,7 +175,7 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
     };
     let mut rates = run_rounds(
         min,
-        corpus,
+        &corpus.inputs,
         &mut [
             ("decode", &mut decode),
             ("gunzip", &mut gunzip),

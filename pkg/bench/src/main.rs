@@ -6,6 +6,9 @@
 //! - (a) the decode floor: gunzip + pprof decode + validation, no limits;
 //! - (b) single-threaded ingest through `Distributor::ingest_pprof` into an
 //!   in-memory `Ingester`, which should reach at least half of (a);
+//! - (e) folded and (f) JFR uploads of `/ingest`: the parse floor (gunzip +
+//!   the `ember_formats` parser) and the full ingest (parse +
+//!   `Distributor::ingest_profile`), which should reach a quarter of it;
 //! - (c) `SelectMergeStacktraces`, `SelectSeries` and `SelectMergeProfile`
 //!   over `N` profiles (10,000 by default) read back from Parquet blocks by a
 //!   querier without an ingester, cold and warm;
@@ -20,6 +23,7 @@
 //! machine is shared); query latencies are wall-clock.
 
 mod corpus;
+mod formats;
 mod ingest;
 mod query;
 mod storage;
@@ -127,6 +131,7 @@ fn heaviest_type(corpus: &corpus::Corpus) -> String {
 #[derive(Debug)]
 struct Results {
     ingest: ingest::IngestResults,
+    formats: formats::FormatResults,
     stored: query::Stored,
     footprint: storage::Footprint,
     cpu: query::QueryResults,
@@ -173,6 +178,12 @@ async fn run(args: Args) -> BoxResult<()> {
 
     eprintln!("(a, b) decode and ingest, interleaved, {MIN_RUN:?} of decoding...");
     let ingest = tokio::task::block_in_place(|| ingest::run(&corpus, MIN_RUN))?;
+    let folded = formats::folded_uploads(&corpus);
+    let jfr = [formats::jfr_upload(&formats::default_jfr())?];
+    eprintln!(
+        "(e, f) folded and JFR parse and ingest, interleaved, {MIN_RUN:?} of parsing each..."
+    );
+    let formats = tokio::task::block_in_place(|| formats::run(&folded, &jfr, MIN_RUN))?;
 
     eprintln!("(c) storing {} profiles...", args.profiles);
     let dir = tempfile::tempdir()?;
@@ -206,6 +217,7 @@ async fn run(args: Args) -> BoxResult<()> {
 
     let results = Results {
         ingest,
+        formats,
         stored,
         footprint,
         cpu,
@@ -260,6 +272,25 @@ fn split_row(f: &query::Flame) {
     );
 }
 
+fn format_rows(step: &str, parser: &str, f: &formats::FormatRates) {
+    println!(
+        "| {step} parse floor: gunzip + {parser}, 1 core ({} uploads, {:.0} KB, {} profiles, {} samples a pass) | {:.1} MB/s, {:.0} uploads/s | — |",
+        f.uploads,
+        f.bytes as f64 / 1e3,
+        f.profiles,
+        f.samples,
+        f.parse.mb_per_sec(),
+        f.parse.profiles_per_sec()
+    );
+    println!(
+        "| {step} ingest: parse + `Distributor::ingest_profile` into an `Ingester`, 1 core | {:.1} MB/s, {:.0} uploads/s = {:.1}% of its floor | ≥ 25% of its floor: {} |",
+        f.ingest.mb_per_sec(),
+        f.ingest.profiles_per_sec(),
+        f.ratio() * 100.0,
+        verdict(f.ratio() >= 0.25)
+    );
+}
+
 fn print_results(r: &Results) {
     let ing = &r.ingest;
     let ratio = ing.ingest.mb_per_sec() / ing.decode.mb_per_sec();
@@ -279,6 +310,8 @@ fn print_results(r: &Results) {
         ratio * 100.0,
         verdict(ratio >= 0.5)
     );
+    format_rows("(e) folded", "`folded::parse`", &r.formats.folded);
+    format_rows("(f) JFR", "`jfr::parse`", &r.formats.jfr);
     println!(
         "| (c) store {n} profiles: append (decoded) / `flush_all` to Parquet | {} / {} | — |",
         ms(r.stored.append),
@@ -324,6 +357,17 @@ fn print_results(r: &Results) {
         us(ing.append.per_profile()),
         us(rest)
     );
+    for (step, f) in [
+        ("(e) folded", &r.formats.folded),
+        ("(f) JFR", &r.formats.jfr),
+    ] {
+        println!(
+            "| {step} per upload: ingest = parse + the rest | {} = {} + {} |",
+            us(f.ingest.per_profile()),
+            us(f.parse.per_profile()),
+            us(f.ingest.per_profile().saturating_sub(f.parse.per_profile()))
+        );
+    }
     split_row(&r.cpu.flame);
     split_row(&r.heavy);
 
