@@ -1,7 +1,8 @@
 //! Starts the components selected by `-target` and serves them until shutdown.
 //!
-//! Order matters on shutdown: readiness goes false, the ingester stops taking
-//! writes, in-flight requests finish, and only then is every head flushed, so
+//! Order matters on shutdown: readiness goes false, the server stops accepting
+//! requests and lets in-flight ones finish, the agent pushes what it buffered,
+//! and only then does the ingester stop taking writes and flush every head, so
 //! no acknowledged profile is left behind in memory.
 
 use std::{
