@@ -53,6 +53,23 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+/// Returns the `go` command, or `None` when Go is not installed.
+pub fn go_binary() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let candidates = [
+        std::env::var_os("EMBER_GO").map(PathBuf::from),
+        Some(PathBuf::from("go")),
+        Some(PathBuf::from("/usr/lib/go/bin/go")),
+        Some(PathBuf::from("/usr/local/go/bin/go")),
+    ];
+    candidates.into_iter().flatten().find(|go| {
+        std::process::Command::new(go)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
 /// Fails the calling test in CI, or prints a loud notice outside CI (after which
 /// the caller returns, skipping itself), when a tool it drives is missing: a
 /// skipped acceptance test proves nothing, so CI never skips.

@@ -9,10 +9,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use agent_support::{go_binary, start_with_config};
+use agent_support::start_with_config;
 use ember_tests::checks::service_selector;
 use ember_tests::{
-    Codec, EmberProcess, TimeRange, eventually, now_millis, skip_or_fail_missing_tool,
+    Codec, EmberProcess, TimeRange, eventually, go_binary, now_millis, skip_or_fail_missing_tool,
 };
 
 struct Kill(Child);

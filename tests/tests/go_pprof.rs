@@ -1,32 +1,15 @@
 //! Acceptance: `go tool pprof -top` reads `SelectMergeProfile` output and reports
 //! the same total as what was pushed.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use ember_tests::checks::{service_selector, the_type_with_data};
 use ember_tests::{
-    EmberProcess, MULTITENANCY, TimeRange, now_nanos, pprof, process::write_file,
+    EmberProcess, MULTITENANCY, TimeRange, go_binary, now_nanos, pprof, process::write_file,
     skip_or_fail_missing_tool, testdata,
 };
 
 const TENANT: Option<&str> = Some("go-pprof");
-
-/// Returns the `go` command, or `None` when Go is not installed.
-fn go_binary() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("EMBER_GO").map(PathBuf::from),
-        Some(PathBuf::from("go")),
-        Some(PathBuf::from("/usr/lib/go/bin/go")),
-        Some(PathBuf::from("/usr/local/go/bin/go")),
-    ];
-    candidates.into_iter().flatten().find(|go| {
-        Command::new(go)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
-}
 
 /// Returns pprof's `-unit` for a sample unit, so that `-top` prints exact
 /// integers in the profile's own unit ("" for counts).

@@ -7,8 +7,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -133,22 +131,6 @@ pub fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body);
     let _ = stream.flush();
-}
-
-/// Returns the `go` command, or `None` when Go is not installed.
-pub fn go_binary() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("EMBER_GO").map(PathBuf::from),
-        Some(PathBuf::from("go")),
-        Some(PathBuf::from("/usr/lib/go/bin/go")),
-        Some(PathBuf::from("/usr/local/go/bin/go")),
-    ];
-    candidates.into_iter().flatten().find(|go| {
-        Command::new(go)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    })
 }
 
 /// An `ember` process and the directory holding its configuration file.
