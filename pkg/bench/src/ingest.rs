@@ -134,6 +134,10 @@ pub(crate) struct IngestResults {
     /// Part of (b): series split + `Ingester::append` of decoded profiles, as
     /// the distributor does it but without its delta step and limit checks.
     pub(crate) append: Rate,
+    /// `append` with the write-ahead log, fsync on (one thread: no group commit).
+    pub(crate) append_wal: Rate,
+    /// `append` with the write-ahead log, fsync off: the cost of encoding and writing.
+    pub(crate) append_wal_nosync: Rate,
 }
 
 pub(crate) fn new_ingester() -> Arc<Ingester> {
@@ -173,6 +177,34 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
         ingester.append(TENANT, &i.profile, &series, i.profile.time_nanos.max(1))?;
         Ok(())
     };
+    let wal_dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let with_wal = |dir: &std::path::Path, fsync: bool| {
+        let open = Ingester::open_with(
+            IngesterConfig::default(),
+            Arc::new(InMemory::new()),
+            dir,
+            ember_wal::WalOptions {
+                fsync,
+                ..Default::default()
+            },
+        );
+        // `run` is called from `block_in_place` on the runtime.
+        tokio::runtime::Handle::current().block_on(open)
+    };
+    let (synced, unsynced) = (
+        with_wal(wal_dirs.0.path(), true)?,
+        with_wal(wal_dirs.1.path(), false)?,
+    );
+    let mut append_wal = |i: &Input| -> BoxResult<()> {
+        let series = series_for(&i.profile, &i.labels);
+        synced.append(TENANT, &i.profile, &series, i.profile.time_nanos.max(1))?;
+        Ok(())
+    };
+    let mut append_wal_nosync = |i: &Input| -> BoxResult<()> {
+        let series = series_for(&i.profile, &i.labels);
+        unsynced.append(TENANT, &i.profile, &series, i.profile.time_nanos.max(1))?;
+        Ok(())
+    };
     let mut rates = run_rounds(
         min,
         &corpus.inputs,
@@ -181,6 +213,8 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
             ("gunzip", &mut gunzip),
             ("ingest", &mut ingest),
             ("append", &mut append),
+            ("append+wal", &mut append_wal),
+            ("append+wal-nosync", &mut append_wal_nosync),
         ],
     )?
     .into_iter();
@@ -190,5 +224,7 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
         gunzip: next(),
         ingest: next(),
         append: next(),
+        append_wal: next(),
+        append_wal_nosync: next(),
     })
 }

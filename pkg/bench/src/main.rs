@@ -357,6 +357,12 @@ fn print_results(r: &Results) {
         us(ing.append.per_profile()),
         us(rest)
     );
+    println!(
+        "| (b) per profile: `Ingester::append` / with the write-ahead log, no fsync / with fsync (one thread, so no group commit) | {} / {} / {} |",
+        us(ing.append.per_profile()),
+        us(ing.append_wal_nosync.per_profile()),
+        us(ing.append_wal.per_profile())
+    );
     for (step, f) in [
         ("(e) folded", &r.formats.folded),
         ("(f) JFR", &r.formats.jfr),

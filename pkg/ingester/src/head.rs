@@ -2,7 +2,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock, RwLockReadGuard},
+    sync::{
+        Arc, RwLock, RwLockReadGuard,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Instant,
 };
 
@@ -18,6 +21,9 @@ pub struct Head {
     /// The ID the head's block will have.
     pub ulid: Ulid,
     pub created: Instant,
+    /// The lowest write-ahead log segment holding one of its profiles
+    /// (`u64::MAX` when none does).
+    wal_segment: AtomicU64,
     data: RwLock<HeadData>,
 }
 
@@ -43,10 +49,16 @@ impl Default for Head {
 
 impl Head {
     pub fn new() -> Self {
-        let ulid = Ulid::new();
+        Self::with_ulid(Ulid::new())
+    }
+
+    /// Returns an empty head whose block will have `ulid` (a head rebuilt from
+    /// the write-ahead log keeps the ID it had).
+    pub fn with_ulid(ulid: Ulid) -> Self {
         Self {
             ulid,
             created: Instant::now(),
+            wal_segment: AtomicU64::new(u64::MAX),
             data: RwLock::new(HeadData {
                 ulid,
                 series_index: HashMap::new(),
@@ -58,6 +70,16 @@ impl Head {
                 profile_bytes: 0,
             }),
         }
+    }
+
+    /// Records that one of its profiles is in WAL segment `segment` (or later).
+    pub(crate) fn note_wal_segment(&self, segment: u64) {
+        self.wal_segment.fetch_min(segment, Ordering::AcqRel);
+    }
+
+    /// Returns the lowest WAL segment holding one of its profiles, if any.
+    pub(crate) fn wal_segment(&self) -> Option<u64> {
+        Some(self.wal_segment.load(Ordering::Acquire)).filter(|&s| s != u64::MAX)
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, HeadData> {

@@ -6,12 +6,20 @@
 //! `max_block_bytes`, and on shutdown. A cut head stays queryable while it is
 //! flushed and is dropped only once its block is uploaded; the block keeps the
 //! head's ULID so that queriers never count both.
+//!
+//! With a write-ahead log ([`Ingester::open`]) every profile is fsynced to the
+//! log before [`Ingester::append`] returns, the log is replayed into heads on
+//! start, and a segment is deleted only once every head holding one of its
+//! profiles is uploaded. A cut rotates the log so that the cut head's profiles
+//! sit in closed segments.
 
 mod active;
 mod head;
+mod wal_record;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
+    path::Path,
     sync::{
         Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
@@ -22,9 +30,10 @@ use std::{
 use ember_model::ingest::SeriesSpec;
 use ember_proto::google::v1::Profile;
 use ember_query::SourceView;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use thiserror::Error;
 use tracing::{info, warn};
+use ulid::Ulid;
 
 pub use active::{ActiveSeries, SeriesLimitExceeded, fingerprint};
 pub use head::{Head, HeadData};
@@ -35,6 +44,8 @@ pub enum Error {
     Stopping,
     #[error("flushing block: {0}")]
     Block(#[from] ember_block::Error),
+    #[error(transparent)]
+    Wal(#[from] ember_wal::Error),
     #[error(
         "tenant {tenant:?} has {active} active series and this push adds {new}, more than the limit of {limit} (limits.max_active_series); a series stays active for {window:?} after its last profile"
     )]
@@ -85,6 +96,12 @@ pub struct Ingester {
     stopping: AtomicBool,
     /// Serializes flushes so a periodic flush and shutdown never upload twice.
     flush_lock: tokio::sync::Mutex<()>,
+    /// The write-ahead log; `None` keeps everything in memory only (tests, bench).
+    wal: Option<ember_wal::Wal>,
+    /// Held shared from a WAL append until its profile is in a head, and
+    /// exclusively while choosing which segments to delete, so that no logged
+    /// profile is ever outside both a head and the segments kept.
+    wal_checkpoint: RwLock<()>,
 }
 
 impl Ingester {
@@ -95,7 +112,123 @@ impl Ingester {
             tenants: RwLock::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             flush_lock: tokio::sync::Mutex::new(()),
+            wal: None,
+            wal_checkpoint: RwLock::new(()),
         }
+    }
+
+    /// Opens an ingester with a write-ahead log in `wal_dir`: replays the log
+    /// into heads (which are cut at once, so the next flush uploads them) and
+    /// logs every later append. Damaged records are skipped and reported with
+    /// `warn!`; they never stop the start. Profiles of a head whose block is
+    /// already in object storage (a crash after its upload, before its segments
+    /// were deleted) are not replayed again.
+    pub async fn open(
+        config: IngesterConfig,
+        store: Arc<dyn ObjectStore>,
+        wal_dir: &Path,
+    ) -> Result<Self> {
+        Self::open_with(config, store, wal_dir, ember_wal::WalOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with explicit log options.
+    pub async fn open_with(
+        config: IngesterConfig,
+        store: Arc<dyn ObjectStore>,
+        wal_dir: &Path,
+        options: ember_wal::WalOptions,
+    ) -> Result<Self> {
+        let dir = wal_dir.to_path_buf();
+        let (entries, report) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let (records, report) = ember_wal::replay(&dir)?;
+            let entries: Vec<_> = records
+                .iter()
+                .map(|r| (r.segment, r.offset, wal_record::decode(&r.payload)))
+                .collect();
+            Ok((entries, report))
+        })
+        .await
+        .map_err(ember_block::Error::from)??;
+
+        // Heads whose block made it to object storage (meta.json is uploaded last).
+        let mut uploaded = HashSet::new();
+        for (_, _, entry) in &entries {
+            if let Ok(wal_record::Entry::Cut { tenant, head }) = entry {
+                let meta = ember_block::block_file(tenant, *head, "meta.json");
+                if store.head(&meta).await.is_ok() {
+                    uploaded.insert((tenant.clone(), *head));
+                }
+            }
+        }
+
+        let dir = wal_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let mut ingester = Self::new(config, store);
+            let mut pending: HashMap<String, Vec<(u64, wal_record::ProfileRecord)>> =
+                HashMap::new();
+            let (mut bad, mut already_uploaded) = (0usize, 0usize);
+            let rebuild = |ingester: &Self,
+                           tenant: &str,
+                           ulid: Ulid,
+                           group: Vec<(u64, wal_record::ProfileRecord)>| {
+                let head = Head::with_ulid(ulid);
+                for (segment, r) in group {
+                    head.note_wal_segment(segment);
+                    head.append(&r.profile, &r.series, r.time_nanos);
+                }
+                // Replayed heads become blocks on the next flush.
+                let heads = ingester.tenant(tenant);
+                heads.lock().expect("poisoned").flushing.push(Arc::new(head));
+            };
+            for (segment, offset, entry) in entries {
+                match entry {
+                    Ok(wal_record::Entry::Profile(r)) => pending
+                        .entry(r.tenant.clone())
+                        .or_default()
+                        .push((segment, *r)),
+                    Ok(wal_record::Entry::Cut { tenant, head }) => {
+                        let group = pending.remove(&tenant).unwrap_or_default();
+                        if group.is_empty() {
+                            continue;
+                        }
+                        if uploaded.contains(&(tenant.clone(), head)) {
+                            already_uploaded += group.len();
+                            info!(tenant, block = %head, profiles = group.len(), "not replaying profiles already in an uploaded block");
+                        } else {
+                            rebuild(&ingester, &tenant, head, group);
+                        }
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        warn!(segment, offset, error = %e, "skipping undecodable write-ahead log record");
+                    }
+                }
+            }
+            // Profiles after a tenant's last cut: a new head, whose cut is logged below.
+            let mut uncut = Vec::new();
+            for (tenant, group) in pending {
+                let ulid = Ulid::new();
+                rebuild(&ingester, &tenant, ulid, group);
+                uncut.push((tenant, ulid));
+            }
+            info!(
+                dir = %dir.display(),
+                segments = report.segments,
+                records = report.records,
+                damaged = report.skipped.len(),
+                undecodable = bad,
+                already_uploaded,
+                "replayed write-ahead log"
+            );
+            let wal = ember_wal::Wal::open(&dir, options)?;
+            for (tenant, ulid) in uncut {
+                wal.append(&wal_record::encode_cut(&tenant, ulid))?;
+            }
+            ingester.wal = Some(wal);
+            Ok(ingester)
+        })
+        .await
+        .map_err(ember_block::Error::from)?
     }
 
     fn tenant(&self, tenant: &str) -> Arc<Mutex<TenantHeads>> {
@@ -128,8 +261,21 @@ impl Ingester {
         if self.stopping.load(Ordering::Acquire) {
             return Err(Error::Stopping);
         }
-        let head = self.tenant(tenant).lock().expect("poisoned").active.clone();
-        head.append(profile, series, time_nanos);
+        let _checkpoint = self.wal_checkpoint.read().expect("poisoned");
+        let segment = match &self.wal {
+            Some(wal) => {
+                Some(wal.append(&wal_record::encode(tenant, profile, series, time_nanos))?)
+            }
+            None => None,
+        };
+        // Appending under the tenant lock keeps a cut head from growing after
+        // it was queued for upload.
+        let heads = self.tenant(tenant);
+        let heads = heads.lock().expect("poisoned");
+        if let Some(segment) = segment {
+            heads.active.note_wal_segment(segment);
+        }
+        heads.active.append(profile, series, time_nanos);
         Ok(())
     }
 
@@ -206,6 +352,13 @@ impl Ingester {
     /// them when `force`), moving it to the flush queue.
     fn cut(&self, force: bool) {
         let now = Instant::now();
+        let mut any = false;
+        // Exclusive, so that the cut record in the log separates exactly the
+        // profiles of the cut head from those of the next one.
+        let _gate = self
+            .wal
+            .as_ref()
+            .map(|_| self.wal_checkpoint.write().expect("poisoned"));
         for (tenant, heads) in self.tenants.read().expect("poisoned").iter() {
             let mut heads = heads.lock().expect("poisoned");
             heads.series.purge(now, self.config.max_block_duration);
@@ -216,9 +369,42 @@ impl Ingester {
                 || bytes as u64 >= self.config.max_block_bytes;
             if due && !empty {
                 info!(tenant, head = %active.ulid, bytes, "cutting head");
+                if let Some(wal) = &self.wal
+                    && let Err(e) = wal.append(&wal_record::encode_cut(tenant, active.ulid))
+                {
+                    // Without it a replay may count this head's profiles twice, never lose them.
+                    warn!(tenant, head = %active.ulid, error = %e, "logging cut failed");
+                }
                 let old = std::mem::replace(&mut heads.active, Arc::new(Head::new()));
                 heads.flushing.push(old);
+                any = true;
             }
+        }
+        if any && let Some(wal) = &self.wal {
+            match wal.rotate() {
+                Ok(closed) => info!(segment = closed, "closed write-ahead log segment at cut"),
+                Err(e) => warn!(error = %e, "rotating write-ahead log failed"),
+            }
+        }
+    }
+
+    /// Deletes the WAL segments that hold no profile of a head still in memory.
+    fn checkpoint_wal(&self) {
+        let Some(wal) = &self.wal else { return };
+        let _exclusive = self.wal_checkpoint.write().expect("poisoned");
+        let mut keep_from = wal.current_segment();
+        for heads in self.tenants.read().expect("poisoned").values() {
+            let heads = heads.lock().expect("poisoned");
+            for head in heads.flushing.iter().chain(std::iter::once(&heads.active)) {
+                if let Some(s) = head.wal_segment() {
+                    keep_from = keep_from.min(s);
+                }
+            }
+        }
+        match wal.delete_before(keep_from) {
+            Ok(0) => {}
+            Ok(deleted) => info!(deleted, keep_from, "deleted write-ahead log segments"),
+            Err(e) => warn!(error = %e, "deleting write-ahead log segments failed"),
         }
     }
 
@@ -271,6 +457,8 @@ impl Ingester {
                 }
             }
         }
+        // Only now, with the blocks in object storage, may their segments go.
+        self.checkpoint_wal();
         first_error.map_or(Ok(()), Err)
     }
 

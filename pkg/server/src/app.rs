@@ -56,6 +56,8 @@ pub enum AppError {
     AgentWithoutDistributor,
     #[error("agent: {0}")]
     Agent(String),
+    #[error("opening the ingester's write-ahead log: {0}")]
+    Wal(String),
     #[error("flushing on shutdown: {0}")]
     Flush(#[from] ember_ingester::Error),
 }
@@ -97,16 +99,19 @@ impl App {
             return Err(AppError::Unavailable(Target::Compactor));
         }
         let store = ember_objstore::build(&config.storage)?;
-        let ingester = targets.contains(&Target::Ingester).then(|| {
-            Arc::new(Ingester::new(
-                IngesterConfig {
-                    id: hostname(),
-                    max_block_duration: config.ingester.max_block_duration,
-                    max_block_bytes: config.ingester.max_block_bytes,
-                },
-                store.clone(),
-            ))
-        });
+        let ingester = if targets.contains(&Target::Ingester) {
+            let ingester_config = IngesterConfig {
+                id: hostname(),
+                max_block_duration: config.ingester.max_block_duration,
+                max_block_bytes: config.ingester.max_block_bytes,
+            };
+            let ingester = Ingester::open(ingester_config, store.clone(), &config.wal_dir())
+                .await
+                .map_err(|e| AppError::Wal(e.to_string()))?;
+            Some(Arc::new(ingester))
+        } else {
+            None
+        };
         let distributor = if targets.contains(&Target::Distributor) {
             let ingester = ingester
                 .clone()

@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ember_agent::{ClientConfig, ScrapeConfig};
@@ -175,6 +176,11 @@ pub struct IngesterConfig {
     pub max_block_duration: Duration,
     /// Largest in-memory size of a head block before it is cut; default 512 MiB.
     pub max_block_bytes: u64,
+    /// Directory of the write-ahead log, which every accepted profile is fsynced to
+    /// before the push is acknowledged and which is replayed on start. Empty (the
+    /// default) means `<storage.filesystem.dir>/wal`, whatever the storage backend.
+    /// It must survive a restart: it is the only local state an ingester needs.
+    pub wal_dir: PathBuf,
 }
 
 impl Default for IngesterConfig {
@@ -182,6 +188,7 @@ impl Default for IngesterConfig {
         Self {
             max_block_duration: Duration::from_secs(3600),
             max_block_bytes: 512 * MIB,
+            wal_dir: PathBuf::new(),
         }
     }
 }
@@ -297,6 +304,16 @@ impl LimitsOverride {
 const MIB: u64 = 1024 * 1024;
 
 impl Config {
+    /// Returns the write-ahead log directory: `ingester.wal_dir`, or
+    /// `<storage.filesystem.dir>/wal` when that is empty.
+    pub fn wal_dir(&self) -> PathBuf {
+        if self.ingester.wal_dir.as_os_str().is_empty() {
+            self.storage.filesystem.dir.join("wal")
+        } else {
+            self.ingester.wal_dir.clone()
+        }
+    }
+
     /// Returns the limits of `tenant`: `limits` with the tenant's `overrides` applied.
     pub fn limits_for(&self, tenant: &str) -> Limits {
         match self.overrides.get(tenant) {
@@ -1209,6 +1226,7 @@ fn describe(path: &str) -> &'static str {
         "storage.azure.endpoint" => "Azure blob service URL; empty for the public cloud",
         "ingester.max_block_duration" => "longest time range of a head block before it is cut",
         "ingester.max_block_bytes" => "largest in-memory head block before it is cut",
+        "ingester.wal_dir" => "write-ahead log directory; empty for <storage.filesystem.dir>/wal",
         "limits.max_profile_size_bytes" => "largest profile as received; 0 disables",
         "limits.max_decompressed_profile_size_bytes" => {
             "largest profile after decompression; 0 disables"
@@ -1941,7 +1959,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = Keys::new();
-        assert_eq!(keys.list.len(), 46);
+        assert_eq!(keys.list.len(), 47);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(

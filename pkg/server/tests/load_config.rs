@@ -103,3 +103,11 @@ fn flags_override_the_example() {
     assert_eq!(config.server.http_listen_port, 0);
     assert_eq!(config.storage, Config::default().storage);
 }
+
+#[test]
+fn wal_dir_defaults_under_the_filesystem_dir() {
+    let config = load_example(&["-storage.filesystem.dir=/var/lib/ember"]);
+    assert_eq!(config.wal_dir(), PathBuf::from("/var/lib/ember/wal"));
+    let config = load_example(&["-ingester.wal-dir=/fast/wal"]);
+    assert_eq!(config.wal_dir(), PathBuf::from("/fast/wal"));
+}

@@ -1,0 +1,197 @@
+//! The payload of one write-ahead log record: one accepted profile.
+//!
+//! # Format, all integers little-endian
+//!
+//! A cut record (kind 2) says that every profile record of `tenant` since its
+//! previous cut record is in the head with this ULID, which becomes the block
+//! with this ULID:
+//!
+//! ```text
+//! kind            u8 (2 = cut)
+//! tenant          string
+//! head ULID       16 bytes, big-endian u128
+//! ```
+//!
+//! A profile record (kind 1):
+//!
+//! ```text
+//! kind            u8 (1 = profile)
+//! tenant          string
+//! time_nanos      i64
+//! series count    u32, then per series:
+//!   labels        u32 count, then (name string, value string) pairs
+//!   profile type  string (the id, `name:sample_type:sample_unit:period_type:period_unit`)
+//!   sample_type   u32 (index into the profile's sample types)
+//!   samples       u8 0 (all samples) or 1 followed by u32 count and u32 indices
+//! profile         bytes: the prost encoding of `google.v1.Profile`
+//! ```
+//!
+//! A string or bytes field is a u32 length followed by that many bytes (UTF-8 for strings).
+
+use ember_model::{Label, Labels, ProfileType, ingest::SeriesSpec};
+use ember_proto::google::v1::Profile;
+use prost::Message;
+use ulid::Ulid;
+
+const KIND_PROFILE: u8 = 1;
+const KIND_CUT: u8 = 2;
+
+/// One decoded record.
+#[derive(Debug)]
+pub(crate) enum Entry {
+    Profile(Box<ProfileRecord>),
+    Cut { tenant: String, head: Ulid },
+}
+
+/// Returns the record payload saying that `tenant`'s profiles since its last cut
+/// are in head `head`.
+pub(crate) fn encode_cut(tenant: &str, head: Ulid) -> Vec<u8> {
+    let mut out = vec![KIND_CUT];
+    put_bytes(&mut out, tenant.as_bytes());
+    out.extend_from_slice(&u128::from(head).to_be_bytes());
+    out
+}
+
+/// One profile as logged.
+#[derive(Debug)]
+pub(crate) struct ProfileRecord {
+    pub(crate) tenant: String,
+    pub(crate) time_nanos: i64,
+    pub(crate) series: Vec<SeriesSpec>,
+    pub(crate) profile: Profile,
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Returns the record payload for one profile.
+pub(crate) fn encode(
+    tenant: &str,
+    profile: &Profile,
+    series: &[SeriesSpec],
+    time_nanos: i64,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(profile.encoded_len() + 256);
+    out.push(KIND_PROFILE);
+    put_bytes(&mut out, tenant.as_bytes());
+    out.extend_from_slice(&time_nanos.to_le_bytes());
+    out.extend_from_slice(&(series.len() as u32).to_le_bytes());
+    for s in series {
+        out.extend_from_slice(&(s.labels.len() as u32).to_le_bytes());
+        for l in s.labels.iter() {
+            put_bytes(&mut out, l.name.as_bytes());
+            put_bytes(&mut out, l.value.as_bytes());
+        }
+        put_bytes(&mut out, s.profile_type.id().as_bytes());
+        out.extend_from_slice(&(s.sample_type as u32).to_le_bytes());
+        match &s.samples {
+            None => out.push(0),
+            Some(indices) => {
+                out.push(1);
+                out.extend_from_slice(&(indices.len() as u32).to_le_bytes());
+                for i in indices {
+                    out.extend_from_slice(&i.to_le_bytes());
+                }
+            }
+        }
+    }
+    out.extend_from_slice(&(profile.encoded_len() as u32).to_le_bytes());
+    profile
+        .encode(&mut out)
+        .expect("a Vec grows to hold the encoding");
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("record ends early".into());
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn i64(&mut self) -> Result<i64, String> {
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Result<String, String> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|e| e.to_string())
+    }
+}
+
+/// Decodes a payload written by [`encode`].
+pub(crate) fn decode(payload: &[u8]) -> Result<Entry, String> {
+    let mut r = Reader(payload);
+    match r.u8()? {
+        KIND_PROFILE => decode_profile(r).map(|p| Entry::Profile(Box::new(p))),
+        KIND_CUT => {
+            let tenant = r.string()?;
+            let head = u128::from_be_bytes(r.take(16)?.try_into().expect("16 bytes"));
+            Ok(Entry::Cut {
+                tenant,
+                head: Ulid::from(head),
+            })
+        }
+        kind => Err(format!("unknown record kind {kind}")),
+    }
+}
+
+fn decode_profile(mut r: Reader<'_>) -> Result<ProfileRecord, String> {
+    let tenant = r.string()?;
+    let time_nanos = r.i64()?;
+    let n = r.u32()?;
+    let mut series = Vec::with_capacity(n.min(1024) as usize);
+    for _ in 0..n {
+        let labels = r.u32()?;
+        let mut pairs = Vec::with_capacity(labels.min(1024) as usize);
+        for _ in 0..labels {
+            let name = r.string()?;
+            let value = r.string()?;
+            pairs.push(Label::new(name, value));
+        }
+        let profile_type: ProfileType = r.string()?.parse().map_err(|e| format!("{e}"))?;
+        let sample_type = r.u32()? as usize;
+        let samples = match r.u8()? {
+            0 => None,
+            _ => {
+                let count = r.u32()?;
+                let mut v = Vec::with_capacity(count.min(1 << 20) as usize);
+                for _ in 0..count {
+                    v.push(r.u32()?);
+                }
+                Some(v)
+            }
+        };
+        series.push(SeriesSpec {
+            labels: Labels::new(pairs),
+            profile_type,
+            sample_type,
+            samples,
+        });
+    }
+    let profile = Profile::decode(r.bytes()?).map_err(|e| e.to_string())?;
+    Ok(ProfileRecord {
+        tenant,
+        time_nanos,
+        series,
+        profile,
+    })
+}

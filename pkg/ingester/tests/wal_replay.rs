@@ -1,0 +1,187 @@
+//! An ingester with a write-ahead log that is dropped without flushing (a
+//! crash) answers the same after it is opened again from the log, and drops
+//! the log's segments once their blocks are uploaded.
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+
+use ember_ingester::{Ingester, IngesterConfig};
+use ember_model::{flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, pprof};
+use ember_query::{Plan, SourceView};
+use object_store::{ObjectStore, memory::InMemory};
+
+fn profiles() -> Vec<ember_proto::google::v1::Profile> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/profiles");
+    let mut out = Vec::new();
+    let mut dirs = vec![dir];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if !path.extension().is_some_and(|e| e == "json" || e == "md") {
+                let raw = std::fs::read(&path).unwrap();
+                if let Ok(p) = pprof::decode(&raw, &pprof::DecodeLimits::default()) {
+                    out.push((path, p));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    assert!(out.len() >= 10, "shared test profiles not found");
+    out.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Every tenant's flame graph per profile type, over all its heads.
+fn answers(ingester: &Ingester) -> BTreeMap<(String, String), String> {
+    let mut out = BTreeMap::new();
+    let mut tenants = ingester.tenants();
+    tenants.sort();
+    for tenant in tenants {
+        let mut types = Vec::new();
+        ingester.with_heads(&tenant, &mut |v: &dyn SourceView| {
+            types.extend(
+                v.series()
+                    .iter()
+                    .filter_map(|s| s.labels.get(PROFILE_TYPE).map(str::to_owned)),
+            )
+        });
+        types.sort();
+        types.dedup();
+        for t in types {
+            let plan = Plan {
+                profile_type: Some(t.clone()),
+                selectors: Vec::new(),
+                start: i64::MIN,
+                end: i64::MAX,
+            };
+            let mut tree = FunctionTree::new();
+            ingester.with_heads(&tenant, &mut |v: &dyn SourceView| {
+                ember_query::merge_tree(v, &plan, &mut tree).unwrap()
+            });
+            out.insert(
+                (tenant.clone(), t),
+                format!("{} {:?}", tree.total(), tree.to_flamegraph(0)),
+            );
+        }
+    }
+    out
+}
+
+fn segment_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
+
+#[tokio::test]
+async fn replayed_wal_answers_like_the_lost_heads() {
+    let wal = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let ingester = Ingester::open(IngesterConfig::default(), store.clone(), wal.path())
+        .await
+        .unwrap();
+    for (i, profile) in profiles().iter().enumerate() {
+        let tenant = if i % 2 == 0 { "tenant-a" } else { "tenant-b" };
+        let client = ingest::labels_of(&[("service_name", &format!("svc-{}", i % 3))]);
+        let series = ingest::series_for(profile, &client);
+        ingester
+            .append(tenant, profile, &series, 1_000 + i as i64)
+            .unwrap();
+    }
+    let before = answers(&ingester);
+    assert!(before.len() > 2, "{:?}", before.keys());
+    // A crash: nothing is flushed.
+    drop(ingester);
+
+    let ingester = Ingester::open(IngesterConfig::default(), store.clone(), wal.path())
+        .await
+        .unwrap();
+    assert_eq!(answers(&ingester), before);
+
+    // Once flushed, the blocks hold the data and the log is emptied.
+    ingester.flush_all().await.unwrap();
+    for tenant in ["tenant-a", "tenant-b"] {
+        assert_eq!(
+            ember_block::list_blocks(&store, tenant)
+                .await
+                .unwrap()
+                .len(),
+            1,
+            "{tenant}"
+        );
+    }
+    assert_eq!(
+        segment_files(wal.path()),
+        1,
+        "only the open segment is left"
+    );
+    drop(ingester);
+    let ingester = Ingester::open(IngesterConfig::default(), store, wal.path())
+        .await
+        .unwrap();
+    assert!(answers(&ingester).is_empty(), "nothing is replayed twice");
+}
+
+#[tokio::test]
+async fn segments_of_unflushed_heads_are_kept() {
+    let wal = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let ingester = Ingester::open(IngesterConfig::default(), store.clone(), wal.path())
+        .await
+        .unwrap();
+    let profile = profiles().remove(0);
+    let series = ingest::series_for(&profile, &ingest::labels_of(&[("service_name", "s")]));
+    ingester.append("a", &profile, &series, 1).unwrap();
+    let before = answers(&ingester);
+    assert!(!before.is_empty());
+    // Flushing with nothing cut keeps the active head's segment.
+    ingester.flush_due().await.unwrap();
+    drop(ingester);
+    let ingester = Ingester::open(IngesterConfig::default(), store, wal.path())
+        .await
+        .unwrap();
+    assert_eq!(answers(&ingester), before);
+}
+
+#[tokio::test]
+async fn crash_after_upload_before_segment_deletion_counts_once() {
+    let wal = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let ingester = Ingester::open(IngesterConfig::default(), store.clone(), wal.path())
+        .await
+        .unwrap();
+    let profile = profiles().remove(0);
+    let series = ingest::series_for(&profile, &ingest::labels_of(&[("service_name", "s")]));
+    ingester.append("a", &profile, &series, 1).unwrap();
+    // Hard links keep the segments as they are when the flush deletes them:
+    // the log a crash right after the upload would leave behind.
+    for entry in std::fs::read_dir(wal.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::hard_link(&path, crashed.path().join(path.file_name().unwrap())).unwrap();
+    }
+    ingester.flush_all().await.unwrap();
+    let blocks = ember_block::list_blocks(&store, "a").await.unwrap();
+    assert_eq!(blocks.len(), 1);
+    assert!(segment_files(crashed.path()) >= 1);
+
+    let reopened = Ingester::open(IngesterConfig::default(), store.clone(), crashed.path())
+        .await
+        .unwrap();
+    assert!(
+        answers(&reopened).is_empty(),
+        "profiles already in block {} are not replayed",
+        blocks[0]
+    );
+
+    // Without the block, the same log is replayed into a head with the block's ID.
+    let empty: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(crashed.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let reopened = Ingester::open(IngesterConfig::default(), empty, copy.path())
+        .await
+        .unwrap();
+    assert!(!answers(&reopened).is_empty());
+    assert_eq!(reopened.heads("a")[0].ulid, blocks[0]);
+}

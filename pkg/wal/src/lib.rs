@@ -1,0 +1,472 @@
+//! A write-ahead log: the ingester writes every accepted profile here, fsynced,
+//! before it acknowledges the push, and replays the log after a crash.
+//!
+//! # On-disk format (version 1)
+//!
+//! The log is a directory of segment files named `<sequence>.wal`, the sequence
+//! a zero-padded 20-digit decimal number that only grows. Each segment starts with
+//! a 12-byte header:
+//!
+//! ```text
+//! magic  "EMBERWAL" (8 bytes)
+//! format version, u32 little-endian (1)
+//! ```
+//!
+//! followed by records, each:
+//!
+//! ```text
+//! payload length, u32 little-endian
+//! CRC-32 (IEEE, `crc32fast`) of the payload, u32 little-endian
+//! payload bytes
+//! ```
+//!
+//! The payload is opaque to this crate. Appends from many threads are batched:
+//! the first waiting appender becomes the leader, writes everything queued with
+//! one `write` and one `fsync`, and wakes the others (group commit). An append
+//! returns only after the fsync that covers its record.
+//!
+//! [`replay`] reads every segment in order. A record cut short (a torn tail
+//! after a crash) ends its segment, which is truncated to its last intact record;
+//! a record whose checksum does not match is skipped. Both are reported, never an
+//! error, so a damaged log cannot stop the process from starting.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Read, Write},
+    path::{Path, PathBuf},
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+};
+
+use thiserror::Error;
+use tracing::{info, warn};
+
+/// The segment header's magic bytes.
+pub const MAGIC: &[u8; 8] = b"EMBERWAL";
+/// The format version written into every segment header.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes of the segment header.
+pub const HEADER_LEN: u64 = 12;
+/// Bytes before each record's payload (length and checksum).
+pub const RECORD_HEADER_LEN: u64 = 8;
+/// Largest payload accepted; a longer length in a segment is treated as damage.
+pub const MAX_RECORD_BYTES: u32 = 1 << 30;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("write-ahead log I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "write-ahead log segment {path} has format version {version}, this build reads {FORMAT_VERSION}"
+    )]
+    Version { path: PathBuf, version: u32 },
+    #[error("record of {0} bytes is larger than the write-ahead log's limit")]
+    TooLarge(usize),
+    #[error("the write-ahead log failed earlier and accepts no more writes: {0}")]
+    Failed(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Options for [`Wal::open`].
+#[derive(Debug, Clone)]
+pub struct WalOptions {
+    /// A segment is closed and a new one started once it holds this many bytes.
+    pub max_segment_bytes: u64,
+    /// Calls `fsync` after each group write; off only for benchmarks.
+    pub fsync: bool,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        Self {
+            max_segment_bytes: 128 << 20,
+            fsync: true,
+        }
+    }
+}
+
+/// One record read back by [`replay`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Sequence of the segment that holds it.
+    pub segment: u64,
+    /// Byte offset of the record header in the segment.
+    pub offset: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Why part of a segment was skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// The segment ends inside a record (a write cut short by a crash).
+    TornTail,
+    /// The record's checksum does not match its payload.
+    BadChecksum,
+    /// The segment header is missing or not a write-ahead log header.
+    BadHeader,
+}
+
+/// One skipped stretch of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub segment: u64,
+    pub offset: u64,
+    pub bytes: u64,
+    pub damage: Damage,
+}
+
+/// What [`replay`] read and what it skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub segments: usize,
+    pub records: usize,
+    pub skipped: Vec<Skipped>,
+}
+
+impl ReplayReport {
+    /// Returns how many damaged stretches were skipped.
+    pub fn skipped_count(&self) -> usize {
+        self.skipped.len()
+    }
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.wal"))
+}
+
+/// Returns the sequences of the segments in `dir`, in order.
+pub fn segments(dir: &Path) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = name
+            .strip_suffix(".wal")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            out.push(seq);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Reads every record of every segment in `dir`, oldest first.
+///
+/// Damage is skipped and reported (also with `warn!`): a torn tail is
+/// truncated away so the segment is clean afterwards, a record with a bad
+/// checksum is skipped and the records after it are kept. Only I/O errors and
+/// an unknown format version fail.
+pub fn replay(dir: &Path) -> Result<(Vec<Record>, ReplayReport)> {
+    let mut records = Vec::new();
+    let mut report = ReplayReport::default();
+    for seq in segments(dir)? {
+        let path = segment_path(dir, seq);
+        let mut data = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(io_err(&path))?;
+        report.segments += 1;
+        let mut skip = |offset: u64, bytes: u64, damage: Damage| {
+            warn!(segment = seq, offset, bytes, ?damage, path = %path.display(), "skipping damaged write-ahead log data");
+            report.skipped.push(Skipped {
+                segment: seq,
+                offset,
+                bytes,
+                damage,
+            });
+        };
+        if data.len() < HEADER_LEN as usize || &data[..8] != MAGIC {
+            skip(0, data.len() as u64, Damage::BadHeader);
+            // Nothing in it can be trusted; leave an empty, valid segment.
+            rewrite_header(&path)?;
+            continue;
+        }
+        let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
+        if version != FORMAT_VERSION {
+            return Err(Error::Version { path, version });
+        }
+        let mut pos = HEADER_LEN as usize;
+        let mut truncate_at = None;
+        while pos < data.len() {
+            let rest = &data[pos..];
+            if rest.len() < RECORD_HEADER_LEN as usize {
+                skip(pos as u64, rest.len() as u64, Damage::TornTail);
+                truncate_at = Some(pos);
+                break;
+            }
+            let len = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
+            let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+            let end = RECORD_HEADER_LEN as usize + len as usize;
+            if len > MAX_RECORD_BYTES || rest.len() < end {
+                skip(pos as u64, rest.len() as u64, Damage::TornTail);
+                truncate_at = Some(pos);
+                break;
+            }
+            let payload = &rest[RECORD_HEADER_LEN as usize..end];
+            if crc32fast::hash(payload) != crc {
+                skip(pos as u64, end as u64, Damage::BadChecksum);
+            } else {
+                records.push(Record {
+                    segment: seq,
+                    offset: pos as u64,
+                    payload: payload.to_vec(),
+                });
+                report.records += 1;
+            }
+            pos += end;
+        }
+        if let Some(at) = truncate_at {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            f.set_len(at as u64).map_err(io_err(&path))?;
+            f.sync_all().map_err(io_err(&path))?;
+        }
+    }
+    Ok((records, report))
+}
+
+fn rewrite_header(path: &Path) -> Result<()> {
+    let mut f = File::create(path).map_err(io_err(path))?;
+    f.write_all(&header()).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+fn header() -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h
+}
+
+#[derive(Debug)]
+struct State {
+    file: Arc<File>,
+    /// Sequence of the segment being written.
+    seq: u64,
+    /// Bytes in the current segment, header included.
+    size: u64,
+    /// Encoded records waiting for the next group write.
+    queue: Vec<u8>,
+    /// Ticket of the last record queued.
+    queued: u64,
+    /// Every ticket up to this one is durable.
+    synced: u64,
+    /// A leader is writing outside the lock.
+    writing: bool,
+    /// A write failed; the log takes no more records.
+    failed: Option<String>,
+}
+
+/// An open write-ahead log.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    options: WalOptions,
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+impl Wal {
+    /// Opens the log in `dir` (created if missing) for appending. Appends go to a
+    /// new segment after the existing ones; [`replay`] them before.
+    pub fn open(dir: &Path, options: WalOptions) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let seq = segments(dir)?.last().map_or(1, |s| s + 1);
+        let file = create_segment(dir, seq)?;
+        info!(dir = %dir.display(), segment = seq, "opened write-ahead log");
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            options,
+            state: Mutex::new(State {
+                file: Arc::new(file),
+                seq,
+                size: HEADER_LEN,
+                queue: Vec::new(),
+                queued: 0,
+                synced: 0,
+                writing: false,
+                failed: None,
+            }),
+            done: Condvar::new(),
+        })
+    }
+
+    /// Returns the directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns the sequence of the segment being written.
+    pub fn current_segment(&self) -> u64 {
+        self.lock().seq
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("poisoned")
+    }
+
+    /// Appends `payload` and returns once it is durable (written and fsynced),
+    /// with the sequence of a segment at or before the one that holds it.
+    pub fn append(&self, payload: &[u8]) -> Result<u64> {
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&l| l <= MAX_RECORD_BYTES)
+            .ok_or(Error::TooLarge(payload.len()))?;
+        let mut s = self.lock();
+        if let Some(why) = &s.failed {
+            return Err(Error::Failed(why.clone()));
+        }
+        let segment = s.seq;
+        s.queue.extend_from_slice(&len.to_le_bytes());
+        s.queue
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        s.queue.extend_from_slice(payload);
+        s.queued += 1;
+        let ticket = s.queued;
+        loop {
+            if let Some(why) = &s.failed {
+                return Err(Error::Failed(why.clone()));
+            }
+            if s.synced >= ticket {
+                return Ok(segment);
+            }
+            if s.writing {
+                s = self.done.wait(s).expect("poisoned");
+                continue;
+            }
+            // Become the leader: write and sync everything queued so far.
+            s = self.write_queued(s);
+        }
+    }
+
+    /// Writes the queue as one group outside the lock; returns the lock again.
+    fn write_queued<'a>(&'a self, mut s: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let batch = std::mem::take(&mut s.queue);
+        let target = s.queued;
+        let file = s.file.clone();
+        let seq = s.seq;
+        s.writing = true;
+        drop(s);
+        let result = (&*file).write_all(&batch).and_then(|()| {
+            if self.options.fsync {
+                file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        let mut s = self.lock();
+        s.writing = false;
+        match result {
+            Ok(()) => {
+                s.synced = target;
+                s.size += batch.len() as u64;
+                if s.size >= self.options.max_segment_bytes
+                    && let Err(e) = self.rotate_locked(&mut s)
+                {
+                    s.failed = Some(e.to_string());
+                }
+            }
+            Err(e) => {
+                let path = segment_path(&self.dir, seq);
+                warn!(path = %path.display(), error = %e, "write-ahead log write failed");
+                s.failed = Some(format!("{}: {e}", path.display()));
+            }
+        }
+        self.done.notify_all();
+        s
+    }
+
+    /// Closes the current segment and starts a new one. Returns the sequence of
+    /// the closed segment: every record appended before this call is in it or
+    /// in an earlier one.
+    pub fn rotate(&self) -> Result<u64> {
+        let mut s = self.lock();
+        loop {
+            if let Some(why) = &s.failed {
+                return Err(Error::Failed(why.clone()));
+            }
+            if s.writing {
+                s = self.done.wait(s).expect("poisoned");
+            } else if s.synced < s.queued {
+                s = self.write_queued(s);
+            } else {
+                break;
+            }
+        }
+        let closed = s.seq;
+        self.rotate_locked(&mut s)?;
+        Ok(closed)
+    }
+
+    fn rotate_locked(&self, s: &mut State) -> Result<()> {
+        let seq = s.seq + 1;
+        let file = create_segment(&self.dir, seq)?;
+        s.file = Arc::new(file);
+        s.seq = seq;
+        s.size = HEADER_LEN;
+        Ok(())
+    }
+
+    /// Deletes every closed segment with a sequence below `checkpoint` (the
+    /// current segment is never deleted). Returns how many were deleted.
+    pub fn delete_before(&self, checkpoint: u64) -> Result<usize> {
+        let current = self.current_segment();
+        let mut deleted = 0;
+        for seq in segments(&self.dir)? {
+            if seq >= checkpoint || seq >= current {
+                break;
+            }
+            let path = segment_path(&self.dir, seq);
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            deleted += 1;
+        }
+        if deleted > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+}
+
+fn create_segment(dir: &Path, seq: u64) -> Result<File> {
+    let path = segment_path(dir, seq);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    f.write_all(&header()).map_err(io_err(&path))?;
+    f.sync_all().map_err(io_err(&path))?;
+    sync_dir(dir)?;
+    Ok(f)
+}
+
+/// Makes a created or removed file name durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+use std::{fs, sync::Arc};
+
+use super::*;
+
+fn payloads(records: &[Record]) -> Vec<Vec<u8>> {
+    records.iter().map(|r| r.payload.clone()).collect()
+}
+
+fn record(i: usize) -> Vec<u8> {
+    format!("record {i} {}", "x".repeat(i % 37)).into_bytes()
+}
+
+#[test]
+fn round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let written: Vec<Vec<u8>> = (0..100).map(record).collect();
+    for p in &written {
+        wal.append(p).unwrap();
+    }
+    wal.append(b"").unwrap();
+    drop(wal);
+    let (records, report) = replay(dir.path()).unwrap();
+    let mut expected = written.clone();
+    expected.push(Vec::new());
+    assert_eq!(payloads(&records), expected);
+    assert_eq!(report.records, 101);
+    assert!(report.skipped.is_empty(), "{report:?}");
+
+    // Reopening appends after the old records, in a new segment.
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    assert_eq!(wal.current_segment(), 2);
+    wal.append(b"after").unwrap();
+    let (records, _) = replay(dir.path()).unwrap();
+    assert_eq!(records.len(), 102);
+    assert_eq!(records.last().unwrap().payload, b"after");
+    assert_eq!(records.last().unwrap().segment, 2);
+}
+
+#[test]
+fn group_commit_from_many_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), WalOptions::default()).unwrap());
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let wal = wal.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    wal.append(format!("{t}:{i}").as_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (records, report) = replay(dir.path()).unwrap();
+    assert_eq!(records.len(), 16 * 50);
+    assert!(report.skipped.is_empty());
+    // Each thread's records are durable in the order it appended them.
+    for t in 0..16 {
+        let mine: Vec<String> = records
+            .iter()
+            .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+            .filter(|p| p.starts_with(&format!("{t}:")))
+            .collect();
+        let expected: Vec<String> = (0..50).map(|i| format!("{t}:{i}")).collect();
+        assert_eq!(mine, expected);
+    }
+}
+
+#[test]
+fn torn_last_record_is_truncated_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    for i in 0..10 {
+        wal.append(&record(i)).unwrap();
+    }
+    drop(wal);
+    let path = segment_path(dir.path(), 1);
+    let full = fs::metadata(&path).unwrap().len();
+    let last_len = RECORD_HEADER_LEN + record(9).len() as u64;
+    // Cut the last record in the middle of its payload.
+    let cut = full - last_len / 2;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+
+    let (records, report) = replay(dir.path()).unwrap();
+    assert_eq!(payloads(&records), (0..9).map(record).collect::<Vec<_>>());
+    assert_eq!(
+        report.skipped,
+        vec![Skipped {
+            segment: 1,
+            offset: full - last_len,
+            bytes: cut - (full - last_len),
+            damage: Damage::TornTail,
+        }]
+    );
+    // The tail is gone: a second replay is clean and appending works.
+    assert_eq!(fs::metadata(&path).unwrap().len(), full - last_len);
+    let (again, report) = replay(dir.path()).unwrap();
+    assert_eq!(again.len(), 9);
+    assert!(report.skipped.is_empty());
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    wal.append(b"next").unwrap();
+    let (records, report) = replay(dir.path()).unwrap();
+    assert_eq!(records.len(), 10);
+    assert!(report.skipped.is_empty());
+}
+
+#[test]
+fn flipped_byte_skips_one_record_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let mut offsets = Vec::new();
+    let mut offset = HEADER_LEN;
+    for i in 0..10 {
+        offsets.push(offset);
+        offset += RECORD_HEADER_LEN + record(i).len() as u64;
+        wal.append(&record(i)).unwrap();
+    }
+    drop(wal);
+    let path = segment_path(dir.path(), 1);
+    let mut data = fs::read(&path).unwrap();
+    // A byte inside record 4's payload.
+    let at = (offsets[4] + RECORD_HEADER_LEN + 3) as usize;
+    data[at] ^= 0x40;
+    fs::write(&path, &data).unwrap();
+
+    let (records, report) = replay(dir.path()).unwrap();
+    let expected: Vec<Vec<u8>> = (0..10).filter(|&i| i != 4).map(record).collect();
+    assert_eq!(payloads(&records), expected);
+    assert_eq!(
+        report.skipped,
+        vec![Skipped {
+            segment: 1,
+            offset: offsets[4],
+            bytes: RECORD_HEADER_LEN + record(4).len() as u64,
+            damage: Damage::BadChecksum,
+        }]
+    );
+    // Starting again is not stopped by the damage.
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    wal.append(b"next").unwrap();
+}
+
+#[test]
+fn damaged_header_is_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(segment_path(dir.path(), 3), b"garbage").unwrap();
+    let (records, report) = replay(dir.path()).unwrap();
+    assert!(records.is_empty());
+    assert_eq!(report.skipped[0].damage, Damage::BadHeader);
+    let (_, report) = replay(dir.path()).unwrap();
+    assert!(report.skipped.is_empty());
+}
+
+#[test]
+fn rotation_and_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WalOptions {
+        max_segment_bytes: 200,
+        ..WalOptions::default()
+    };
+    let wal = Wal::open(dir.path(), options).unwrap();
+    for i in 0..20 {
+        wal.append(&record(i)).unwrap();
+    }
+    let segs = segments(dir.path()).unwrap();
+    assert!(segs.len() >= 3, "size-based rotation: {segs:?}");
+    let closed = wal.rotate().unwrap();
+    assert_eq!(closed + 1, wal.current_segment());
+    wal.append(b"after rotate").unwrap();
+
+    let (records, _) = replay(dir.path()).unwrap();
+    assert_eq!(records.len(), 21);
+    let keep_from = records[10].segment;
+    let deleted = wal.delete_before(keep_from).unwrap();
+    assert_eq!(deleted as u64, keep_from - 1);
+    let (records, report) = replay(dir.path()).unwrap();
+    assert!(report.skipped.is_empty());
+    assert_eq!(records.first().unwrap().segment, keep_from);
+    assert_eq!(records.last().unwrap().payload, b"after rotate");
+
+    // The current segment is never deleted.
+    wal.delete_before(u64::MAX).unwrap();
+    assert_eq!(segments(dir.path()).unwrap(), vec![wal.current_segment()]);
+}
+
+#[test]
+fn unknown_version_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = header();
+    h[8..].copy_from_slice(&99u32.to_le_bytes());
+    fs::write(segment_path(dir.path(), 1), h).unwrap();
+    assert!(matches!(
+        replay(dir.path()),
+        Err(Error::Version { version: 99, .. })
+    ));
+}
