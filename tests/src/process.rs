@@ -407,3 +407,40 @@ pub fn write_file(dir: &Path, name: &str, contents: &[u8]) -> PathBuf {
         .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     path
 }
+
+/// Runs `command` to completion with its stdout and stderr in `log_path`,
+/// failing the calling test when it cannot start, exits unsuccessfully or
+/// runs longer than `timeout`; returns what it logged.
+pub fn run_logged(
+    mut command: std::process::Command,
+    what: &str,
+    log_path: &std::path::Path,
+    timeout: std::time::Duration,
+) -> String {
+    use std::process::Stdio;
+    let log = std::fs::File::create(log_path).unwrap();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not finish in {timeout:?}:\n{}",
+                std::fs::read_to_string(log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let output = std::fs::read_to_string(log_path).unwrap_or_default();
+    assert!(status.success(), "{what} failed ({status}):\n{output}");
+    output
+}

@@ -6,9 +6,10 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ember_tests::checks::service_selector;
+use ember_tests::process::run_logged;
 use ember_tests::{
     Codec, EmberProcess, MULTITENANCY, TimeRange, eventually, flame, now_nanos,
     skip_or_fail_missing_tool, testdata,
@@ -47,35 +48,19 @@ fn node_sdk_profile_shows_its_hot_function() {
     let started = now_nanos();
     let log_dir = tempfile::tempdir().unwrap();
     let log_path = log_dir.path().join("node.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(&node)
-        .current_dir(&dir)
-        .env("DEBUG", "pyroscope")
-        .args(["busy_app.js", &ember.base_url(), app, TENANT, "5"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", node.display()));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the Node.js program did not finish in 90 s:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let node_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    assert!(
-        status.success(),
-        "the Node.js program failed ({status}):\n{node_log}"
+    let mut command = Command::new(&node);
+    command.current_dir(&dir).env("DEBUG", "pyroscope").args([
+        "busy_app.js",
+        &ember.base_url(),
+        app,
+        TENANT,
+        "5",
+    ]);
+    let node_log = run_logged(
+        command,
+        "the Node.js program",
+        &log_path,
+        Duration::from_secs(90),
     );
     assert!(
         !node_log.contains("rejected"),

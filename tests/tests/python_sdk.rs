@@ -8,9 +8,10 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ember_tests::checks::{service_selector, the_type_with_data};
+use ember_tests::process::run_logged;
 use ember_tests::{
     EmberProcess, MULTITENANCY, TimeRange, flame, now_nanos, skip_or_fail_missing_tool, testdata,
 };
@@ -49,8 +50,8 @@ fn python_sdk_profile_shows_its_busiest_function() {
 
     let log_dir = tempfile::tempdir().unwrap();
     let log_path = log_dir.path().join("python.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg(&script)
         .args([
             "--server",
@@ -60,31 +61,12 @@ fn python_sdk_profile_shows_its_busiest_function() {
             "--tenant",
             TENANT,
         ])
-        .args(["--seconds", "4"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the Python program did not finish in 90 s:\n{}",
-                std::fs::read_to_string(&log_path).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let python_log = std::fs::read_to_string(&log_path).unwrap_or_default();
-    assert!(
-        status.success(),
-        "the Python program failed ({status}):\n{python_log}"
+        .args(["--seconds", "4"]);
+    let python_log = run_logged(
+        command,
+        "the Python program",
+        &log_path,
+        Duration::from_secs(90),
     );
 
     let range = TimeRange::new(
