@@ -74,7 +74,7 @@ fi
 export EMBER_PYTHON="$PYTHON"
 log "python with pyroscope-io: $EMBER_PYTHON"
 
-# --- BEGIN web UI browser test (tests/tests/ui.rs) -------------------------------
+# --- BEGIN web UI browser test (tests/tests/e2e/ui.rs) -------------------------------
 # Debian's Chromium and Node.js, and playwright-core pinned by
 # tests/ui/package-lock.json; no browser is ever downloaded.
 if [ ! -x /usr/bin/chromium ]; then
@@ -91,7 +91,7 @@ mkdir -p "$ROOT/target/ui-screenshots"
 log "web UI test: $(/usr/bin/chromium --version 2>/dev/null), node $(node --version)"
 # --- END web UI browser test -------------------------------------------------------
 
-# --- BEGIN ingest formats: Node.js SDK and JDK, for tests/tests/ingest_*.rs ---
+# --- BEGIN ingest formats: Node.js SDK and JDK, for tests/tests/e2e/ingest_*.rs ---
 # The Node.js test drives @pyroscope/nodejs (pinned in tests/node/package-lock.json);
 # the JFR test records tests/java/EmberBusy.java with the machine's JDK.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

@@ -2,7 +2,7 @@
 //! port, talks to it over HTTP the way SDKs, Grafana and `go tool pprof` do, and
 //! computes expectations from the profiles themselves.
 //!
-//! The tests in `tests/tests/*.rs` are written against the contract in
+//! The tests in `tests/tests/e2e/*.rs` are written against the contract in
 //! `shared/DESIGN.md`, not against Ember's crates: they only share its wire types
 //! (`ember-proto`). That keeps them honest about what a user of the binary sees.
 //!

@@ -1,5 +1,5 @@
 // Drives Debian's headless Chromium against a running ember loaded with the
-// shared profiles (tests/tests/ui.rs starts it and passes what it pushed).
+// shared profiles (tests/tests/e2e/ui.rs starts it and passes what it pushed).
 //
 // Environment: EMBER_URL, EMBER_UI_EXPECT (JSON: services, service, type,
 // total, recentTotal, functions), SCREENSHOT_DIR, DOWNLOAD_DIR, CHROMIUM.

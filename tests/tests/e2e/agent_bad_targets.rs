@@ -2,14 +2,14 @@
 //! 100 MB neither delay nor break the scrapes of a good target; each shows its error
 //! on `/targets`. Here the agent runs inside `-target=all` and pushes in-process.
 
-mod agent_support;
+
 
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use agent_support::{
+use crate::agent_support::{
     FakeServer, MEMORY_ONLY, metric, numbered_pprof, respond, start_with_config, targets,
 };
 use ember_tests::checks::service_selector;

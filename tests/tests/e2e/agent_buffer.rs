@@ -2,7 +2,7 @@
 //! `client.buffer_max_profiles`, dropping and counting the oldest; once it is up the
 //! newest profiles, up to that bound, are delivered.
 
-mod agent_support;
+
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agent_support::{FakeServer, MEMORY_ONLY, metric, numbered_pprof, respond, start_with_config};
+use crate::agent_support::{FakeServer, MEMORY_ONLY, metric, numbered_pprof, respond, start_with_config};
 use ember_proto::push::v1::PushRequest;
 use ember_tests::{eventually, pprof, process::free_port};
 use prost::Message;

@@ -3,13 +3,13 @@
 //! flame graph holds the function that burns CPU, and the memory, goroutine, mutex
 //! and block profile types appear under their own names.
 
-mod agent_support;
+
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use agent_support::start_with_config;
+use crate::agent_support::start_with_config;
 use ember_tests::checks::service_selector;
 use ember_tests::{
     Codec, EmberProcess, TimeRange, eventually, go_binary, now_millis, skip_or_fail_missing_tool,
@@ -130,7 +130,7 @@ client:
         },
     );
     // The agent shows its five targets as healthy.
-    let targets = agent_support::targets(&agent.client());
+    let targets = crate::agent_support::targets(&agent.client());
     assert_eq!(targets.len(), 5, "{targets:?}");
     let cpu = targets.iter().find(|t| t["type"] == "cpu").unwrap();
     assert_eq!(
@@ -139,6 +139,6 @@ client:
     );
     assert_eq!(cpu["labels"]["service_name"], "go-burner");
     assert!(
-        agent_support::metric(&agent.client(), "ember_agent_pushed_profiles_total", &[]) >= 5.0
+        crate::agent_support::metric(&agent.client(), "ember_agent_pushed_profiles_total", &[]) >= 5.0
     );
 }

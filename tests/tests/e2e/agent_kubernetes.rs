@@ -4,13 +4,13 @@
 //! and labels (both annotation schemes); un-annotated and non-running pods are
 //! ignored; removing the annotation or deleting the pod removes the targets.
 
-mod agent_support;
+
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use agent_support::{FakeServer, respond, start_with_config, targets};
+use crate::agent_support::{FakeServer, respond, start_with_config, targets};
 use ember_tests::{eventually, process::free_port};
 use serde_json::{Value, json};
 
@@ -64,7 +64,7 @@ impl Api {
         self.changed.notify_all();
     }
 
-    fn serve(self: &Arc<Self>, req: agent_support::Request, stream: &mut std::net::TcpStream) {
+    fn serve(self: &Arc<Self>, req: crate::agent_support::Request, stream: &mut std::net::TcpStream) {
         let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
         if path != "/api/v1/pods" && path != "/api/v1/namespaces/shop/pods" {
             respond(
@@ -281,7 +281,7 @@ client:
         }
     });
     assert_eq!(
-        agent_support::metric(&client, "ember_agent_targets", &["job=\"pods\""]),
+        crate::agent_support::metric(&client, "ember_agent_targets", &["job=\"pods\""]),
         5.0
     );
 }

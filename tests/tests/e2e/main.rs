@@ -1,0 +1,24 @@
+//! End-to-end tests of the real `ember` binary, one module per capability.
+//!
+//! They are one test binary so that the suite links (and stores) the
+//! workspace once rather than once per file.
+
+mod agent_bad_targets;
+mod agent_buffer;
+mod agent_go;
+mod agent_kubernetes;
+mod agent_support;
+mod bad_input;
+mod crash_recovery;
+mod filtering;
+mod flamegraph_format;
+mod go_pprof;
+mod grafana;
+mod ingest_formats;
+mod ingest_jfr;
+mod ingest_node;
+mod limits;
+mod python_sdk;
+mod restart_blocks;
+mod shared_profiles;
+mod ui;
