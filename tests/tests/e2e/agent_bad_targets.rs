@@ -2,8 +2,6 @@
 //! 100 MB neither delay nor break the scrapes of a good target; each shows its error
 //! on `/targets`. Here the agent runs inside `-target=all` and pushes in-process.
 
-
-
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -2,8 +2,6 @@
 //! `client.buffer_max_profiles`, dropping and counting the oldest; once it is up the
 //! newest profiles, up to that bound, are delivered.
 
-
-
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::TcpListener;
@@ -11,7 +9,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::agent_support::{FakeServer, MEMORY_ONLY, metric, numbered_pprof, respond, start_with_config};
+use crate::agent_support::{
+    FakeServer, MEMORY_ONLY, metric, numbered_pprof, respond, start_with_config,
+};
 use ember_proto::push::v1::PushRequest;
 use ember_tests::{eventually, pprof, process::free_port};
 use prost::Message;

@@ -3,8 +3,6 @@
 //! flame graph holds the function that burns CPU, and the memory, goroutine, mutex
 //! and block profile types appear under their own names.
 
-
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -139,6 +137,7 @@ client:
     );
     assert_eq!(cpu["labels"]["service_name"], "go-burner");
     assert!(
-        crate::agent_support::metric(&agent.client(), "ember_agent_pushed_profiles_total", &[]) >= 5.0
+        crate::agent_support::metric(&agent.client(), "ember_agent_pushed_profiles_total", &[])
+            >= 5.0
     );
 }

@@ -4,8 +4,6 @@
 //! and labels (both annotation schemes); un-annotated and non-running pods are
 //! ignored; removing the annotation or deleting the pod removes the targets.
 
-
-
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -64,7 +62,11 @@ impl Api {
         self.changed.notify_all();
     }
 
-    fn serve(self: &Arc<Self>, req: crate::agent_support::Request, stream: &mut std::net::TcpStream) {
+    fn serve(
+        self: &Arc<Self>,
+        req: crate::agent_support::Request,
+        stream: &mut std::net::TcpStream,
+    ) {
         let (path, query) = req.path.split_once('?').unwrap_or((&req.path, ""));
         if path != "/api/v1/pods" && path != "/api/v1/namespaces/shop/pods" {
             respond(
