@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "google/v1/profile.proto",
     "push/v1/push.proto",
     "querier/v1/querier.proto",
+    "ingester/v1/ingester.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +32,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_bytes = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_bytes)?
-        .build(&[".types.v1", ".google.v1", ".push.v1", ".querier.v1"])?;
+        .build(&[
+            ".types.v1",
+            ".google.v1",
+            ".push.v1",
+            ".querier.v1",
+            ".ingester.v1",
+        ])?;
     Ok(())
 }

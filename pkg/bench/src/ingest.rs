@@ -8,7 +8,7 @@ use std::{
 
 use ember_distributor::{Distributor, Limits};
 use ember_ingester::{Ingester, IngesterConfig};
-use ember_model::{ingest::series_for, pprof};
+use ember_model::{ingest::series_for, new_profile_id, pprof};
 use object_store::memory::InMemory;
 
 use crate::{
@@ -174,7 +174,13 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
     let ingester = new_ingester();
     let mut append = |i: &Input| -> BoxResult<()> {
         let series = series_for(&i.profile, &i.labels);
-        ingester.append(TENANT, &i.profile, &series, i.profile.time_nanos.max(1))?;
+        ingester.append(
+            TENANT,
+            &i.profile,
+            &series,
+            i.profile.time_nanos.max(1),
+            new_profile_id(),
+        )?;
         Ok(())
     };
     let wal_dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
@@ -197,12 +203,24 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
     );
     let mut append_wal = |i: &Input| -> BoxResult<()> {
         let series = series_for(&i.profile, &i.labels);
-        synced.append(TENANT, &i.profile, &series, i.profile.time_nanos.max(1))?;
+        synced.append(
+            TENANT,
+            &i.profile,
+            &series,
+            i.profile.time_nanos.max(1),
+            new_profile_id(),
+        )?;
         Ok(())
     };
     let mut append_wal_nosync = |i: &Input| -> BoxResult<()> {
         let series = series_for(&i.profile, &i.labels);
-        unsynced.append(TENANT, &i.profile, &series, i.profile.time_nanos.max(1))?;
+        unsynced.append(
+            TENANT,
+            &i.profile,
+            &series,
+            i.profile.time_nanos.max(1),
+            new_profile_id(),
+        )?;
         Ok(())
     };
     let mut rates = run_rounds(

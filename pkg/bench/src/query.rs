@@ -12,7 +12,9 @@ use std::{
 
 use ember_block::{BlockView, ProfileVisitor};
 use ember_ingester::{Ingester, IngesterConfig};
-use ember_model::{flamegraph::FunctionTree, ingest::labels_of, ingest::series_for};
+use ember_model::{
+    flamegraph::FunctionTree, ingest::labels_of, ingest::series_for, new_profile_id,
+};
 use ember_proto::{
     Tenant,
     querier::v1::{
@@ -80,7 +82,7 @@ pub(crate) async fn store_profiles(
             let labels = labels_of(&[("service_name", &service(i, k))]);
             let series = series_for(&profile, &labels);
             let time = T0_NANOS + i as i64 * INTERVAL_NANOS;
-            ingester.append(TENANT, &profile, &series, time)?;
+            ingester.append(TENANT, &profile, &series, time, new_profile_id())?;
         }
         Ok(())
     })?;
@@ -193,7 +195,7 @@ struct Sums {
 }
 
 impl ProfileVisitor for Sums {
-    fn visit(&mut self, _: u32, time: i64, _: i64, samples: Option<(&[u32], &[i64])>) {
+    fn visit(&mut self, _: u128, _: u32, time: i64, _: i64, samples: Option<(&[u32], &[i64])>) {
         self.times.push(time);
         let Some((ids, values)) = samples else { return };
         self.samples += ids.len();
@@ -269,6 +271,7 @@ fn whole_range(stored: &Stored, profile_type: &str) -> Plan {
         selectors: Vec::new(),
         start: stored.start_ms * 1_000_000,
         end: stored.end_ms * 1_000_000 + 999_999,
+        profiles: Default::default(),
     }
 }
 

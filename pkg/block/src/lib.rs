@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `meta.json` | — | [`BlockMeta`]: format version, time range, counts, partitions |
 //! | `series.parquet` | one per series, sorted by labels | `partition`, `label_names`, `label_values` |
-//! | `profiles.parquet` | one per (series, time), sorted by both | `series`, `time_nanos`, `total`, `stacktrace_ids`, `values` |
+//! | `profiles.parquet` | one per (series, time), sorted by both | `series`, `time_nanos`, `total`, `stacktrace_ids`, `values`, `id` (format 2) |
 //! | `strings.parquet`, `mappings.parquet`, `functions.parquet`, `locations.parquet`, `stacktraces.parquet` | symbols, sorted by partition then ID | `partition`, ... |
 //!
 //! A profile's `(stacktrace_ids, values)` pairs are sorted by stack-trace ID, so
@@ -25,7 +25,7 @@ pub use meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
 pub use read::{Block, BlockView, ProfileVisitor, list_blocks};
 pub use write::{BlockData, EncodedBlock, encode_block, upload_block};
 
-use ember_model::Labels;
+use ember_model::{Labels, ProfileId};
 
 /// A series of a block: its labels and the symbol partition of its service.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,10 @@ pub struct SeriesEntry {
 /// summed per stack trace.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProfileRow {
+    /// The ID the distributor gave the profile: replicas of one profile share
+    /// it, which is how queries and the compactor count it once. 0 for
+    /// profiles written before IDs existed (format 1): they are never merged.
+    pub id: ProfileId,
     pub series: u32,
     pub time_nanos: i64,
     pub total: i64,

@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 use ulid::Ulid;
 
 /// The block format this binary writes. Readers accept every version up to it.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2 added the `id` column of `profiles.parquet`.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockMeta {

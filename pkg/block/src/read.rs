@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, UInt8Type, UInt32Type, UInt64Type};
 use bytes::Bytes;
-use ember_model::{Label, Labels};
+use ember_model::{Label, Labels, ProfileId};
 use ember_symdb::{Function, Line, Location, Mapping, StackTree, Symbols};
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::{
@@ -25,9 +25,10 @@ use crate::{
 /// Receives the profiles of a scan, in `(series, time)` order.
 pub trait ProfileVisitor {
     /// Called once per profile; `samples` holds the stack-trace IDs and
-    /// values when the scan asked for them.
+    /// values when the scan asked for them. `id` is 0 in format-1 blocks.
     fn visit(
         &mut self,
+        id: ProfileId,
         series: u32,
         time_nanos: i64,
         total: i64,
@@ -239,6 +240,10 @@ fn scan(
     if with_samples {
         roots.extend([profiles::STACKTRACE_IDS, profiles::VALUES]);
     }
+    let has_ids = parquet_schema.root_schema().get_fields().len() > profiles::ID;
+    if has_ids {
+        roots.push(profiles::ID);
+    }
     let projection = ProjectionMask::roots(parquet_schema, roots);
     let batch_size = if with_samples {
         batch_rows(&metadata, &row_groups)
@@ -291,6 +296,12 @@ fn visit_batch(
     let series = batch.column(0).as_primitive::<UInt32Type>().values();
     let times = batch.column(1).as_primitive::<Int64Type>().values();
     let totals = batch.column(2).as_primitive::<Int64Type>().values();
+    // Projected columns come in schema order: the ID, when present, is last.
+    let profile_ids = batch
+        .schema()
+        .index_of("id")
+        .ok()
+        .map(|i| batch.column(i).as_fixed_size_binary().clone());
     let samples = if with_samples {
         let ids = batch.column(3).as_list::<i32>();
         let values = batch.column(4).as_list::<i32>();
@@ -318,7 +329,10 @@ fn visit_batch(
             let (a, b) = (offsets[row] as usize, offsets[row + 1] as usize);
             (&ids[a..b], &values[a..b])
         });
-        visitor.visit(s, t, totals[row], pairs);
+        let id = profile_ids.as_ref().map_or(0, |ids| {
+            ProfileId::from_be_bytes(ids.value(row).try_into().expect("16-byte IDs"))
+        });
+        visitor.visit(id, s, t, totals[row], pairs);
     }
     Ok(())
 }
@@ -488,4 +502,60 @@ fn check_symbols(ulid: Ulid, partition: usize, s: &Symbols) -> Result<()> {
         return bad("stack trace reference");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ArrayRef, Int64Array, ListArray, UInt32Array};
+    use arrow::buffer::OffsetBuffer;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    struct Rows(Vec<(ProfileId, u32, i64, i64)>);
+
+    impl ProfileVisitor for Rows {
+        fn visit(
+            &mut self,
+            id: ProfileId,
+            series: u32,
+            time: i64,
+            total: i64,
+            _: Option<(&[u32], &[i64])>,
+        ) {
+            self.0.push((id, series, time, total));
+        }
+    }
+
+    fn list(item: DataType, values: ArrayRef) -> ArrayRef {
+        let field = Arc::new(Field::new("item", item, false));
+        Arc::new(ListArray::new(
+            field,
+            OffsetBuffer::from_lengths([1, 1]),
+            values,
+            None,
+        ))
+    }
+
+    /// A format-1 `profiles.parquet` (no `id` column) still reads, with ID 0.
+    #[test]
+    fn format_1_profiles_read_with_id_0() {
+        let schema = Arc::new(Schema::new(PROFILES.fields()[..5].to_vec()));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from(vec![0, 1])),
+            Arc::new(Int64Array::from(vec![10, 20])),
+            Arc::new(Int64Array::from(vec![3, 4])),
+            list(DataType::UInt32, Arc::new(UInt32Array::from(vec![1, 2]))),
+            list(DataType::Int64, Arc::new(Int64Array::from(vec![3, 4]))),
+        ];
+        let bytes = crate::write::parquet_bytes(
+            &schema,
+            columns,
+            parquet::file::properties::WriterProperties::builder().build(),
+        )
+        .unwrap();
+        let mut rows = Rows(Vec::new());
+        scan(Ulid::nil(), bytes, &[true, true], 0, 100, true, &mut rows).unwrap();
+        assert_eq!(rows.0, vec![(0, 0, 10, 3), (0, 1, 20, 4)]);
+    }
 }

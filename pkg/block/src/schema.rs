@@ -28,6 +28,8 @@ pub(crate) static PROFILES: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("total", DataType::Int64, false),
         list_of("stacktrace_ids", DataType::UInt32),
         list_of("values", DataType::Int64),
+        // Format 2; last so that format 1's column indices stay valid.
+        Field::new("id", DataType::FixedSizeBinary(16), false),
     ]))
 });
 
@@ -37,6 +39,7 @@ pub(crate) mod profiles {
     pub(crate) const TOTAL: usize = 2;
     pub(crate) const STACKTRACE_IDS: usize = 3;
     pub(crate) const VALUES: usize = 4;
+    pub(crate) const ID: usize = 5;
 }
 
 pub(crate) static STRINGS: LazyLock<SchemaRef> = LazyLock::new(|| {

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use arrow::{
     array::{
-        ArrayRef, Int64Array, ListArray, RecordBatch, StringArray, UInt8Array, UInt32Array,
-        UInt64Array,
+        ArrayRef, FixedSizeBinaryArray, Int64Array, ListArray, RecordBatch, StringArray,
+        UInt8Array, UInt32Array, UInt64Array,
     },
-    buffer::OffsetBuffer,
+    buffer::{Buffer, OffsetBuffer},
     datatypes::{DataType, Field, SchemaRef},
 };
 use bytes::Bytes;
@@ -65,7 +65,7 @@ fn list<T: arrow::array::Array + 'static>(
     ))
 }
 
-fn parquet_bytes(
+pub(crate) fn parquet_bytes(
     schema: &SchemaRef,
     columns: Vec<ArrayRef>,
     props: WriterProperties,
@@ -170,6 +170,11 @@ fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
         )),
         list(DataType::UInt32, offsets.clone(), UInt32Array::from(ids)),
         list(DataType::Int64, offsets, Int64Array::from(values)),
+        Arc::new(FixedSizeBinaryArray::new(
+            16,
+            Buffer::from_vec(profiles.iter().flat_map(|p| p.id.to_be_bytes()).collect()),
+            None,
+        )),
     ];
     let ids_path = ColumnPath::new(vec!["stacktrace_ids".into(), "list".into(), "item".into()]);
     let values_path = ColumnPath::new(vec!["values".into(), "list".into(), "item".into()]);
@@ -183,6 +188,9 @@ fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
         // splitting their bytes into streams lets zstd find the shared high bytes.
         .set_column_dictionary_enabled(values_path.clone(), false)
         .set_column_encoding(values_path, Encoding::BYTE_STREAM_SPLIT)
+        // Random IDs: neither a dictionary nor min/max statistics help.
+        .set_column_dictionary_enabled(ColumnPath::from("id"), false)
+        .set_column_statistics_enabled(ColumnPath::from("id"), EnabledStatistics::None)
         .build();
     parquet_bytes(&schema::PROFILES, columns, props)
 }

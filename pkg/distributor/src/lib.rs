@@ -11,13 +11,14 @@
 pub mod delta;
 mod limits;
 pub mod rate;
+pub mod replication;
+mod sink;
 
 use std::{
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use ember_ingester::Ingester;
 use ember_model::{Labels, ingest, labels::DELTA, pprof};
 use ember_proto::{
     Tenant,
@@ -33,11 +34,12 @@ use tracing::debug;
 pub use delta::DeltaTracker;
 pub use limits::{Clock, Limits, LimitsFn, ManualClock, SharedClock, SystemClock, TenantLimits};
 pub use rate::RateLimiter;
+pub use sink::{IngestSink, ProfileWrite};
 
-/// Cheap to clone: clones share the ingester, the limits and the per-tenant state.
+/// Cheap to clone: clones share the sink, the limits and the per-tenant state.
 #[derive(Debug, Clone)]
 pub struct Distributor {
-    ingester: Arc<Ingester>,
+    sink: Arc<dyn IngestSink>,
     limits: Arc<dyn TenantLimits>,
     clock: SharedClock,
     rate: Arc<RateLimiter>,
@@ -71,22 +73,23 @@ fn enabled(limit: usize) -> usize {
 }
 
 impl Distributor {
-    /// Returns a distributor feeding `ingester`, with the limits of each
-    /// tenant from `limits` and the real clock.
+    /// Returns a distributor feeding `sink` (an `Arc<Ingester>` in one
+    /// process, a [`replication::Replicas`] in a cluster), with the limits of
+    /// each tenant from `limits` and the real clock.
     /// `limits` may be a [`Limits`] (the same for every tenant) or any
     /// [`TenantLimits`], such as a [`LimitsFn`] over the configuration.
-    pub fn new(ingester: Arc<Ingester>, limits: impl TenantLimits + 'static) -> Self {
-        Self::with_clock(ingester, Arc::new(limits), Arc::new(SystemClock::default()))
+    pub fn new(sink: Arc<dyn IngestSink>, limits: impl TenantLimits + 'static) -> Self {
+        Self::with_clock(sink, Arc::new(limits), Arc::new(SystemClock::default()))
     }
 
     /// Returns a distributor whose time-based limits follow `clock`.
     pub fn with_clock(
-        ingester: Arc<Ingester>,
+        sink: Arc<dyn IngestSink>,
         limits: Arc<dyn TenantLimits>,
         clock: SharedClock,
     ) -> Self {
         Self {
-            ingester,
+            sink,
             limits,
             clock,
             rate: Arc::new(RateLimiter::default()),
@@ -261,9 +264,6 @@ impl Distributor {
         for s in &series {
             Self::check_labels(tenant, &s.labels, l)?;
         }
-        self.ingester
-            .admit_series(tenant, &series, l.max_active_series)
-            .map_err(|e| Code::RateLimited.status(e.to_string()))?;
         if delta {
             self.deltas
                 .apply(tenant, &mut profile, &mut series, self.clock.now());
@@ -279,9 +279,16 @@ impl Distributor {
             samples = profile.sample.len(),
             "ingesting profile"
         );
-        self.ingester
-            .append(tenant, &profile, &series, time)
-            .map_err(|e| Code::Unavailable.status(e.to_string()))
+        self.sink.write(
+            tenant,
+            &ProfileWrite {
+                id: ember_model::new_profile_id(),
+                profile: &profile,
+                series: &series,
+                time_nanos: time,
+                max_active_series: l.max_active_series,
+            },
+        )
     }
 }
 

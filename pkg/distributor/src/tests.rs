@@ -1,6 +1,6 @@
 use std::{io::Write, time::Duration};
 
-use ember_ingester::IngesterConfig;
+use ember_ingester::{Ingester, IngesterConfig};
 use ember_model::ingest::labels_of;
 use ember_proto::google::v1::{Function, Line, Location, Sample, ValueType};
 use object_store::memory::InMemory;
@@ -38,13 +38,20 @@ fn cpu(samples: usize, depth: usize) -> Profile {
 }
 
 fn distributor(limits: impl TenantLimits + 'static) -> (Distributor, Arc<ManualClock>) {
+    let (d, clock, _) = distributor_and_ingester(limits);
+    (d, clock)
+}
+
+fn distributor_and_ingester(
+    limits: impl TenantLimits + 'static,
+) -> (Distributor, Arc<ManualClock>, Arc<Ingester>) {
     let ingester = Arc::new(Ingester::new(
         IngesterConfig::default(),
         Arc::new(InMemory::new()),
     ));
     let clock = Arc::new(ManualClock::default());
-    let d = Distributor::with_clock(ingester, Arc::new(limits), clock.clone());
-    (d, clock)
+    let d = Distributor::with_clock(ingester.clone(), Arc::new(limits), clock.clone());
+    (d, clock, ingester)
 }
 
 fn service(name: &str) -> Labels {
@@ -189,12 +196,11 @@ fn active_series_limit_refuses_new_series_only() {
 
 #[test]
 fn delta_false_keeps_cumulative_values() {
-    let (d, _) = distributor(Limits::default());
+    let (d, _, ingester) = distributor_and_ingester(Limits::default());
     let mut p = cpu(1, 1);
     p.string_table[1] = "alloc_space".into();
     p.string_table[2] = "bytes".into();
     let raw = p.encode_to_vec();
-    let ingester = d.ingester.clone();
     let total = |tenant: &str| {
         let mut v = Visitor(0);
         ingester.with_heads(tenant, &mut |view| {
@@ -216,7 +222,14 @@ fn delta_false_keeps_cumulative_values() {
 struct Visitor(i64);
 
 impl ember_block::ProfileVisitor for Visitor {
-    fn visit(&mut self, _series: u32, _time: i64, total: i64, _samples: Option<(&[u32], &[i64])>) {
+    fn visit(
+        &mut self,
+        _id: u128,
+        _series: u32,
+        _time: i64,
+        total: i64,
+        _samples: Option<(&[u32], &[i64])>,
+    ) {
         self.0 += total;
     }
 }

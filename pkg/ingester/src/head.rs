@@ -10,7 +10,7 @@ use std::{
 };
 
 use ember_block::{BlockData, Compaction, ProfileRow, ProfileVisitor, SeriesEntry};
-use ember_model::{Labels, ingest::SeriesSpec};
+use ember_model::{Labels, ProfileId, ingest::SeriesSpec, series_profile_id};
 use ember_proto::google::v1::Profile;
 use ember_query::SourceView;
 use ember_symdb::{Symbols, SymbolsBuilder};
@@ -98,8 +98,8 @@ impl Head {
     }
 
     /// Symbolizes `profile` into the partition of its service and stores one
-    /// profile row per series.
-    pub fn append(&self, profile: &Profile, series: &[SeriesSpec], time_nanos: i64) {
+    /// profile row per series, the `i`-th with ID `series_profile_id(id, i)`.
+    pub fn append(&self, profile: &Profile, series: &[SeriesSpec], time_nanos: i64, id: ProfileId) {
         let Some(first) = series.first() else { return };
         let mut d = self.data.write().expect("poisoned");
         let service = first.labels.service_name().to_owned();
@@ -115,7 +115,7 @@ impl Head {
         let stack_ids = d.partitions[partition as usize].1.add_profile(profile);
 
         let mut pairs: Vec<(u32, i64)> = Vec::new();
-        for spec in series {
+        for (i, spec) in series.iter().enumerate() {
             pairs.clear();
             let mut push = |i: usize| {
                 let v = profile.sample[i].value[spec.sample_type];
@@ -132,6 +132,7 @@ impl Head {
             }
             pairs.sort_unstable_by_key(|p| p.0);
             let mut row = ProfileRow {
+                id: series_profile_id(id, i),
                 time_nanos,
                 ..Default::default()
             };
@@ -234,7 +235,7 @@ impl SourceView for HeadData {
         for p in &self.profiles {
             if selected[p.series as usize] && p.time_nanos >= start && p.time_nanos <= end {
                 let samples = with_samples.then_some((&p.stacktrace_ids[..], &p.values[..]));
-                visitor.visit(p.series, p.time_nanos, p.total, samples);
+                visitor.visit(p.id, p.series, p.time_nanos, p.total, samples);
             }
         }
         Ok(())

@@ -15,7 +15,9 @@
 
 mod active;
 mod head;
+mod service;
 mod wal_record;
+pub mod wire;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -27,7 +29,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ember_model::ingest::SeriesSpec;
+use ember_model::{ProfileId, ingest::SeriesSpec};
 use ember_proto::google::v1::Profile;
 use ember_query::SourceView;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -37,6 +39,7 @@ use ulid::Ulid;
 
 pub use active::{ActiveSeries, SeriesLimitExceeded, fingerprint};
 pub use head::{Head, HeadData};
+pub use service::{IngesterApi, plan_of};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -85,7 +88,15 @@ struct TenantHeads {
     series: ActiveSeries,
     /// Cut heads waiting for (or in) upload, oldest first.
     flushing: Vec<Arc<Head>>,
+    /// Uploaded heads, still answering queries until the given time.
+    flushed: Vec<(Arc<Head>, Instant)>,
 }
+
+/// How long an uploaded head keeps answering queries. A querier asks an
+/// ingester which profiles it has, then to merge those: the head must not
+/// vanish in between, or its profiles would be missed (the querier skips
+/// their copies in blocks, having been told the ingester holds them).
+const FLUSHED_HEAD_GRACE: Duration = Duration::from_secs(30);
 
 /// The ingester of one process.
 #[derive(Debug)]
@@ -174,7 +185,7 @@ impl Ingester {
                 let head = Head::with_ulid(ulid);
                 for (segment, r) in group {
                     head.note_wal_segment(segment);
-                    head.append(&r.profile, &r.series, r.time_nanos);
+                    head.append(&r.profile, &r.series, r.time_nanos, r.id);
                 }
                 // Replayed heads become blocks on the next flush.
                 let heads = ingester.tenant(tenant);
@@ -244,6 +255,7 @@ impl Ingester {
                     active: Arc::new(Head::new()),
                     series: ActiveSeries::default(),
                     flushing: Vec::new(),
+                    flushed: Vec::new(),
                 }))
             })
             .clone()
@@ -257,6 +269,7 @@ impl Ingester {
         profile: &Profile,
         series: &[SeriesSpec],
         time_nanos: i64,
+        id: ProfileId,
     ) -> Result<()> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(Error::Stopping);
@@ -264,7 +277,7 @@ impl Ingester {
         let _checkpoint = self.wal_checkpoint.read().expect("poisoned");
         let segment = match &self.wal {
             Some(wal) => {
-                Some(wal.append(&wal_record::encode(tenant, profile, series, time_nanos))?)
+                Some(wal.append(&wal_record::encode(tenant, profile, series, time_nanos, id))?)
             }
             None => None,
         };
@@ -275,7 +288,7 @@ impl Ingester {
         if let Some(segment) = segment {
             heads.active.note_wal_segment(segment);
         }
-        heads.active.append(profile, series, time_nanos);
+        heads.active.append(profile, series, time_nanos, id);
         Ok(())
     }
 
@@ -329,13 +342,22 @@ impl Ingester {
             .collect()
     }
 
-    /// Returns the heads of `tenant` (the active one and those being flushed).
+    /// Returns the heads of `tenant`: the active one, those being flushed,
+    /// and those uploaded within [`FLUSHED_HEAD_GRACE`] (each has the ULID
+    /// of its block, so a reader can skip the block's copy).
     pub fn heads(&self, tenant: &str) -> Vec<Arc<Head>> {
         let Some(t) = self.tenants.read().expect("poisoned").get(tenant).cloned() else {
             return Vec::new();
         };
         let t = t.lock().expect("poisoned");
-        let mut heads = t.flushing.clone();
+        let now = Instant::now();
+        let mut heads: Vec<Arc<Head>> = t
+            .flushed
+            .iter()
+            .filter(|(_, until)| *until > now)
+            .map(|(h, _)| h.clone())
+            .collect();
+        heads.extend(t.flushing.iter().cloned());
         heads.push(t.active.clone());
         heads
     }
@@ -445,11 +467,11 @@ impl Ingester {
                 Ok(meta) => {
                     info!(tenant, block = %meta.ulid, profiles = meta.stats.profiles, bytes = meta.stats.bytes, "flushed block");
                     let heads = self.tenant(&tenant);
-                    heads
-                        .lock()
-                        .expect("poisoned")
-                        .flushing
-                        .retain(|h| !Arc::ptr_eq(h, &head));
+                    let mut heads = heads.lock().expect("poisoned");
+                    heads.flushing.retain(|h| !Arc::ptr_eq(h, &head));
+                    let now = Instant::now();
+                    heads.flushed.retain(|(_, until)| *until > now);
+                    heads.flushed.push((head.clone(), now + FLUSHED_HEAD_GRACE));
                 }
                 Err(e) => {
                     warn!(tenant, head = %head.ulid, error = %e, "flushing block failed, will retry");

@@ -18,6 +18,7 @@
 //! kind            u8 (1 = profile)
 //! tenant          string
 //! time_nanos      i64
+//! profile ID      16 bytes, big-endian u128 (see `ember_model::ProfileId`)
 //! series count    u32, then per series:
 //!   labels        u32 count, then (name string, value string) pairs
 //!   profile type  string (the id, `name:sample_type:sample_unit:period_type:period_unit`)
@@ -28,7 +29,7 @@
 //!
 //! A string or bytes field is a u32 length followed by that many bytes (UTF-8 for strings).
 
-use ember_model::{Label, Labels, ProfileType, ingest::SeriesSpec};
+use ember_model::{Label, Labels, ProfileId, ProfileType, ingest::SeriesSpec};
 use ember_proto::google::v1::Profile;
 use prost::Message;
 use ulid::Ulid;
@@ -57,6 +58,7 @@ pub(crate) fn encode_cut(tenant: &str, head: Ulid) -> Vec<u8> {
 pub(crate) struct ProfileRecord {
     pub(crate) tenant: String,
     pub(crate) time_nanos: i64,
+    pub(crate) id: ProfileId,
     pub(crate) series: Vec<SeriesSpec>,
     pub(crate) profile: Profile,
 }
@@ -72,11 +74,13 @@ pub(crate) fn encode(
     profile: &Profile,
     series: &[SeriesSpec],
     time_nanos: i64,
+    id: ProfileId,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(profile.encoded_len() + 256);
     out.push(KIND_PROFILE);
     put_bytes(&mut out, tenant.as_bytes());
     out.extend_from_slice(&time_nanos.to_le_bytes());
+    out.extend_from_slice(&id.to_be_bytes());
     out.extend_from_slice(&(series.len() as u32).to_le_bytes());
     for s in series {
         out.extend_from_slice(&(s.labels.len() as u32).to_le_bytes());
@@ -157,6 +161,7 @@ pub(crate) fn decode(payload: &[u8]) -> Result<Entry, String> {
 fn decode_profile(mut r: Reader<'_>) -> Result<ProfileRecord, String> {
     let tenant = r.string()?;
     let time_nanos = r.i64()?;
+    let id = ProfileId::from_be_bytes(r.take(16)?.try_into().expect("16 bytes"));
     let n = r.u32()?;
     let mut series = Vec::with_capacity(n.min(1024) as usize);
     for _ in 0..n {
@@ -191,6 +196,7 @@ fn decode_profile(mut r: Reader<'_>) -> Result<ProfileRecord, String> {
     Ok(ProfileRecord {
         tenant,
         time_nanos,
+        id,
         series,
         profile,
     })

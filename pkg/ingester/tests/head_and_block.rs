@@ -5,7 +5,9 @@ use std::{path::PathBuf, sync::Arc};
 
 use ember_block::Block;
 use ember_ingester::{Head, Ingester, IngesterConfig};
-use ember_model::{Labels, flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, pprof};
+use ember_model::{
+    Labels, flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, new_profile_id, pprof,
+};
 use ember_query::{Plan, SourceView};
 use ember_symdb::resolve::PprofBuilder;
 use object_store::{ObjectStore, memory::InMemory};
@@ -59,6 +61,7 @@ fn all_time(profile_type: &str) -> Plan {
         selectors: Vec::new(),
         start: i64::MIN,
         end: i64::MAX,
+        profiles: Default::default(),
     }
 }
 
@@ -97,7 +100,7 @@ async fn flushed_block_answers_like_its_head() {
             };
             *expected_totals.entry(s.profile_type.id()).or_default() += sum;
         }
-        head.append(profile, &series, 1_000 + i as i64);
+        head.append(profile, &series, 1_000 + i as i64, new_profile_id());
     }
 
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -173,18 +176,18 @@ async fn ingester_flushes_on_stop_and_refuses_writes_after() {
         .find(|(p, _)| p.ends_with("/cpu.pb.gz"))
         .unwrap();
     let series = ingest::series_for(&profile, &Labels::default());
-    ingester.append("tenant-a", &profile, &series, 5).unwrap();
+    ingester
+        .append("tenant-a", &profile, &series, 5, new_profile_id())
+        .unwrap();
     ingester.stop().await.unwrap();
+    let blocks = ember_block::list_blocks(&store, "tenant-a").await.unwrap();
+    assert_eq!(blocks.len(), 1);
     assert!(
-        ingester.heads("tenant-a").iter().all(|h| h.size().0),
-        "heads are empty after stop"
-    );
-    assert_eq!(
-        ember_block::list_blocks(&store, "tenant-a")
-            .await
-            .unwrap()
-            .len(),
-        1
+        ingester
+            .heads("tenant-a")
+            .iter()
+            .all(|h| h.size().0 || blocks.contains(&h.ulid)),
+        "after stop, the only heads with data are uploaded ones, kept for queries in flight"
     );
     assert!(
         ember_block::list_blocks(&store, "tenant-b")
@@ -192,5 +195,9 @@ async fn ingester_flushes_on_stop_and_refuses_writes_after() {
             .unwrap()
             .is_empty()
     );
-    assert!(ingester.append("tenant-a", &profile, &series, 6).is_err());
+    assert!(
+        ingester
+            .append("tenant-a", &profile, &series, 6, new_profile_id())
+            .is_err()
+    );
 }

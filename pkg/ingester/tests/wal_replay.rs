@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use ember_ingester::{Ingester, IngesterConfig};
-use ember_model::{flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, pprof};
+use ember_model::{flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, new_profile_id, pprof};
 use ember_query::{Plan, SourceView};
 use object_store::{ObjectStore, memory::InMemory};
 
@@ -53,6 +53,7 @@ fn answers(ingester: &Ingester) -> BTreeMap<(String, String), String> {
                 selectors: Vec::new(),
                 start: i64::MIN,
                 end: i64::MAX,
+                profiles: Default::default(),
             };
             let mut tree = FunctionTree::new();
             ingester.with_heads(&tenant, &mut |v: &dyn SourceView| {
@@ -83,7 +84,7 @@ async fn replayed_wal_answers_like_the_lost_heads() {
         let client = ingest::labels_of(&[("service_name", &format!("svc-{}", i % 3))]);
         let series = ingest::series_for(profile, &client);
         ingester
-            .append(tenant, profile, &series, 1_000 + i as i64)
+            .append(tenant, profile, &series, 1_000 + i as i64, new_profile_id())
             .unwrap();
     }
     let before = answers(&ingester);
@@ -129,7 +130,9 @@ async fn segments_of_unflushed_heads_are_kept() {
         .unwrap();
     let profile = profiles().remove(0);
     let series = ingest::series_for(&profile, &ingest::labels_of(&[("service_name", "s")]));
-    ingester.append("a", &profile, &series, 1).unwrap();
+    ingester
+        .append("a", &profile, &series, 1, new_profile_id())
+        .unwrap();
     let before = answers(&ingester);
     assert!(!before.is_empty());
     // Flushing with nothing cut keeps the active head's segment.
@@ -151,7 +154,9 @@ async fn crash_after_upload_before_segment_deletion_counts_once() {
         .unwrap();
     let profile = profiles().remove(0);
     let series = ingest::series_for(&profile, &ingest::labels_of(&[("service_name", "s")]));
-    ingester.append("a", &profile, &series, 1).unwrap();
+    ingester
+        .append("a", &profile, &series, 1, new_profile_id())
+        .unwrap();
     // Hard links keep the segments as they are when the flush deletes them:
     // the log a crash right after the upload would leave behind.
     for entry in std::fs::read_dir(wal.path()).unwrap() {

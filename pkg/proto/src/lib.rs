@@ -32,6 +32,13 @@ pub mod querier {
     }
 }
 
+pub mod ingester {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/ingester.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/ingester.v1.serde.rs"));
+    }
+}
+
 /// The tenant of a request, put into the request's extensions by the server
 /// (from `X-Scope-OrgID`, or `anonymous` when multi-tenancy is off).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,4 +60,5 @@ impl Tenant {
     }
 }
 
+pub mod clients;
 pub mod error;

@@ -5,7 +5,13 @@
 //! A head and the block it becomes share a ULID; heads are collected before
 //! blocks are listed, and a block whose ULID is still a head is skipped, so a
 //! profile is counted once even while its head is being flushed.
+//!
+//! In a cluster the heads are on other processes ([`remote`]) and every
+//! profile has up to `replication_factor` copies, in ingesters and in the
+//! level-1 blocks they flushed. Each query counts each profile ID once
+//! ([`ProfileFilter::Once`]), whichever copies it meets.
 
+pub mod remote;
 mod series;
 
 use std::{
@@ -34,9 +40,11 @@ use ember_proto::{
         LabelValuesRequest, LabelValuesResponse,
     },
 };
-use ember_query::{Plan, SourceView};
+use ember_query::{Plan, ProfileFilter, SourceView};
 use ember_symdb::resolve::PprofBuilder;
 use object_store::ObjectStore;
+use remote::{Answers, Need};
+pub use remote::{IngesterSet, RemoteIngesters};
 use tonic::{Request, Response, Status};
 use tracing::warn;
 use ulid::Ulid;
@@ -44,10 +52,21 @@ use ulid::Ulid;
 /// Flame graphs keep this many nodes unless the request asks otherwise.
 pub const DEFAULT_MAX_NODES: usize = 8192;
 
+/// Where a querier finds recent data.
+#[derive(Debug, Clone)]
+pub enum Recent {
+    /// Blocks only.
+    None,
+    /// The ingester of this process.
+    Local(Arc<Ingester>),
+    /// The ingesters of the cluster.
+    Remote(RemoteIngesters),
+}
+
 /// The querier of one process.
 #[derive(Debug)]
 pub struct Querier {
-    ingester: Option<Arc<Ingester>>,
+    recent: Recent,
     store: Arc<dyn ObjectStore>,
     /// Opened blocks; blocks are immutable, so an entry never goes stale.
     blocks: Mutex<HashMap<(String, Ulid), Arc<Block>>>,
@@ -92,31 +111,51 @@ fn max_nodes(requested: Option<i64>) -> usize {
     }
 }
 
-/// The sources of one query: heads and prefetched blocks.
+/// The sources of one query: heads, answers of remote ingesters and
+/// prefetched blocks.
 struct Sources {
     heads: Vec<Arc<Head>>,
+    answers: Answers,
     blocks: Vec<BlockView>,
 }
 
 impl Sources {
+    /// Calls `f` with every source and the plan to evaluate it with; the
+    /// plan's filter counts each profile ID once over all of them.
     fn each(
         &self,
-        f: &mut dyn FnMut(&dyn SourceView) -> ember_query::Result<()>,
+        plan: &Plan,
+        f: &mut dyn FnMut(&dyn SourceView, &Plan) -> ember_query::Result<()>,
     ) -> Result<(), Status> {
+        let mut plan = plan.clone();
+        plan.profiles = ProfileFilter::once_except(self.answers.counted.clone());
         for head in &self.heads {
-            f(&*head.read()).map_err(internal)?;
+            f(&*head.read(), &plan).map_err(internal)?;
+        }
+        for view in &self.answers.views {
+            f(view, &plan).map_err(internal)?;
+        }
+        let preselected = remote::preselected(&plan);
+        for head in &self.answers.merged {
+            f(&*head.read(), &preselected).map_err(internal)?;
         }
         for block in &self.blocks {
-            f(block).map_err(internal)?;
+            f(block, &plan).map_err(internal)?;
         }
         Ok(())
     }
 }
 
 impl Querier {
+    /// Returns a querier of `store` and, if any, the ingester of this process.
     pub fn new(ingester: Option<Arc<Ingester>>, store: Arc<dyn ObjectStore>) -> Self {
+        Self::with_recent(ingester.map_or(Recent::None, Recent::Local), store)
+    }
+
+    /// Returns a querier of `store` and the recent data of `recent`.
+    pub fn with_recent(recent: Recent, store: Arc<dyn ObjectStore>) -> Self {
         Self {
-            ingester,
+            recent,
             store,
             blocks: Mutex::new(HashMap::new()),
         }
@@ -135,20 +174,16 @@ impl Querier {
         Ok(block)
     }
 
-    /// Collects the sources of `tenant` that may hold data in `[start, end]`.
-    async fn sources(
-        &self,
-        tenant: &str,
-        start: i64,
-        end: i64,
-        with_symbols: bool,
-    ) -> Result<Sources, Status> {
+    /// Collects the sources of `tenant` that may hold data of `plan`.
+    async fn sources(&self, tenant: &str, plan: &Plan, need: Need) -> Result<Sources, Status> {
+        let (start, end) = (plan.start, plan.end);
+        let with_symbols = need == Need::Samples;
         // Heads first: see the module docs for why the order matters.
-        let heads = self
-            .ingester
-            .as_ref()
-            .map(|i| i.heads(tenant))
-            .unwrap_or_default();
+        let (heads, answers) = match &self.recent {
+            Recent::None => (Vec::new(), Answers::default()),
+            Recent::Local(ingester) => (ingester.heads(tenant), Answers::default()),
+            Recent::Remote(remote) => (Vec::new(), remote.answers(tenant, plan, need).await?),
+        };
         let head_ids: HashSet<Ulid> = heads.iter().map(|h| h.ulid).collect();
         let ulids = ember_block::list_blocks(&self.store, tenant)
             .await
@@ -170,7 +205,11 @@ impl Querier {
                 blocks.push(block.view(with_symbols).await.map_err(internal)?);
             }
         }
-        Ok(Sources { heads, blocks })
+        Ok(Sources {
+            heads,
+            answers,
+            blocks,
+        })
     }
 
     /// Runs `f` over every source of the plan off the async runtime.
@@ -178,16 +217,14 @@ impl Querier {
         &self,
         tenant: &str,
         plan: &Plan,
-        with_symbols: bool,
+        need: Need,
         mut acc: R,
         f: impl Fn(&dyn SourceView, &Plan, &mut R) -> ember_query::Result<()> + Send + 'static,
     ) -> Result<R, Status> {
-        let sources = self
-            .sources(tenant, plan.start, plan.end, with_symbols)
-            .await?;
+        let sources = self.sources(tenant, plan, need).await?;
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || {
-            sources.each(&mut |view| f(view, &plan, &mut acc))?;
+            sources.each(&plan, &mut |view, plan| f(view, plan, &mut acc))?;
             Ok(acc)
         })
         .await
@@ -196,12 +233,18 @@ impl Querier {
 
     /// Returns the labels of every series matching `plan`, de-duplicated.
     async fn series_labels(&self, tenant: &str, plan: &Plan) -> Result<BTreeSet<Labels>, Status> {
-        self.evaluate(tenant, plan, false, BTreeSet::new(), |view, plan, out| {
-            ember_query::series_labels(view, plan, &mut |l| {
-                out.insert(l.clone());
-            });
-            Ok(())
-        })
+        self.evaluate(
+            tenant,
+            plan,
+            Need::Labels,
+            BTreeSet::new(),
+            |view, plan, out| {
+                ember_query::series_labels(view, plan, &mut |l| {
+                    out.insert(l.clone());
+                });
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -210,7 +253,7 @@ impl Querier {
         self.evaluate(
             tenant,
             plan,
-            true,
+            Need::Samples,
             FunctionTree::new(),
             ember_query::merge_tree,
         )
@@ -227,6 +270,7 @@ impl Querier {
             selectors: parse_selectors(std::slice::from_ref(&req.label_selector))?,
             start,
             end,
+            profiles: Default::default(),
         })
     }
 }
@@ -245,6 +289,7 @@ impl QuerierService for Querier {
             selectors: Vec::new(),
             start,
             end,
+            profiles: Default::default(),
         };
         let types: BTreeSet<ProfileType> = self
             .series_labels(&tenant, &plan)
@@ -269,6 +314,7 @@ impl QuerierService for Querier {
             selectors: parse_selectors(&req.matchers)?,
             start,
             end,
+            profiles: Default::default(),
         };
         let values: BTreeSet<String> = self
             .series_labels(&tenant, &plan)
@@ -293,6 +339,7 @@ impl QuerierService for Querier {
             selectors: parse_selectors(&req.matchers)?,
             start,
             end,
+            profiles: Default::default(),
         };
         let names: BTreeSet<String> = self
             .series_labels(&tenant, &plan)
@@ -317,6 +364,7 @@ impl QuerierService for Querier {
             selectors: parse_selectors(&req.matchers)?,
             start,
             end,
+            profiles: Default::default(),
         };
         let keep: BTreeSet<&str> = req.label_names.iter().map(String::as_str).collect();
         let mut out: BTreeSet<Labels> = BTreeSet::new();
@@ -374,6 +422,7 @@ impl QuerierService for Querier {
             selectors: parse_selectors(std::slice::from_ref(&req.label_selector))?,
             start,
             end,
+            profiles: Default::default(),
         };
         let builder = PprofBuilder::new(
             (&profile_type.sample_type, &profile_type.sample_unit),
@@ -381,7 +430,13 @@ impl QuerierService for Querier {
             0,
         );
         let builder = self
-            .evaluate(&tenant, &plan, true, builder, ember_query::merge_pprof)
+            .evaluate(
+                &tenant,
+                &plan,
+                Need::Samples,
+                builder,
+                ember_query::merge_pprof,
+            )
             .await?;
         let (time_nanos, duration) = if req.start == 0 && req.end == 0 {
             (0, 0)
@@ -406,6 +461,7 @@ impl QuerierService for Querier {
             selectors: parse_selectors(std::slice::from_ref(&req.label_selector))?,
             start,
             end,
+            profiles: Default::default(),
         };
         let mut shape = series::Bucketing::new(&req, start)?;
         let group_by = req.group_by.clone();
@@ -413,7 +469,7 @@ impl QuerierService for Querier {
             .evaluate(
                 &tenant,
                 &plan,
-                false,
+                Need::Points,
                 BTreeMap::new(),
                 move |view, plan, out| {
                     ember_query::points(view, plan, &mut |labels, point| {
@@ -468,12 +524,14 @@ impl QuerierService for Querier {
             selectors: Vec::new(),
             start: i64::MIN,
             end: i64::MAX,
+            profiles: Default::default(),
         };
         let range = self
             .evaluate(
                 &tenant,
                 &plan,
-                false,
+                // Points carry times; label answers span the whole range asked.
+                Need::Points,
                 None,
                 |view, _, acc: &mut Option<(i64, i64)>| {
                     if let Some((lo, hi)) = view.time_range() {

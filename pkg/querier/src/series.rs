@@ -128,14 +128,17 @@ mod tests {
     fn sums_or_averages_per_bucket() {
         let points = vec![
             Point {
+                id: 0,
                 time_nanos: 2_000_000_000,
                 total: 4,
             },
             Point {
+                id: 0,
                 time_nanos: 3_000_000_000,
                 total: 2,
             },
             Point {
+                id: 0,
                 time_nanos: 12_000_000_000,
                 total: 7,
             },

@@ -8,9 +8,12 @@
 //! functions here are synchronous and CPU-bound; callers run them off the
 //! async runtime.
 
+use std::sync::{Arc, Mutex};
+
 use ember_block::{BlockView, ProfileVisitor, SeriesEntry};
-use ember_model::{Labels, Selector, flamegraph::FunctionTree, labels::PROFILE_TYPE};
+use ember_model::{Labels, ProfileId, Selector, flamegraph::FunctionTree, labels::PROFILE_TYPE};
 use ember_symdb::{Symbols, resolve};
+use rustc_hash::FxHashSet;
 use ulid::Ulid;
 
 pub use ember_block::Error;
@@ -77,6 +80,65 @@ pub struct Plan {
     /// Inclusive bounds in nanoseconds.
     pub start: i64,
     pub end: i64,
+    /// Which of the selected profiles count.
+    pub profiles: ProfileFilter,
+}
+
+/// Which profiles a query counts, by [`ProfileId`].
+///
+/// Replicas of a profile share its ID: ingesters hold up to
+/// `replication_factor` copies, and so do the level-1 blocks they flush until
+/// the compactor merges them. Profiles with ID 0 (written before IDs existed)
+/// always count.
+#[derive(Debug, Clone, Default)]
+pub enum ProfileFilter {
+    /// Every profile counts (a single copy of everything, e.g. one ingester's heads).
+    #[default]
+    All,
+    /// Each ID counts the first time any source shows it. Stateful: one per
+    /// evaluation, shared by all of its sources.
+    Once(Arc<Mutex<FxHashSet<ProfileId>>>),
+    /// Only these IDs count: a querier that already chose which replica
+    /// answers for each profile.
+    Only(Arc<FxHashSet<ProfileId>>),
+}
+
+impl ProfileFilter {
+    /// Returns a [`ProfileFilter::Once`] for which `seen` are already counted.
+    pub fn once_except(seen: FxHashSet<ProfileId>) -> Self {
+        Self::Once(Arc::new(Mutex::new(seen)))
+    }
+
+    /// Returns whether a profile with `id` counts (and, for `Once`, marks it seen).
+    pub fn admit(&self, id: ProfileId) -> bool {
+        match self {
+            _ if id == 0 => true,
+            Self::All => true,
+            Self::Once(seen) => seen.lock().expect("poisoned").insert(id),
+            Self::Only(ids) => ids.contains(&id),
+        }
+    }
+}
+
+/// A visitor that forwards only the profiles the plan's filter admits.
+struct Admitted<'a> {
+    filter: &'a ProfileFilter,
+    inner: &'a mut dyn ProfileVisitor,
+}
+
+impl ProfileVisitor for Admitted<'_> {
+    fn visit(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        time_nanos: i64,
+        total: i64,
+        samples: Option<(&[u32], &[i64])>,
+    ) {
+        if self.filter.admit(id) {
+            self.inner.visit(id, series, time_nanos, total, samples);
+        }
+    }
 }
 
 impl Plan {
@@ -98,6 +160,21 @@ impl Plan {
     pub fn select(&self, series: &[SeriesEntry]) -> Vec<bool> {
         series.iter().map(|s| self.matches(&s.labels)).collect()
     }
+
+    /// Scans the selected profiles of `view` that the filter admits.
+    pub fn scan(
+        &self,
+        view: &dyn SourceView,
+        with_samples: bool,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        let selected = self.select(view.series());
+        let mut admitted = Admitted {
+            filter: &self.profiles,
+            inner: visitor,
+        };
+        view.scan(&selected, self.start, self.end, with_samples, &mut admitted)
+    }
 }
 
 /// Sums values per stack-trace ID, one dense vector per partition.
@@ -107,7 +184,14 @@ struct StackSums<'a> {
 }
 
 impl ProfileVisitor for StackSums<'_> {
-    fn visit(&mut self, series: u32, _time: i64, _total: i64, samples: Option<(&[u32], &[i64])>) {
+    fn visit(
+        &mut self,
+        _id: ProfileId,
+        series: u32,
+        _time: i64,
+        _total: i64,
+        samples: Option<(&[u32], &[i64])>,
+    ) {
         let Some((ids, values)) = samples else { return };
         let partition = self.series[series as usize].partition as usize;
         if self.sums.len() <= partition {
@@ -128,12 +212,11 @@ impl ProfileVisitor for StackSums<'_> {
 
 /// Returns per-partition sums of the selected profiles of `view`.
 fn stack_sums(view: &dyn SourceView, plan: &Plan) -> Result<Vec<Vec<i64>>> {
-    let selected = plan.select(view.series());
     let mut sums = StackSums {
         series: view.series(),
         sums: Vec::new(),
     };
-    view.scan(&selected, plan.start, plan.end, true, &mut sums)?;
+    plan.scan(view, true, &mut sums)?;
     Ok(sums.sums)
 }
 
@@ -195,6 +278,7 @@ pub fn merge_pprof(
 /// One profile's total, for time series.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
+    pub id: ProfileId,
     pub time_nanos: i64,
     pub total: i64,
 }
@@ -213,19 +297,29 @@ pub fn points(
         out: &'b mut dyn FnMut(&Labels, Point),
     }
     impl ProfileVisitor for Totals<'_, '_> {
-        fn visit(&mut self, series: u32, time_nanos: i64, total: i64, _: Option<(&[u32], &[i64])>) {
+        fn visit(
+            &mut self,
+            id: ProfileId,
+            series: u32,
+            time_nanos: i64,
+            total: i64,
+            _: Option<(&[u32], &[i64])>,
+        ) {
             (self.out)(
                 &self.series[series as usize].labels,
-                Point { time_nanos, total },
+                Point {
+                    id,
+                    time_nanos,
+                    total,
+                },
             );
         }
     }
-    let selected = plan.select(view.series());
     let mut totals = Totals {
         series: view.series(),
         out,
     };
-    view.scan(&selected, plan.start, plan.end, false, &mut totals)
+    plan.scan(view, false, &mut totals)
 }
 
 /// Calls `out` with the labels of every selected series of `view`.

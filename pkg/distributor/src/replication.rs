@@ -1,0 +1,243 @@
+//! Replicated writes: each profile goes to `replication_factor` ingesters of
+//! the ring and is acknowledged once a quorum has it in its write-ahead log.
+//!
+//! # Placement
+//!
+//! The ring key of a profile is a hash of (tenant, service, shard). With one
+//! shard, all of a service's profiles land on the same replica set, so its
+//! symbols are stored (and de-duplicated) on few ingesters. A service that
+//! pushes more than `bytes_per_shard` per second is split over more shards,
+//! by a hash of the profile's own labels (e.g. its pod), so a hot service
+//! spreads its load while each of its series keeps to one replica set as
+//! long as its service's rate is steady.
+
+use std::{
+    fmt::Debug,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use ember_ingester::wire;
+use ember_model::labels::SERVICE_NAME;
+use ember_proto::{
+    clients::{IngesterClients, tenant_request},
+    error::Code,
+    ingester::v1::PushRequest,
+};
+use rustc_hash::FxHashMap;
+use tokio::runtime::Handle;
+use tonic::Status;
+use tracing::warn;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::sink::{IngestSink, ProfileWrite};
+
+/// Finds the ingesters that own a ring key.
+pub trait Placement: Send + Sync + Debug {
+    /// Returns the addresses (`host:port`) of up to `rf` distinct writable
+    /// ingesters owning `key`.
+    fn replicas(&self, key: u32, rf: usize) -> Vec<String>;
+}
+
+/// Returns how many replicas must acknowledge a write: a majority.
+pub fn quorum(rf: usize) -> usize {
+    rf / 2 + 1
+}
+
+/// Replication settings.
+#[derive(Debug, Clone)]
+pub struct ReplicationConfig {
+    pub replication_factor: usize,
+    /// A service pushing more than this many bytes per second spreads over
+    /// more than one replica set.
+    pub bytes_per_shard: f64,
+    /// The most replica sets one service spreads over.
+    pub max_shards: usize,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            replication_factor: 3,
+            bytes_per_shard: 4.0 * 1024.0 * 1024.0,
+            max_shards: 8,
+        }
+    }
+}
+
+/// Writes each profile to a quorum of its replicas.
+#[derive(Debug)]
+pub struct Replicas {
+    placement: Arc<dyn Placement>,
+    clients: Arc<IngesterClients>,
+    config: ReplicationConfig,
+    runtime: Handle,
+    load: Mutex<FxHashMap<(String, String), ServiceLoad>>,
+}
+
+/// A service's recent push rate, decaying exponentially.
+#[derive(Debug, Clone, Copy)]
+struct ServiceLoad {
+    bytes_per_second: f64,
+    at: Instant,
+}
+
+/// How fast a service's measured rate forgets the past.
+const LOAD_HALF_LIFE: Duration = Duration::from_secs(30);
+
+impl Replicas {
+    /// Returns a sink that places profiles with `placement`; it must be
+    /// created on the async runtime it will use for its calls.
+    pub fn new(
+        placement: Arc<dyn Placement>,
+        clients: Arc<IngesterClients>,
+        config: ReplicationConfig,
+    ) -> Self {
+        Self {
+            placement,
+            clients,
+            config,
+            runtime: Handle::current(),
+            load: Mutex::new(FxHashMap::default()),
+        }
+    }
+
+    /// Records `bytes` for the service and returns over how many shards it spreads.
+    fn shards(&self, tenant: &str, service: &str, bytes: usize, now: Instant) -> usize {
+        let mut load = self.load.lock().expect("poisoned");
+        let entry = load
+            .entry((tenant.to_owned(), service.to_owned()))
+            .or_insert(ServiceLoad {
+                bytes_per_second: 0.0,
+                at: now,
+            });
+        let elapsed = now.duration_since(entry.at).as_secs_f64();
+        let decay = 0.5f64.powf(elapsed / LOAD_HALF_LIFE.as_secs_f64());
+        // An exponentially weighted rate: each byte adds 1/half-life-ish weight.
+        entry.bytes_per_second = entry.bytes_per_second * decay
+            + bytes as f64 * std::f64::consts::LN_2 / LOAD_HALF_LIFE.as_secs_f64();
+        entry.at = now;
+        let shards = (entry.bytes_per_second / self.config.bytes_per_shard).ceil() as usize;
+        shards.clamp(1, self.config.max_shards.max(1))
+    }
+
+    /// Returns the ring key of a profile of `tenant`.
+    fn key(&self, tenant: &str, w: &ProfileWrite<'_>, bytes: usize) -> u32 {
+        let Some(first) = w.series.first() else {
+            return 0;
+        };
+        let service = first.labels.service_name();
+        let shards = self.shards(tenant, service, bytes, Instant::now());
+        let shard = if shards == 1 {
+            0
+        } else {
+            // The profile's own labels, without the per-sample-type ones.
+            let mut h = Xxh3::new();
+            for l in first.labels.iter().filter(|l| !l.name.starts_with("__")) {
+                h.update(l.name.as_bytes());
+                h.update(&[0]);
+                h.update(l.value.as_bytes());
+                h.update(&[0]);
+            }
+            h.digest() % shards as u64
+        };
+        let mut h = Xxh3::new();
+        h.update(tenant.as_bytes());
+        h.update(&[0]);
+        h.update(SERVICE_NAME.as_bytes());
+        h.update(service.as_bytes());
+        h.update(&[0]);
+        h.update(&shard.to_le_bytes());
+        h.digest() as u32
+    }
+}
+
+impl IngestSink for Replicas {
+    fn write(&self, tenant: &str, w: &ProfileWrite<'_>) -> Result<(), Status> {
+        let request =
+            wire::push_request(w.id, w.profile, w.series, w.time_nanos, w.max_active_series);
+        let key = self.key(tenant, w, request.profile.len());
+        let rf = self.config.replication_factor.max(1);
+        let needed = quorum(rf);
+        let replicas = self.placement.replicas(key, rf);
+        if replicas.len() < needed {
+            return Err(Code::Unavailable.status(format!(
+                "only {} of {rf} ingesters are available to take tenant {tenant:?}'s profile, {needed} are needed (replication_factor {rf}): wait for ingesters to join the ring, or lower -distributor.replication-factor",
+                replicas.len()
+            )));
+        }
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(replicas.len());
+        let request = Arc::new(request);
+        for addr in replicas {
+            let client = self.clients.get(&addr);
+            let request = request.clone();
+            let tenant = tenant.to_owned();
+            let done = done_tx.clone();
+            // Every replica gets the write, even after a quorum answered.
+            self.runtime.spawn(async move {
+                let result = async {
+                    let mut client = client?;
+                    client
+                        .push(tenant_request(&tenant, PushRequest::clone(&request))?)
+                        .await
+                        .map(|_| ())
+                }
+                .await;
+                if let Err(e) = &result {
+                    warn!(ingester = %addr, tenant, error = %e, "replicating a profile failed");
+                }
+                let _ = done.send((addr, result)).await;
+            });
+        }
+        drop(done_tx);
+        let runtime = self.runtime.clone();
+        runtime.block_on(async move {
+            let (mut acks, mut errors) = (0, Vec::new());
+            while let Some((addr, result)) = done_rx.recv().await {
+                match result {
+                    Ok(()) => {
+                        acks += 1;
+                        if acks >= needed {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => {
+                        // A refusal (a limit) is the same on every replica: pass it on.
+                        if is_refusal(&e) {
+                            return Err(e);
+                        }
+                        errors.push(format!("{addr}: {}", e.message()));
+                    }
+                }
+            }
+            Err(Code::Unavailable.status(format!(
+                "the profile reached {acks} of the {needed} ingesters a write needs (replication_factor {rf}): {}",
+                errors.join("; ")
+            )))
+        })
+    }
+}
+
+/// Returns whether an ingester refused the write for what it is (not for
+/// being unreachable or unavailable).
+fn is_refusal(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::InvalidArgument
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::FailedPrecondition
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorum_is_a_majority() {
+        assert_eq!(quorum(1), 1);
+        assert_eq!(quorum(2), 2);
+        assert_eq!(quorum(3), 2);
+        assert_eq!(quorum(5), 3);
+    }
+}

@@ -1,0 +1,186 @@
+//! `ingester.v1.IngesterService`: how distributors write to this ingester
+//! and queriers read its heads, in a cluster.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use ember_model::{Labels, ProfileId, ProfileType, Selector};
+use ember_proto::{
+    Tenant,
+    error::Code,
+    google::v1::Profile,
+    ingester::v1::{
+        MergeProfilesRequest, PushRequest, PushResponse, SelectProfilesResponse, SelectRequest,
+        SeriesResponse, ingester_service_server::IngesterService,
+    },
+};
+use ember_query::{Plan, ProfileFilter};
+use ember_symdb::resolve::PprofBuilder;
+use rustc_hash::{FxHashMap, FxHashSet};
+use tonic::{Request, Response, Status};
+
+use crate::{Error, Ingester, wire};
+
+/// The gRPC face of an [`Ingester`].
+#[derive(Debug, Clone)]
+pub struct IngesterApi(pub Arc<Ingester>);
+
+/// Returns the plan of a select request.
+pub fn plan_of(req: &SelectRequest) -> Result<Plan, Status> {
+    if !req.profile_type.is_empty() {
+        req.profile_type
+            .parse::<ProfileType>()
+            .map_err(|e| Code::BadRequest.status(e.to_string()))?;
+    }
+    let selectors = req
+        .selectors
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| Selector::parse(s).map_err(|e| Code::BadRequest.status(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Plan {
+        profile_type: (!req.profile_type.is_empty()).then(|| req.profile_type.clone()),
+        selectors,
+        start: req.start_nanos,
+        end: req.end_nanos,
+        profiles: ProfileFilter::All,
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Code::Internal.status(e.to_string())
+}
+
+impl IngesterApi {
+    /// Runs `f` off the async runtime.
+    async fn blocking<R: Send + 'static>(
+        f: impl FnOnce() -> Result<R, Status> + Send + 'static,
+    ) -> Result<R, Status> {
+        tokio::task::spawn_blocking(f).await.map_err(internal)?
+    }
+}
+
+#[tonic::async_trait]
+impl IngesterService for IngesterApi {
+    async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let ingester = self.0.clone();
+        let push = request.into_inner();
+        Self::blocking(move || {
+            let p = wire::decode_push(push)?;
+            ingester
+                .admit_series(&tenant, &p.series, p.max_active_series)
+                .map_err(|e| Code::RateLimited.status(e.to_string()))?;
+            ingester
+                .append(&tenant, &p.profile, &p.series, p.time_nanos, p.id)
+                .map_err(|e| match e {
+                    // Leaving: the distributor should use another replica.
+                    Error::Stopping => Code::Unavailable.status(e.to_string()),
+                    e => internal(e),
+                })?;
+            Ok(Response::new(PushResponse {}))
+        })
+        .await
+    }
+
+    async fn series(
+        &self,
+        request: Request<SelectRequest>,
+    ) -> Result<Response<SeriesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let plan = plan_of(request.get_ref())?;
+        let ingester = self.0.clone();
+        Self::blocking(move || {
+            let mut out: BTreeSet<Labels> = BTreeSet::new();
+            ingester.with_heads(&tenant, &mut |view| {
+                ember_query::series_labels(view, &plan, &mut |l| {
+                    out.insert(l.clone());
+                })
+            });
+            Ok(Response::new(SeriesResponse {
+                series: out
+                    .iter()
+                    .map(|l| ember_proto::types::v1::Labels {
+                        labels: l.to_proto(),
+                    })
+                    .collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn select_profiles(
+        &self,
+        request: Request<SelectRequest>,
+    ) -> Result<Response<SelectProfilesResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let plan = plan_of(request.get_ref())?;
+        let ingester = self.0.clone();
+        Self::blocking(move || {
+            let mut out = SelectProfilesResponse::default();
+            let mut series_index: FxHashMap<Labels, u32> = FxHashMap::default();
+            let mut ids: Vec<ProfileId> = Vec::new();
+            let mut error = None;
+            ingester.with_heads(&tenant, &mut |view| {
+                let result = ember_query::points(view, &plan, &mut |labels, point| {
+                    let next = series_index.len() as u32;
+                    let i = *series_index.entry(labels.clone()).or_insert_with(|| {
+                        out.series.push(ember_proto::types::v1::Labels {
+                            labels: labels.to_proto(),
+                        });
+                        next
+                    });
+                    ids.push(point.id);
+                    out.series_index.push(i);
+                    out.time_nanos.push(point.time_nanos);
+                    out.totals.push(point.total);
+                });
+                if let Err(e) = result {
+                    error.get_or_insert(e);
+                }
+            });
+            if let Some(e) = error {
+                return Err(internal(e));
+            }
+            out.ids = wire::encode_ids(ids);
+            Ok(Response::new(out))
+        })
+        .await
+    }
+
+    async fn merge_profiles(
+        &self,
+        request: Request<MergeProfilesRequest>,
+    ) -> Result<Response<Profile>, Status> {
+        let tenant = Tenant::of(&request)?;
+        let req = request.into_inner();
+        let select = req.select.unwrap_or_default();
+        let profile_type: ProfileType = select
+            .profile_type
+            .parse()
+            .map_err(|e: ember_model::Error| Code::BadRequest.status(e.to_string()))?;
+        let mut plan = plan_of(&select)?;
+        let ids: FxHashSet<ProfileId> = wire::decode_ids(&req.ids)?.into_iter().collect();
+        plan.profiles = ProfileFilter::Only(Arc::new(ids));
+        let ingester = self.0.clone();
+        Self::blocking(move || {
+            let mut builder = PprofBuilder::new(
+                (&profile_type.sample_type, &profile_type.sample_unit),
+                (&profile_type.period_type, &profile_type.period_unit),
+                0,
+            );
+            let mut error = None;
+            ingester.with_heads(&tenant, &mut |view| {
+                if let Err(e) = ember_query::merge_pprof(view, &plan, &mut builder) {
+                    error.get_or_insert(e);
+                }
+            });
+            if let Some(e) = error {
+                return Err(internal(e));
+            }
+            Ok(Response::new(
+                builder.finish(plan.start, plan.end - plan.start),
+            ))
+        })
+        .await
+    }
+}

@@ -1,0 +1,130 @@
+//! Conversions between `ingester.v1` messages and the ingester's own types.
+
+use ember_model::{Labels, ProfileId, ProfileType, ingest::SeriesSpec, pprof};
+use ember_proto::{error::Code, google::v1::Profile, ingester::v1 as pb};
+use prost::Message;
+use tonic::Status;
+
+/// Returns the push request for one profile; the profile is encoded once for
+/// every replica.
+pub fn push_request(
+    id: ProfileId,
+    profile: &Profile,
+    series: &[SeriesSpec],
+    time_nanos: i64,
+    max_active_series: usize,
+) -> pb::PushRequest {
+    pb::PushRequest {
+        id: id.to_be_bytes().to_vec(),
+        time_nanos,
+        series: series
+            .iter()
+            .map(|s| pb::SeriesSpec {
+                labels: s.labels.to_proto(),
+                profile_type: s.profile_type.id(),
+                sample_type: s.sample_type as u32,
+                has_samples: s.samples.is_some(),
+                samples: s.samples.clone().unwrap_or_default(),
+            })
+            .collect(),
+        profile: profile.encode_to_vec(),
+        max_active_series: max_active_series.min(u32::MAX as usize) as u32,
+    }
+}
+
+/// A decoded push request.
+#[derive(Debug)]
+pub struct Push {
+    pub id: ProfileId,
+    pub time_nanos: i64,
+    pub series: Vec<SeriesSpec>,
+    pub profile: Profile,
+    pub max_active_series: usize,
+}
+
+fn bad(message: String) -> Status {
+    Code::BadRequest.status(message)
+}
+
+/// Decodes and checks a push request: every series must name a sample type
+/// and samples the profile has.
+pub fn decode_push(request: pb::PushRequest) -> Result<Push, Status> {
+    let id = decode_id(&request.id)?;
+    let mut profile =
+        Profile::decode(request.profile.as_slice()).map_err(|e| bad(format!("profile: {e}")))?;
+    // The distributor validated it; checking again keeps a bad peer from
+    // corrupting the head.
+    let limits = pprof::DecodeLimits {
+        max_decompressed_bytes: usize::MAX >> 1,
+        max_samples: 0,
+        max_stack_depth: 0,
+    };
+    pprof::validate(&mut profile, &limits).map_err(|e| bad(format!("profile: {e}")))?;
+    let series = request
+        .series
+        .into_iter()
+        .map(|s| {
+            let profile_type: ProfileType = s
+                .profile_type
+                .parse()
+                .map_err(|e| bad(format!("profile type {:?}: {e}", s.profile_type)))?;
+            let sample_type = s.sample_type as usize;
+            if sample_type >= profile.sample_type.len() {
+                return Err(bad(format!(
+                    "series sample type {sample_type} is beyond the profile's {}",
+                    profile.sample_type.len()
+                )));
+            }
+            if let Some(&i) = s
+                .samples
+                .iter()
+                .find(|&&i| i as usize >= profile.sample.len())
+            {
+                return Err(bad(format!(
+                    "series sample {i} is beyond the profile's {}",
+                    profile.sample.len()
+                )));
+            }
+            Ok(SeriesSpec {
+                labels: Labels::from_proto(&s.labels),
+                profile_type,
+                sample_type,
+                samples: s.has_samples.then_some(s.samples),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Push {
+        id,
+        time_nanos: request.time_nanos,
+        series,
+        profile,
+        max_active_series: request.max_active_series as usize,
+    })
+}
+
+/// Decodes one 16-byte profile ID.
+pub fn decode_id(bytes: &[u8]) -> Result<ProfileId, Status> {
+    let bytes: [u8; 16] = bytes
+        .try_into()
+        .map_err(|_| bad(format!("a profile ID has 16 bytes, not {}", bytes.len())))?;
+    Ok(ProfileId::from_be_bytes(bytes))
+}
+
+/// Decodes concatenated 16-byte profile IDs.
+pub fn decode_ids(bytes: &[u8]) -> Result<Vec<ProfileId>, Status> {
+    if bytes.len() % 16 != 0 {
+        return Err(bad(format!(
+            "profile IDs take 16 bytes each; {} bytes is not a multiple",
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|c| ProfileId::from_be_bytes(c.try_into().expect("16 bytes")))
+        .collect())
+}
+
+/// Encodes profile IDs as concatenated 16-byte big-endian values.
+pub fn encode_ids(ids: impl IntoIterator<Item = ProfileId>) -> Vec<u8> {
+    ids.into_iter().flat_map(|id| id.to_be_bytes()).collect()
+}

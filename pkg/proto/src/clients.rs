@@ -1,0 +1,66 @@
+//! Connections to other Ember processes, one lazily connected channel per
+//! address, shared by every caller.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use tonic::{
+    Request,
+    metadata::MetadataValue,
+    transport::{Channel, Endpoint},
+};
+
+use crate::ingester::v1::ingester_service_client::IngesterServiceClient;
+
+/// The header that carries the tenant between processes, as from clients.
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+
+/// Clients of `ingester.v1.IngesterService`, by address (`host:port`).
+#[derive(Debug)]
+pub struct IngesterClients {
+    timeout: Duration,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl IngesterClients {
+    /// Returns a pool whose calls each give up after `timeout`.
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Returns a client of the ingester at `addr`. Connecting is lazy: a dead
+    /// address fails the call, not this.
+    pub fn get(&self, addr: &str) -> Result<IngesterServiceClient<Channel>, tonic::Status> {
+        let mut channels = self.channels.lock().expect("poisoned");
+        let channel = match channels.get(addr) {
+            Some(c) => c.clone(),
+            None => {
+                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+                    .map_err(|e| {
+                        tonic::Status::invalid_argument(format!("ingester address {addr:?}: {e}"))
+                    })?
+                    .connect_timeout(self.timeout.min(Duration::from_secs(2)))
+                    .timeout(self.timeout)
+                    .tcp_nodelay(true);
+                let channel = endpoint.connect_lazy();
+                channels.insert(addr.to_owned(), channel.clone());
+                channel
+            }
+        };
+        Ok(IngesterServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+}
+
+/// Returns `message` as a request of `tenant`.
+pub fn tenant_request<T>(tenant: &str, message: T) -> Result<Request<T>, tonic::Status> {
+    let mut request = Request::new(message);
+    let value = MetadataValue::try_from(tenant).map_err(|_| {
+        tonic::Status::invalid_argument(format!("tenant {tenant:?} is not a valid header value"))
+    })?;
+    request.metadata_mut().insert(TENANT_HEADER, value);
+    Ok(request)
+}

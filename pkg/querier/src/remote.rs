@@ -1,0 +1,320 @@
+//! Reading the heads of ingesters in other processes, counting each
+//! replicated profile once.
+//!
+//! Every ingester that holds a replica of a profile reports it under the same
+//! ID. For time series and labels, the querier fetches each ingester's
+//! profile list (IDs, series, times, totals) and lets the query's
+//! de-duplicating filter drop repeated IDs. For stack traces it asks every
+//! ingester for its list first, gives each ID to one ingester that has it,
+//! and asks each for the merge of exactly its share, as pprof. This is how
+//! Pyroscope's ingesters and queriers split the work too: only IDs cross the
+//! network twice, samples once.
+
+use std::{fmt::Debug, sync::Arc};
+
+use ember_block::{ProfileVisitor, SeriesEntry};
+use ember_ingester::{Head, wire};
+use ember_model::{
+    Labels, ProfileId, ProfileType,
+    ingest::SeriesSpec,
+    labels::{Label, PROFILE_TYPE},
+};
+use ember_proto::{
+    clients::{IngesterClients, tenant_request},
+    error::Code,
+    ingester::v1::{MergeProfilesRequest, SelectProfilesResponse, SelectRequest},
+};
+use ember_query::{Plan, SourceView};
+use ember_symdb::Symbols;
+use futures::future::join_all;
+use rustc_hash::FxHashSet;
+use tonic::Status;
+use tracing::warn;
+use ulid::Ulid;
+
+/// Lists the ingesters a querier reads from.
+pub trait IngesterSet: Send + Sync + Debug {
+    /// Returns the addresses (`host:port`) of every ingester that may hold
+    /// recent data, whatever its state.
+    fn ingesters(&self) -> Vec<String>;
+}
+
+/// The ingesters of a cluster, as seen by a querier.
+#[derive(Debug, Clone)]
+pub struct RemoteIngesters {
+    pub set: Arc<dyn IngesterSet>,
+    pub clients: Arc<IngesterClients>,
+    /// Writes reach a quorum of this many replicas, so a query may lose
+    /// `replication_factor - quorum` ingesters and still see everything.
+    pub replication_factor: usize,
+}
+
+/// What a query needs from each source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// The label sets of matching series.
+    Labels,
+    /// One point (ID, series, time, total) per profile.
+    Points,
+    /// Stack traces and their values.
+    Samples,
+}
+
+/// A source made of what an ingester answered: series, and per-profile
+/// points without samples.
+#[derive(Debug, Default)]
+pub(crate) struct AnsweredView {
+    series: Vec<SeriesEntry>,
+    rows: Vec<(ProfileId, u32, i64, i64)>,
+    time_range: Option<(i64, i64)>,
+}
+
+impl SourceView for AnsweredView {
+    fn id(&self) -> Ulid {
+        Ulid::nil()
+    }
+
+    fn series(&self) -> &[SeriesEntry] {
+        &self.series
+    }
+
+    fn time_range(&self) -> Option<(i64, i64)> {
+        self.time_range
+    }
+
+    fn scan(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        _with_samples: bool,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> ember_query::Result<()> {
+        for &(id, series, time, total) in &self.rows {
+            if selected[series as usize] && time >= start && time <= end {
+                visitor.visit(id, series, time, total, None);
+            }
+        }
+        Ok(())
+    }
+
+    fn symbols(&self, _partition: u32) -> Option<&Symbols> {
+        None
+    }
+}
+
+/// What the ingesters answered for one query.
+#[derive(Debug, Default)]
+pub(crate) struct Answers {
+    /// Views evaluated with the query's plan (labels, points).
+    pub(crate) views: Vec<AnsweredView>,
+    /// Merged stack traces, already selected: evaluated with
+    /// [`preselected`].
+    pub(crate) merged: Vec<Head>,
+    /// IDs that `merged` counted, so that blocks skip their copies.
+    pub(crate) counted: FxHashSet<ProfileId>,
+}
+
+/// The plan for a merged answer: the ingester already applied the selectors.
+pub(crate) fn preselected(plan: &Plan) -> Plan {
+    Plan {
+        profile_type: plan.profile_type.clone(),
+        selectors: Vec::new(),
+        start: plan.start,
+        end: plan.end,
+        profiles: Default::default(),
+    }
+}
+
+fn select_request(plan: &Plan) -> SelectRequest {
+    SelectRequest {
+        profile_type: plan.profile_type.clone().unwrap_or_default(),
+        selectors: plan.selectors.iter().map(|s| s.to_string()).collect(),
+        start_nanos: plan.start,
+        end_nanos: plan.end,
+    }
+}
+
+fn unavailable(message: String) -> Status {
+    Code::Unavailable.status(message)
+}
+
+impl RemoteIngesters {
+    /// Calls `call` on every ingester; tolerates as many failures as
+    /// replication allows and returns the answers with their addresses.
+    async fn each<T, F, Fut>(&self, what: &str, call: F) -> Result<Vec<(String, T)>, Status>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let addrs = self.set.ingesters();
+        let results = join_all(addrs.iter().cloned().map(&call)).await;
+        let rf = self.replication_factor.max(1);
+        let tolerated = rf - (rf / 2 + 1);
+        let mut answers = Vec::new();
+        let mut failures = Vec::new();
+        for (addr, result) in addrs.into_iter().zip(results) {
+            match result {
+                Ok(a) => answers.push((addr, a)),
+                Err(e) => {
+                    warn!(ingester = %addr, error = %e, "{what} failed");
+                    failures.push(format!("{addr}: {}", e.message()));
+                }
+            }
+        }
+        if failures.len() > tolerated {
+            return Err(unavailable(format!(
+                "{what}: {} ingesters did not answer, more than the {tolerated} that replication factor {rf} tolerates: {}",
+                failures.len(),
+                failures.join("; ")
+            )));
+        }
+        Ok(answers)
+    }
+
+    /// Fetches what `need` asks for from every ingester.
+    pub(crate) async fn answers(
+        &self,
+        tenant: &str,
+        plan: &Plan,
+        need: Need,
+    ) -> Result<Answers, Status> {
+        let request = select_request(plan);
+        let mut out = Answers::default();
+        if need == Need::Labels {
+            let answers = self
+                .each("listing series", |addr| {
+                    let request = request.clone();
+                    async move {
+                        let mut client = self.clients.get(&addr)?;
+                        Ok(client
+                            .series(tenant_request(tenant, request)?)
+                            .await?
+                            .into_inner())
+                    }
+                })
+                .await?;
+            for (_, a) in answers {
+                out.views.push(AnsweredView {
+                    series: a
+                        .series
+                        .iter()
+                        .map(|l| SeriesEntry {
+                            labels: Labels::from_proto(&l.labels),
+                            partition: 0,
+                        })
+                        .collect(),
+                    rows: Vec::new(),
+                    time_range: Some((plan.start, plan.end)),
+                });
+            }
+            return Ok(out);
+        }
+        let lists = self
+            .each("listing profiles", |addr| {
+                let request = request.clone();
+                async move {
+                    let mut client = self.clients.get(&addr)?;
+                    Ok(client
+                        .select_profiles(tenant_request(tenant, request)?)
+                        .await?
+                        .into_inner())
+                }
+            })
+            .await?;
+        if need == Need::Points {
+            for (_, list) in lists {
+                out.views.push(points_view(list)?);
+            }
+            return Ok(out);
+        }
+        // Give each profile to the first ingester that listed it.
+        let mut shares: Vec<(String, Vec<ProfileId>)> = Vec::new();
+        for (addr, list) in lists {
+            let share: Vec<ProfileId> = wire::decode_ids(&list.ids)?
+                .into_iter()
+                .filter(|&id| id == 0 || out.counted.insert(id))
+                .collect();
+            if !share.is_empty() {
+                shares.push((addr, share));
+            }
+        }
+        let profile_type: ProfileType = plan
+            .profile_type
+            .as_deref()
+            .unwrap_or_default()
+            .parse()
+            .map_err(|e: ember_model::Error| Code::BadRequest.status(e.to_string()))?;
+        let merged = join_all(shares.into_iter().map(|(addr, ids)| {
+            let request = MergeProfilesRequest {
+                select: Some(request.clone()),
+                ids: wire::encode_ids(ids),
+            };
+            async move {
+                let mut client = self.clients.get(&addr)?;
+                let profile = client
+                    .merge_profiles(tenant_request(tenant, request)?)
+                    .await
+                    .map_err(|e| {
+                        unavailable(format!(
+                            "merging profiles on ingester {addr}: {}",
+                            e.message()
+                        ))
+                    })?
+                    .into_inner();
+                Ok::<_, Status>(profile)
+            }
+        }))
+        .await;
+        for profile in merged {
+            let profile = profile?;
+            let head = Head::new();
+            let series = SeriesSpec {
+                labels: Labels::new(vec![Label::new(PROFILE_TYPE, profile_type.id())]),
+                profile_type: profile_type.clone(),
+                sample_type: 0,
+                samples: None,
+            };
+            head.append(&profile, &[series], plan.start, 0);
+            out.merged.push(head);
+        }
+        Ok(out)
+    }
+}
+
+/// Returns the view of one ingester's profile list.
+fn points_view(list: SelectProfilesResponse) -> Result<AnsweredView, Status> {
+    let ids = wire::decode_ids(&list.ids)?;
+    let n = ids.len();
+    if list.series_index.len() != n || list.time_nanos.len() != n || list.totals.len() != n {
+        return Err(Code::Internal
+            .status("an ingester answered a profile list with columns of different lengths"));
+    }
+    let series: Vec<SeriesEntry> = list
+        .series
+        .iter()
+        .map(|l| SeriesEntry {
+            labels: Labels::from_proto(&l.labels),
+            partition: 0,
+        })
+        .collect();
+    if list
+        .series_index
+        .iter()
+        .any(|&i| i as usize >= series.len())
+    {
+        return Err(Code::Internal.status("an ingester answered a profile of an unknown series"));
+    }
+    let mut time_range: Option<(i64, i64)> = None;
+    let mut rows = Vec::with_capacity(n);
+    for (i, id) in ids.into_iter().enumerate() {
+        let t = list.time_nanos[i];
+        time_range = Some(time_range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+        rows.push((id, list.series_index[i], t, list.totals[i]));
+    }
+    Ok(AnsweredView {
+        series,
+        rows,
+        time_range,
+    })
+}
