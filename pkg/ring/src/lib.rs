@@ -1,0 +1,28 @@
+//! Cluster membership and the hash ring of ingesters.
+//!
+//! Every Ember process in a cluster runs a [`Ring`]: it gossips its own
+//! address, roles and lifecycle [`State`] with the `memberlist` crate (SWIM
+//! gossip with failure detection, a port of HashiCorp's memberlist) and keeps
+//! a table of everyone else, so there is no central store to run (DESIGN.md
+//! §4). Ingesters own tokens on a 32-bit consistent-hash ring; distributors
+//! ask [`Ring::replicas`] which ingesters a series goes to, queriers ask
+//! [`Ring::ingesters`] whom to read recent data from. `-target=all` runs
+//! without gossip on a fixed one-member ring ([`Ring::single`]).
+//!
+//! Layout: `gossip` hides memberlist's generics and tunes it, `meta` is the
+//! wire format each member gossips, `tokens` derives tokens and walks the
+//! ring, `table` holds the members, `http` serves `/ring`.
+
+mod error;
+mod gossip;
+mod http;
+mod member;
+mod meta;
+mod ring;
+mod table;
+mod tokens;
+
+pub use error::{Error, Result};
+pub use member::{Member, Roles, State};
+pub use ring::{DEFAULT_BIND_PORT, DEFAULT_NUM_TOKENS, Ring, RingConfig};
+pub use tokens::tokens;
