@@ -4,6 +4,12 @@
 //! requests and lets in-flight ones finish, the agent pushes what it buffered,
 //! and only then does the ingester stop taking writes and flush every head, so
 //! no acknowledged profile is left behind in memory.
+//!
+//! In a cluster (any `-target` but `all`) every process gossips to form the
+//! ring ([`ember_ring`]): distributors write to replicas over `ingester.v1`,
+//! queriers read every ingester, and an ingester is ACTIVE (takes writes)
+//! from the moment it serves until shutdown, when it is LEAVING while it
+//! flushes, then leaves.
 
 use std::{
     future::Future,
@@ -16,10 +22,15 @@ use std::{
 };
 
 use ember_agent::{Agent, AgentOptions, InProcess, PushSink};
-use ember_distributor::{Distributor, Limits as DistributorLimits, LimitsFn};
-use ember_ingester::{Ingester, IngesterConfig};
+use ember_distributor::{
+    Distributor, IngestSink, Limits as DistributorLimits, LimitsFn,
+    replication::{Placement, Replicas, ReplicationConfig},
+};
+use ember_ingester::{Ingester, IngesterApi, IngesterConfig};
 use ember_model::pprof::DecodeLimits;
-use ember_querier::Querier;
+use ember_proto::clients::IngesterClients;
+use ember_querier::{IngesterSet, Querier, Recent, RemoteIngesters};
+use ember_ring::{Member, Ring, RingConfig, Roles, State};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -46,10 +57,8 @@ pub enum AppError {
         "target {0} is not available in this version of ember; run -target=all or distributor,ingester,querier in one process"
     )]
     Unavailable(Target),
-    #[error(
-        "-target=distributor needs an ingester in the same process in this version; add ingester to -target"
-    )]
-    DistributorWithoutIngester,
+    #[error("ring: {0}")]
+    Ring(#[from] ember_ring::Error),
     #[error(
         "-target=agent needs client.url (a distributor to push to) unless a distributor runs in the same process"
     )]
@@ -80,11 +89,98 @@ fn distributor_limits(l: &Limits) -> DistributorLimits {
     }
 }
 
+/// The ring as distributors and queriers use it: ingester addresses.
+#[derive(Debug)]
+struct RingView(Arc<Ring>);
+
+impl Placement for RingView {
+    fn replicas(&self, key: u32, rf: usize) -> Vec<String> {
+        self.0
+            .replicas(key, rf)
+            .into_iter()
+            .map(|m| m.addr)
+            .collect()
+    }
+}
+
+impl IngesterSet for RingView {
+    fn ingesters(&self) -> Vec<String> {
+        self.0
+            .ingesters()
+            .into_iter()
+            .filter(|m| m.healthy)
+            .map(|m| m.addr)
+            .collect()
+    }
+}
+
+/// How long a call to another process may take.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts gossip for a clustered process, or describes the single process.
+async fn start_ring(
+    config: &Config,
+    targets: &std::collections::BTreeSet<Target>,
+    http_port: u16,
+) -> Result<Arc<Ring>, AppError> {
+    let roles = Roles {
+        ingester: targets.contains(&Target::Ingester),
+        distributor: targets.contains(&Target::Distributor),
+        querier: targets.contains(&Target::Querier),
+        compactor: targets.contains(&Target::Compactor),
+    };
+    let m = &config.memberlist;
+    let node_name = if m.node_name.is_empty() {
+        format!("{}-{http_port}", hostname())
+    } else {
+        m.node_name.clone()
+    };
+    // Agents and compactors need no ring: only the write and read paths gossip.
+    if !config.clustered() || !(roles.ingester || roles.distributor || roles.querier) {
+        return Ok(Ring::single(Member {
+            name: node_name,
+            addr: format!("127.0.0.1:{http_port}"),
+            roles,
+            state: State::Active,
+            tokens: Vec::new(),
+            last_heartbeat: std::time::SystemTime::now(),
+            healthy: true,
+        }));
+    }
+    let bind_ip: std::net::IpAddr = m.bind_addr.parse().map_err(|_| {
+        AppError::Ring(ember_ring::Error::Config(format!(
+            "memberlist.bind_addr {:?} is not an IP address",
+            m.bind_addr
+        )))
+    })?;
+    let ring = Ring::start(RingConfig {
+        node_name,
+        bind_addr: SocketAddr::new(bind_ip, m.bind_port),
+        // Peers call this process's HTTP/gRPC port, so a specific listen
+        // address is the best guess when none is configured.
+        advertise_addr: m.advertise_addr.parse().ok().or_else(|| {
+            config
+                .server
+                .http_listen_address
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .filter(|ip| !ip.is_unspecified())
+        }),
+        join: m.join.clone(),
+        roles,
+        http_port,
+        ..RingConfig::default()
+    })
+    .await?;
+    Ok(ring)
+}
+
 /// A bound, not yet serving, Ember process.
 #[derive(Debug)]
 pub struct App {
     listener: TcpListener,
     services: Services,
+    ring: Arc<Ring>,
     ingester: Option<Arc<Ingester>>,
     agent: Option<Agent>,
     agent_grace: Duration,
@@ -99,6 +195,19 @@ impl App {
             return Err(AppError::Unavailable(Target::Compactor));
         }
         let store = ember_objstore::build(&config.storage)?;
+        // Bound first: ring members advertise the port they serve on.
+        let address = format!(
+            "{}:{}",
+            config.server.http_listen_address, config.server.http_listen_port
+        );
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| AppError::Listen { address, source })?;
+        let http_port = listener.local_addr().map_err(AppError::Serve)?.port();
+        let ring = start_ring(config, &targets, http_port).await?;
+        let ring_view = Arc::new(RingView(ring.clone()));
+        let clients = Arc::new(IngesterClients::new(PEER_TIMEOUT));
+        let replication_factor = config.replication_factor();
         let ingester = if targets.contains(&Target::Ingester) {
             let ingester_config = IngesterConfig {
                 id: hostname(),
@@ -113,21 +222,41 @@ impl App {
             None
         };
         let distributor = if targets.contains(&Target::Distributor) {
-            let ingester = ingester
-                .clone()
-                .ok_or(AppError::DistributorWithoutIngester)?;
+            let sink: Arc<dyn IngestSink> = match (&ingester, config.clustered()) {
+                (Some(ingester), false) => ingester.clone(),
+                _ => Arc::new(Replicas::new(
+                    ring_view.clone(),
+                    clients.clone(),
+                    ReplicationConfig {
+                        replication_factor,
+                        ..ReplicationConfig::default()
+                    },
+                )),
+            };
             // Each push reads its tenant's limits: `limits` with that tenant's `overrides`.
             let limits_config = config.clone();
             Some(Distributor::new(
-                ingester,
+                sink,
                 LimitsFn(move |tenant: &str| distributor_limits(&limits_config.limits_for(tenant))),
             ))
         } else {
             None
         };
-        let querier = targets
-            .contains(&Target::Querier)
-            .then(|| Arc::new(Querier::new(ingester.clone(), store.clone())));
+        let querier = targets.contains(&Target::Querier).then(|| {
+            let recent = match (&ingester, config.clustered()) {
+                (Some(ingester), false) => Recent::Local(ingester.clone()),
+                _ => Recent::Remote(RemoteIngesters {
+                    set: ring_view.clone(),
+                    clients: clients.clone(),
+                    replication_factor,
+                }),
+            };
+            Arc::new(Querier::with_recent(recent, store.clone()))
+        });
+        let ingester_api = ingester
+            .as_ref()
+            .filter(|_| config.clustered())
+            .map(|i| IngesterApi(i.clone()));
 
         let metrics = Metrics::new();
         // The agent runs when asked for by name, or with `all` when it has jobs.
@@ -155,24 +284,20 @@ impl App {
             None
         };
 
-        let address = format!(
-            "{}:{}",
-            config.server.http_listen_address, config.server.http_listen_port
-        );
-        let listener = TcpListener::bind(&address)
-            .await
-            .map_err(|source| AppError::Listen { address, source })?;
         Ok(Self {
             listener,
             services: Services {
                 distributor,
                 querier,
+                ingester: ingester_api,
+                ring: ring.clone(),
                 metrics,
                 ready: Arc::new(AtomicBool::new(false)),
                 multitenancy: config.auth.multitenancy_enabled,
                 max_body_bytes: config.server.max_request_body_bytes as usize,
                 agent: agent.clone(),
             },
+            ring,
             ingester,
             agent,
             agent_grace: config.client.timeout,
@@ -208,10 +333,16 @@ impl App {
             }
         };
         ready.store(true, Ordering::Release);
+        // Serving, with the write-ahead log replayed: take writes.
+        self.ring.set_state(State::Active);
         info!(%address, "ember is serving");
         let server = axum::serve(self.listener, app).with_graceful_shutdown(signal);
         let server = tokio::spawn(async move { server.await });
         let _ = stopped_rx.await;
+        // Distributors stop choosing this ingester before it refuses writes.
+        if self.ingester.is_some() {
+            self.ring.set_state(State::Leaving);
+        }
         // In-flight requests get the graceful period; then the server is dropped.
         match tokio::time::timeout(self.graceful_timeout, server).await {
             Ok(Ok(Ok(()))) => {}
@@ -230,6 +361,7 @@ impl App {
             info!("flushing heads");
             ingester.stop().await?;
         }
+        self.ring.leave(Duration::from_secs(5)).await;
         info!("stopped");
         Ok(())
     }

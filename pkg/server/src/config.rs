@@ -128,17 +128,30 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MemberlistConfig {
-    /// Port for gossip; default 7946.
+    /// Address to bind gossip to; default `0.0.0.0`.
+    pub bind_addr: String,
+    /// Port for gossip (TCP and UDP); default 7946. 0 picks a free port.
     pub bind_port: u16,
-    /// Peers to join, `host:port`; empty means a cluster of one.
+    /// Peers to join, `host:port`; empty means a cluster of one. Joining is
+    /// retried until a peer answers, so processes may start in any order.
     pub join: Vec<String>,
+    /// The IP address other members reach this process at (gossip and its
+    /// HTTP/gRPC port); empty: the bind address when it is specific, else
+    /// the host's first non-loopback IPv4 address.
+    pub advertise_addr: String,
+    /// This process's unique name in the ring; empty: `<hostname>-<http port>`.
+    /// An ingester keeps its name across restarts, and with it its tokens.
+    pub node_name: String,
 }
 
 impl Default for MemberlistConfig {
     fn default() -> Self {
         Self {
+            bind_addr: "0.0.0.0".to_string(),
             bind_port: 7946,
             join: Vec::new(),
+            advertise_addr: String::new(),
+            node_name: String::new(),
         }
     }
 }
@@ -147,14 +160,15 @@ impl Default for MemberlistConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributorConfig {
-    /// How many ingesters receive each series; default 1 (single node).
+    /// How many ingesters receive each series; a write is acknowledged once a
+    /// majority has it. 0 (the default): 1 with `-target=all`, 3 in a cluster.
     pub replication_factor: usize,
 }
 
 impl Default for DistributorConfig {
     fn default() -> Self {
         Self {
-            replication_factor: 1,
+            replication_factor: 0,
         }
     }
 }
@@ -314,6 +328,22 @@ impl Config {
         }
     }
 
+    /// Returns whether the targets run as separate processes of a cluster
+    /// (anything but `-target=all`), which gossip to form the ring.
+    pub fn clustered(&self) -> bool {
+        !self.target.contains(&Target::All)
+    }
+
+    /// Returns the replication factor: `distributor.replication_factor`, or
+    /// when 0, 3 in a cluster and 1 for `-target=all`.
+    pub fn replication_factor(&self) -> usize {
+        match self.distributor.replication_factor {
+            0 if self.clustered() => 3,
+            0 => 1,
+            n => n,
+        }
+    }
+
     /// Returns the limits of `tenant`: `limits` with the tenant's `overrides` applied.
     pub fn limits_for(&self, tenant: &str) -> Limits {
         match self.overrides.get(tenant) {
@@ -356,8 +386,28 @@ impl Config {
         {
             return invalid("memberlist.join must not contain empty addresses".into());
         }
-        if self.distributor.replication_factor == 0 {
-            return invalid("distributor.replication_factor must be at least 1".into());
+        if !self.memberlist.advertise_addr.is_empty()
+            && self
+                .memberlist
+                .advertise_addr
+                .parse::<std::net::IpAddr>()
+                .is_err()
+        {
+            return invalid(format!(
+                "memberlist.advertise_addr {:?} is not an IP address",
+                self.memberlist.advertise_addr
+            ));
+        }
+        if self
+            .memberlist
+            .bind_addr
+            .parse::<std::net::IpAddr>()
+            .is_err()
+        {
+            return invalid(format!(
+                "memberlist.bind_addr {:?} is not an IP address, use 0.0.0.0 for every interface",
+                self.memberlist.bind_addr
+            ));
         }
         if self.ingester.max_block_duration.is_zero() {
             return invalid("ingester.max_block_duration must be greater than 0s".into());
@@ -1201,9 +1251,14 @@ fn describe(path: &str) -> &'static str {
         "server.http_listen_port" => "port to serve HTTP and gRPC on; 0 picks a free port",
         "server.graceful_shutdown_timeout" => "time in-flight requests get after a shutdown signal",
         "server.max_request_body_bytes" => "largest request body accepted, before decompression",
-        "memberlist.bind_port" => "port for gossip between Ember processes",
+        "memberlist.bind_addr" => "address to bind gossip to",
+        "memberlist.bind_port" => "port for gossip between Ember processes; 0 picks a free port",
         "memberlist.join" => "comma-separated host:port of peers to join; repeatable",
-        "distributor.replication_factor" => "number of ingesters that receive each series",
+        "memberlist.advertise_addr" => "IP other members reach this process at; empty: detected",
+        "memberlist.node_name" => "unique name in the ring; empty: <hostname>-<http port>",
+        "distributor.replication_factor" => {
+            "ingesters that receive each series; 0: 1 with -target=all, 3 in a cluster"
+        }
         "auth.multitenancy_enabled" => {
             "read the tenant from X-Scope-OrgID; when off every request is tenant anonymous"
         }

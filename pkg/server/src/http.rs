@@ -36,6 +36,10 @@ use crate::{connect, metrics::Metrics, render};
 pub struct Services {
     pub distributor: Option<Distributor>,
     pub querier: Option<Arc<Querier>>,
+    /// The ingester's `ingester.v1` service, in a cluster.
+    pub ingester: Option<ember_ingester::IngesterApi>,
+    /// Membership, shown at `/ring`.
+    pub ring: Arc<ember_ring::Ring>,
     pub metrics: Metrics,
     pub ready: Arc<AtomicBool>,
     pub multitenancy: bool,
@@ -186,6 +190,15 @@ fn grpc_routes(s: &Services) -> Router {
                 .max_decoding_message_size(max),
         );
     }
+    if let Some(i) = &s.ingester {
+        routes = routes.add_service(
+            ember_proto::ingester::v1::ingester_service_server::IngesterServiceServer::new(
+                i.clone(),
+            )
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX),
+        );
+    }
     if let Some(q) = &s.querier {
         routes = routes.add_service(
             QuerierServiceServer::from_arc(q.clone())
@@ -221,6 +234,7 @@ pub fn router(s: Services) -> Router {
         .merge(crate::ingest::routes(s.distributor.clone()))
         .merge(ember_ui::routes(s.querier.clone()))
         .route("/ready", get(ready).with_state(s.ready.clone()))
+        .merge(s.ring.router())
         .route(
             "/metrics",
             get(crate::metrics::handler).with_state(s.metrics.clone()),

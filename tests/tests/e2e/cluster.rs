@@ -1,0 +1,151 @@
+//! Acceptance: a cluster of separate `ember` processes — one distributor,
+//! three ingesters with replication factor 3, one querier — keeps every
+//! acknowledged profile while an ingester is killed with SIGKILL mid-load, and
+//! counts each exactly once although every profile is stored three times.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ember_tests::process::free_port;
+use ember_tests::{Client, EmberProcess, TimeRange, eventually, now_nanos};
+use serde_json::Value;
+
+use crate::load::{Load, check_exactly_once, counted};
+
+/// The members a process sees in its ring, as `(name, state)`.
+fn ring(client: &Client) -> Vec<(String, String, bool)> {
+    let json = client.get("/ring?format=json").json();
+    json["members"]
+        .as_array()
+        .map(|members| {
+            members
+                .iter()
+                .map(|m: &Value| {
+                    (
+                        m["name"].as_str().unwrap_or_default().to_owned(),
+                        m["state"].as_str().unwrap_or_default().to_owned(),
+                        m["roles"]["ingester"].as_bool().unwrap_or(false),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `client`'s ring shows `n` ACTIVE ingesters.
+fn wait_for_active_ingesters(client: &Client, n: usize) {
+    eventually(
+        "ingesters ACTIVE in the ring",
+        Duration::from_secs(60),
+        || {
+            let members = ring(client);
+            let active = members
+                .iter()
+                .filter(|(_, state, ingester)| *ingester && state == "ACTIVE")
+                .count();
+            if active == n {
+                Ok(())
+            } else {
+                Err(format!("ring: {members:?}"))
+            }
+        },
+    );
+}
+
+struct Cluster {
+    distributor: EmberProcess,
+    ingesters: Vec<EmberProcess>,
+    querier: EmberProcess,
+}
+
+impl Cluster {
+    fn start(store: &Path, wal: &Path) -> Self {
+        let seed_port = free_port();
+        let seed = format!("-memberlist.join=127.0.0.1:{seed_port}");
+        let distributor = EmberProcess::start_in(
+            store,
+            &[
+                "-target=distributor",
+                &format!("-memberlist.bind-port={seed_port}"),
+                "-memberlist.node-name=distributor",
+            ],
+        );
+        let ingesters = (1..=3)
+            .map(|i| {
+                EmberProcess::start_in(
+                    store,
+                    &[
+                        "-target=ingester",
+                        &seed,
+                        // Fixed across restarts: the name keeps the tokens.
+                        &format!("-memberlist.bind-port={}", free_port()),
+                        &format!("-memberlist.node-name=ingester-{i}"),
+                        &format!("-ingester.wal-dir={}", wal.join(i.to_string()).display()),
+                        // Blocks are cut during the test, so reads meet copies in
+                        // ingesters and in blocks at once.
+                        "-ingester.max-block-duration=5s",
+                    ],
+                )
+            })
+            .collect();
+        let querier = EmberProcess::start_in(
+            store,
+            &["-target=querier", &seed, "-memberlist.node-name=querier"],
+        );
+        Self {
+            distributor,
+            ingesters,
+            querier,
+        }
+    }
+}
+
+#[test]
+fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once() {
+    let store = tempfile::tempdir().unwrap();
+    let wal = tempfile::tempdir().unwrap();
+    let start = now_nanos() - 60_000_000_000;
+    let mut cluster = Cluster::start(store.path(), wal.path());
+    let push_client = cluster.distributor.client();
+    wait_for_active_ingesters(&push_client, 3);
+    wait_for_active_ingesters(&cluster.querier.client(), 3);
+
+    let load = Load::start(&push_client, false);
+    load.wait_for(60, Duration::from_secs(60));
+    // Mid-load: one replica dies; a quorum of two still acknowledges.
+    cluster.ingesters[1].kill();
+    let at_kill = load.acked();
+    load.wait_for(at_kill + 60, Duration::from_secs(60));
+    // Gossip notices the dead member and stops placing writes on it.
+    wait_for_active_ingesters(&push_client, 2);
+    load.wait_for(load.acked() + 60, Duration::from_secs(60));
+    cluster.ingesters[1].restart();
+    assert!(
+        cluster.ingesters[1]
+            .log()
+            .contains("replayed write-ahead log"),
+        "the restarted ingester replays its log"
+    );
+    wait_for_active_ingesters(&push_client, 3);
+    let at_rejoin = load.acked();
+    load.wait_for(at_rejoin + 40, Duration::from_secs(60));
+    let (acked, sent) = load.finish();
+
+    let client = cluster.querier.client();
+    let range = TimeRange::new(start / 1_000_000, now_nanos() / 1_000_000 + 60_000);
+    let counted = counted(&client, range);
+    eprintln!(
+        "acknowledged {}, sent {sent}, counted {}",
+        acked.len(),
+        counted.len()
+    );
+    check_exactly_once(&counted, &acked, sent, "in the cluster");
+
+    // Once heads are flushed, blocks hold three copies of every profile:
+    // still each once.
+    for ingester in &mut cluster.ingesters {
+        ingester.stop();
+    }
+    let counted = crate::load::counted(&client, range);
+    check_exactly_once(&counted, &acked, sent, "from blocks only");
+}
