@@ -20,5 +20,6 @@ mod ingest_node;
 mod limits;
 mod python_sdk;
 mod restart_blocks;
+mod s3;
 mod shared_profiles;
 mod ui;
