@@ -4,18 +4,21 @@
 #   bash scripts/test.sh
 #
 # It installs only what the acceptance tests drive and is missing -- Go (for
-# `go tool pprof`, from Debian's golang-go) and the pyroscope-io Python SDK (into
-# a virtualenv under the Cargo target directory) -- then builds the `ember`
-# binary and runs every test of the workspace. Any failure fails the script.
+# `go tool pprof`, from Debian's golang-go), the pyroscope-io Python SDK and
+# moto's S3 server (each into a virtualenv under the Cargo target directory) --
+# then builds the `ember` binary and runs every test of the workspace. Any
+# failure fails the script.
 #
 # Environment: CARGO_TARGET_DIR (default ./target), EMBER_PYTHON (a Python that
-# can `import pyroscope`; found or made here otherwise), CI (set: a missing tool
+# can `import pyroscope`; found or made here otherwise), EMBER_MOTO_SERVER (a
+# `moto_server` executable; made here otherwise), CI (set: a missing tool
 # fails its test instead of skipping it), EMBER_TEST_TIMEOUT (default 2400 s).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 PY_REQUIREMENTS="$ROOT/tests/python/requirements.txt" # pins pyroscope-io
+S3_REQUIREMENTS="$ROOT/tests/python/s3-requirements.txt" # pins moto[server]
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 TEST_TIMEOUT="${EMBER_TEST_TIMEOUT:-2400}"
 
@@ -73,6 +76,29 @@ if ! "$PYTHON" -c 'import pyroscope' 2>/dev/null; then
 fi
 export EMBER_PYTHON="$PYTHON"
 log "python with pyroscope-io: $EMBER_PYTHON"
+
+# --- moto, the S3-compatible server for tests/tests/e2e/s3.rs ---------------------
+# In its own virtualenv: moto[server] pulls in Flask and boto3, which the SDK
+# test's Python has no use for.
+if [ -z "${EMBER_MOTO_SERVER:-}" ]; then
+  MOTO_VENV="$CARGO_TARGET_DIR/moto-venv"
+  MOTO_PIN="$(grep -v '^#' "$S3_REQUIREMENTS" | tr -d '[:space:]')"
+  # The pin is recorded in the virtualenv, so changing it reinstalls.
+  if [ ! -x "$MOTO_VENV/bin/moto_server" ] || [ "$(cat "$MOTO_VENV/.ember-pin" 2>/dev/null)" != "$MOTO_PIN" ]; then
+    log "creating $MOTO_VENV with $MOTO_PIN"
+    mkdir -p "$CARGO_TARGET_DIR"
+    rm -rf "$MOTO_VENV"
+    if ! python3 -m venv "$MOTO_VENV" 2>/dev/null; then
+      apt_install python3-venv
+      python3 -m venv "$MOTO_VENV"
+    fi
+    timeout 600 "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check \
+      -r "$S3_REQUIREMENTS"
+    printf '%s' "$MOTO_PIN" >"$MOTO_VENV/.ember-pin"
+  fi
+  export EMBER_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
+fi
+log "moto: $EMBER_MOTO_SERVER"
 
 # --- BEGIN web UI browser test (tests/tests/e2e/ui.rs) -------------------------------
 # Debian's Chromium and Node.js, and playwright-core pinned by

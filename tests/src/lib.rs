@@ -13,6 +13,8 @@
 //!   sample type), rewrites their timestamps and builds synthetic ones.
 //! - [`flame`] checks and decodes the flame-graph wire form.
 //! - [`block`] reads the Parquet blocks that Ember leaves in object storage.
+//! - [`s3`] runs a real S3-compatible server (moto) and a proxy that can cut
+//!   Ember off from it.
 //! - [`testdata`] finds `shared/testdata/profiles`.
 //! - [`checks`] holds checks several tests share (finding a profile type ID,
 //!   comparing leaf names, proving the server still serves).
@@ -23,6 +25,7 @@ pub mod client;
 pub mod flame;
 pub mod pprof;
 pub mod process;
+pub mod s3;
 pub mod testdata;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

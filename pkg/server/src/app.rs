@@ -185,6 +185,7 @@ pub struct App {
     agent: Option<Agent>,
     agent_grace: Duration,
     graceful_timeout: Duration,
+    flush_interval: Duration,
 }
 
 impl App {
@@ -302,6 +303,7 @@ impl App {
             agent,
             agent_grace: config.client.timeout,
             graceful_timeout: config.server.graceful_shutdown_timeout,
+            flush_interval: config.ingester.flush_interval,
         })
     }
 
@@ -318,7 +320,7 @@ impl App {
         let ready = self.services.ready.clone();
         let app = router(self.services);
         if let Some(ingester) = &self.ingester {
-            tokio::spawn(ingester.clone().run_flush_loop(Duration::from_secs(10)));
+            tokio::spawn(ingester.clone().run_flush_loop(self.flush_interval));
         }
         let address = self.listener.local_addr().map_err(AppError::Serve)?;
         let ingester = self.ingester.clone();

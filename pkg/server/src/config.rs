@@ -190,6 +190,11 @@ pub struct IngesterConfig {
     pub max_block_duration: Duration,
     /// Largest in-memory size of a head block before it is cut; default 512 MiB.
     pub max_block_bytes: u64,
+    /// How often heads are checked against the two limits above and cut heads
+    /// (including those whose upload failed) are uploaded; default 10s. Tests
+    /// shorten it to see blocks within seconds.
+    #[serde(with = "duration")]
+    pub flush_interval: Duration,
     /// Directory of the write-ahead log, which every accepted profile is fsynced to
     /// before the push is acknowledged and which is replayed on start. Empty (the
     /// default) means `<storage.filesystem.dir>/wal`, whatever the storage backend.
@@ -202,6 +207,7 @@ impl Default for IngesterConfig {
         Self {
             max_block_duration: Duration::from_secs(3600),
             max_block_bytes: 512 * MIB,
+            flush_interval: Duration::from_secs(10),
             wal_dir: PathBuf::new(),
         }
     }
@@ -414,6 +420,9 @@ impl Config {
         }
         if self.ingester.max_block_bytes == 0 {
             return invalid("ingester.max_block_bytes must be greater than 0".into());
+        }
+        if self.ingester.flush_interval.is_zero() {
+            return invalid("ingester.flush_interval must be greater than 0s".into());
         }
         validate_limits(&self.limits, "limits")?;
         for tenant in self.overrides.keys() {
@@ -1281,6 +1290,7 @@ fn describe(path: &str) -> &'static str {
         "storage.azure.endpoint" => "Azure blob service URL; empty for the public cloud",
         "ingester.max_block_duration" => "longest time range of a head block before it is cut",
         "ingester.max_block_bytes" => "largest in-memory head block before it is cut",
+        "ingester.flush_interval" => "how often heads are cut when due and cut heads uploaded",
         "ingester.wal_dir" => "write-ahead log directory; empty for <storage.filesystem.dir>/wal",
         "limits.max_profile_size_bytes" => "largest profile as received; 0 disables",
         "limits.max_decompressed_profile_size_bytes" => {
@@ -1371,6 +1381,7 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(config.ingester.max_block_bytes, 512 << 20);
+        assert_eq!(config.ingester.flush_interval, Duration::from_secs(10));
         let limits = &config.limits;
         assert_eq!(limits.max_profile_size_bytes, 4 << 20);
         assert_eq!(limits.max_decompressed_profile_size_bytes, 64 << 20);
@@ -1594,7 +1605,7 @@ mod tests {
     #[test]
     fn durations_in_every_source() {
         let (_dir, file) = config_file(
-            "server:\n  graceful_shutdown_timeout: 500ms\ningester:\n  max_block_duration: 2h\n",
+            "server:\n  graceful_shutdown_timeout: 500ms\ningester:\n  max_block_duration: 2h\n  flush_interval: 250ms\n",
         );
         let config = run(&[&file], &[]);
         assert_eq!(
@@ -1605,6 +1616,7 @@ mod tests {
             config.ingester.max_block_duration,
             Duration::from_secs(7200)
         );
+        assert_eq!(config.ingester.flush_interval, Duration::from_millis(250));
         let config = run(
             &["-ingester.max-block-duration=1h30m"],
             &[("EMBER_SERVER_GRACEFUL_SHUTDOWN_TIMEOUT", "15s")],
@@ -1925,6 +1937,10 @@ mod tests {
             "invalid configuration: ingester.max_block_duration must be greater than 0s"
         );
         assert_eq!(
+            fail(&["-ingester.flush-interval=0s"], &[]),
+            "invalid configuration: ingester.flush_interval must be greater than 0s"
+        );
+        assert_eq!(
             fail(&["-server.max-request-body-bytes=0"], &[]),
             "invalid configuration: server.max_request_body_bytes must be greater than 0"
         );
@@ -2014,7 +2030,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = Keys::new();
-        assert_eq!(keys.list.len(), 47);
+        assert_eq!(keys.list.len(), 48);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(

@@ -22,5 +22,6 @@ mod limits;
 mod load;
 mod python_sdk;
 mod restart_blocks;
+mod s3;
 mod shared_profiles;
 mod ui;
