@@ -2,11 +2,13 @@
 //! three ingesters with replication factor 3, one querier — keeps every
 //! acknowledged profile while an ingester is killed with SIGKILL mid-load, and
 //! counts each exactly once although every profile is stored three times.
+//! Blocks go to a real S3-compatible server (moto) started by the test.
 
 use std::path::Path;
 use std::time::Duration;
 
-use ember_tests::process::free_port;
+use ember_tests::process::{free_port, write_file};
+use ember_tests::s3::S3Server;
 use ember_tests::{Client, EmberProcess, TimeRange, eventually, now_nanos};
 use serde_json::Value;
 
@@ -59,39 +61,39 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(store: &Path, wal: &Path) -> Self {
+    /// Starts the cluster; `storage` is the flag that loads the S3 configuration.
+    fn start(storage: &str, wal: &Path) -> Self {
         let seed_port = free_port();
         let seed = format!("-memberlist.join=127.0.0.1:{seed_port}");
-        let distributor = EmberProcess::start_in(
-            store,
-            &[
-                "-target=distributor",
-                &format!("-memberlist.bind-port={seed_port}"),
-                "-memberlist.node-name=distributor",
-            ],
-        );
+        let distributor = EmberProcess::start(&[
+            storage,
+            "-target=distributor",
+            &format!("-memberlist.bind-port={seed_port}"),
+            "-memberlist.node-name=distributor",
+        ]);
         let ingesters = (1..=3)
             .map(|i| {
-                EmberProcess::start_in(
-                    store,
-                    &[
-                        "-target=ingester",
-                        &seed,
-                        // Fixed across restarts: the name keeps the tokens.
-                        &format!("-memberlist.bind-port={}", free_port()),
-                        &format!("-memberlist.node-name=ingester-{i}"),
-                        &format!("-ingester.wal-dir={}", wal.join(i.to_string()).display()),
-                        // Blocks are cut during the test, so reads meet copies in
-                        // ingesters and in blocks at once.
-                        "-ingester.max-block-duration=5s",
-                    ],
-                )
+                EmberProcess::start(&[
+                    storage,
+                    "-target=ingester",
+                    &seed,
+                    // Fixed across restarts: the name keeps the tokens.
+                    &format!("-memberlist.bind-port={}", free_port()),
+                    &format!("-memberlist.node-name=ingester-{i}"),
+                    &format!("-ingester.wal-dir={}", wal.join(i.to_string()).display()),
+                    // Blocks are cut during the test, so reads meet copies in
+                    // ingesters and in blocks at once.
+                    "-ingester.max-block-duration=5s",
+                    "-ingester.flush-interval=1s",
+                ])
             })
             .collect();
-        let querier = EmberProcess::start_in(
-            store,
-            &["-target=querier", &seed, "-memberlist.node-name=querier"],
-        );
+        let querier = EmberProcess::start(&[
+            storage,
+            "-target=querier",
+            &seed,
+            "-memberlist.node-name=querier",
+        ]);
         Self {
             distributor,
             ingesters,
@@ -102,10 +104,19 @@ impl Cluster {
 
 #[test]
 fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once() {
-    let store = tempfile::tempdir().unwrap();
+    let Some(s3) = S3Server::start("ember-cluster") else {
+        return;
+    };
+    let conf = tempfile::tempdir().unwrap();
+    let config = write_file(
+        conf.path(),
+        "ember.yaml",
+        s3.storage_yaml(&s3.endpoint()).as_bytes(),
+    );
+    let storage = format!("-config.file={}", config.display());
     let wal = tempfile::tempdir().unwrap();
     let start = now_nanos() - 60_000_000_000;
-    let mut cluster = Cluster::start(store.path(), wal.path());
+    let mut cluster = Cluster::start(&storage, wal.path());
     let push_client = cluster.distributor.client();
     wait_for_active_ingesters(&push_client, 3);
     wait_for_active_ingesters(&cluster.querier.client(), 3);
