@@ -157,7 +157,7 @@ impl Default for MemberlistConfig {
 }
 
 /// The distributor (`distributor`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributorConfig {
     /// How many ingesters receive each series; a write is acknowledged once a
@@ -165,13 +165,6 @@ pub struct DistributorConfig {
     pub replication_factor: usize,
 }
 
-impl Default for DistributorConfig {
-    fn default() -> Self {
-        Self {
-            replication_factor: 0,
-        }
-    }
-}
 
 /// Tenancy (`auth`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -1372,7 +1365,9 @@ mod tests {
         assert_eq!(config.server.max_request_body_bytes, 16 << 20);
         assert_eq!(config.memberlist.bind_port, 7946);
         assert!(config.memberlist.join.is_empty());
-        assert_eq!(config.distributor.replication_factor, 1);
+        assert_eq!(config.distributor.replication_factor, 0);
+        assert_eq!(config.replication_factor(), 1, "-target=all keeps one copy");
+        assert!(!config.clustered());
         assert!(!config.auth.multitenancy_enabled);
         assert_eq!(config.storage.backend, Backend::Filesystem);
         assert_eq!(config.storage.filesystem.dir, PathBuf::from("./data"));
@@ -1923,14 +1918,25 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_keeps_three_copies_by_default() {
+        let config = Config::from_yaml("target: ingester\n").unwrap();
+        assert!(config.clustered());
+        assert_eq!(config.replication_factor(), 3);
+        let config =
+            Config::from_yaml("target: ingester\ndistributor:\n  replication_factor: 2\n")
+                .unwrap();
+        assert_eq!(config.replication_factor(), 2);
+    }
+
+    #[test]
     fn validation_names_the_key() {
         assert_eq!(
             fail(&["-storage.backend=s3"], &[]),
             "invalid configuration: storage.s3.bucket_name is required when storage.backend is s3"
         );
         assert_eq!(
-            fail(&["-distributor.replication-factor=0"], &[]),
-            "invalid configuration: distributor.replication_factor must be at least 1"
+            fail(&["-memberlist.advertise-addr=pod-1"], &[]),
+            "invalid configuration: memberlist.advertise_addr \"pod-1\" is not an IP address"
         );
         assert_eq!(
             fail(&["-ingester.max-block-duration=0s"], &[]),
@@ -2030,7 +2036,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = Keys::new();
-        assert_eq!(keys.list.len(), 48);
+        assert_eq!(keys.list.len(), 51);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(

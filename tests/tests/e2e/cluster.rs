@@ -130,6 +130,16 @@ fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once(
     // Gossip notices the dead member and stops placing writes on it.
     wait_for_active_ingesters(&push_client, 2);
     load.wait_for(load.acked() + 60, Duration::from_secs(60));
+    // Queries go on with one ingester down, and miss nothing acknowledged.
+    let acked_before = load.acked_ids();
+    let range = TimeRange::new(start / 1_000_000, now_nanos() / 1_000_000 + 60_000);
+    let while_down = counted(&cluster.querier.client(), range);
+    check_exactly_once(
+        &while_down,
+        &acked_before,
+        usize::MAX,
+        "with an ingester down",
+    );
     cluster.ingesters[1].restart();
     assert!(
         cluster.ingesters[1]

@@ -126,6 +126,11 @@ impl Load {
         self.acked.lock().unwrap().len()
     }
 
+    /// Returns the ids acknowledged so far.
+    pub(crate) fn acked_ids(&self) -> BTreeSet<usize> {
+        self.acked.lock().unwrap().clone()
+    }
+
     /// Waits until at least `n` pushes were acknowledged.
     pub(crate) fn wait_for(&self, n: usize, within: Duration) {
         eventually("pushes acknowledged", within, || {
