@@ -10,9 +10,12 @@
 //! | `profiles.parquet` | one per (series, time), sorted by both | `series`, `time_nanos`, `total`, `stacktrace_ids`, `values`, `id` (format 2) |
 //! | `strings.parquet`, `mappings.parquet`, `functions.parquet`, `locations.parquet`, `stacktraces.parquet` | symbols, sorted by partition then ID | `partition`, ... |
 //!
+//! | `deletion-mark.json` | — | [`DeletionMark`], written by the compactor into a block it will delete |
+//!
 //! A profile's `(stacktrace_ids, values)` pairs are sorted by stack-trace ID, so
 //! the ID column delta-encodes to a few bits per sample. `meta.json` is written
-//! last: a block without it is incomplete and ignored.
+//! last: a block without it is incomplete and ignored. A block deleted by the
+//! compactor loses `meta.json` first and its deletion mark last.
 
 mod error;
 mod meta;
@@ -21,8 +24,11 @@ mod schema;
 mod write;
 
 pub use error::{Error, Result};
-pub use meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
+pub use meta::{
+    BlockMeta, BlockStats, Compaction, DeletionMark, FORMAT_VERSION, live_blocks, superseded,
+};
 pub use read::{Block, BlockView, ProfileVisitor, list_blocks};
+pub use schema::{DELETION_MARK_FILE, META_FILE};
 pub use write::{BlockData, EncodedBlock, encode_block, upload_block};
 
 use ember_model::{Labels, ProfileId};

@@ -160,6 +160,15 @@ pub struct BlockView {
 }
 
 impl BlockView {
+    /// Returns the view with the symbols loaded, e.g. once a scan without
+    /// samples has shown that they are needed.
+    pub async fn with_symbols(mut self) -> Result<Self> {
+        if self.symbols.is_none() {
+            self.symbols = Some(self.block.symbols().await?);
+        }
+        Ok(self)
+    }
+
     /// Returns the symbols of `partition`, when the view was made with them.
     pub fn symbols(&self, partition: u32) -> Option<&Symbols> {
         self.symbols

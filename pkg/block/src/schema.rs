@@ -96,4 +96,7 @@ pub(crate) const MAPPINGS_FILE: &str = "mappings.parquet";
 pub(crate) const FUNCTIONS_FILE: &str = "functions.parquet";
 pub(crate) const LOCATIONS_FILE: &str = "locations.parquet";
 pub(crate) const STACKTRACES_FILE: &str = "stacktraces.parquet";
-pub(crate) const META_FILE: &str = "meta.json";
+/// The block's metadata, written last.
+pub const META_FILE: &str = "meta.json";
+/// The compactor's deletion mark ([`crate::DeletionMark`]).
+pub const DELETION_MARK_FILE: &str = "deletion-mark.json";

@@ -9,7 +9,8 @@
 //! In a cluster the heads are on other processes ([`remote`]) and every
 //! profile has up to `replication_factor` copies, in ingesters and in the
 //! level-1 blocks they flushed. Each query counts each profile ID once
-//! ([`ProfileFilter::Once`]), whichever copies it meets.
+//! ([`ProfileFilter::Once`]), whichever copies it meets. Blocks whose data a
+//! compacted block holds ([`ember_block::superseded`]) are not read at all.
 
 pub mod remote;
 mod series;
@@ -68,7 +69,8 @@ pub enum Recent {
 pub struct Querier {
     recent: Recent,
     store: Arc<dyn ObjectStore>,
-    /// Opened blocks; blocks are immutable, so an entry never goes stale.
+    /// Opened blocks; blocks are immutable, so an entry never goes stale. An
+    /// entry goes when its block is no longer listed (the compactor deleted it).
     blocks: Mutex<HashMap<(String, Ulid), Arc<Block>>>,
 }
 
@@ -188,7 +190,13 @@ impl Querier {
         let ulids = ember_block::list_blocks(&self.store, tenant)
             .await
             .map_err(internal)?;
-        let mut blocks = Vec::new();
+        // Forget blocks the compactor deleted.
+        let listed: HashSet<Ulid> = ulids.iter().copied().collect();
+        self.blocks
+            .lock()
+            .expect("poisoned")
+            .retain(|(t, u), _| t != tenant || listed.contains(u));
+        let mut opened = Vec::new();
         for ulid in ulids.into_iter().filter(|u| !head_ids.contains(u)) {
             let block = match self.open_block(tenant, ulid).await {
                 Ok(b) => b,
@@ -201,7 +209,14 @@ impl Querier {
                     continue;
                 }
             };
-            if block.meta.overlaps(start, end) {
+            opened.push(block);
+        }
+        // A compacted block and the blocks it was made of coexist until the
+        // compactor deletes the latter: read only the compacted one.
+        let superseded = ember_block::superseded(opened.iter().map(|b| &b.meta));
+        let mut blocks = Vec::new();
+        for block in opened {
+            if block.meta.overlaps(start, end) && !superseded.contains(&block.meta.ulid) {
                 blocks.push(block.view(with_symbols).await.map_err(internal)?);
             }
         }

@@ -8,8 +8,11 @@
 //! dense vector and resolve the tree once ([`resolve`]), never per profile.
 
 mod interner;
+mod remap;
 pub mod resolve;
 mod symbols;
+
+pub use remap::Remap;
 
 pub use symbols::{
     Function, Line, Location, Mapping, ROOT_NODE, StackTree, Symbols, SymbolsBuilder,

@@ -1,0 +1,677 @@
+//! The compactor: merges a tenant's blocks into fewer, larger ones, counting
+//! each replicated profile once, and deletes blocks past their retention.
+//!
+//! With replication factor 3, three ingesters each flush a level-1 block
+//! holding a copy of the same profiles. The compactor, in passes every
+//! [`CompactorConfig::interval`], for every tenant (a top-level prefix of the
+//! store):
+//!
+//! 1. **Deletes** blocks whose deletion mark is older than
+//!    [`CompactorConfig::deletion_delay`]: `meta.json` first, so a half-deleted
+//!    block never reads as complete, the mark last, so a pass interrupted
+//!    half-way finishes the job next time.
+//! 2. **Marks** blocks past the tenant's retention, and blocks whose data
+//!    another block holds ([`ember_block::superseded`]: left over when a pass
+//!    stopped between writing a merged block and marking its sources).
+//! 3. **Merges**, for each of [`CompactorConfig::block_ranges`] in turn, the
+//!    unmarked, unsuperseded blocks lying inside one range of that length
+//!    (aligned to the epoch) once the range has ended at least
+//!    [`CompactorConfig::settle`] ago: the first range gathers level-1
+//!    blocks, the next ones the blocks the previous range produced and any
+//!    block a shorter range could not hold. A merge writes one block with the
+//!    union of the series, each profile ID once (ID 0, from blocks older than
+//!    IDs, always kept), symbols rebuilt per service, level = max(levels)+1 and
+//!    sources = the level-1 blocks it holds; once its `meta.json` is written,
+//!    the merged blocks get a deletion mark.
+//!
+//! Readers skip superseded blocks at once ([`ember_block::superseded`]), and
+//! a marked block stays readable for the deletion delay, so a query that
+//! listed blocks before a merge finishes reading them. Blocks without
+//! `meta.json` (uploads in progress) are left alone.
+
+mod clock;
+mod error;
+mod merge;
+mod plan;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    fmt,
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use ember_block::{
+    Block, BlockMeta, Compaction, DELETION_MARK_FILE, DeletionMark, META_FILE, block_file,
+    blocks_prefix, encode_block, superseded, upload_block,
+};
+use futures::StreamExt;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
+use tracing::{Instrument, debug, info, info_span, warn};
+use ulid::Ulid;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{Error, Result};
+
+use crate::{
+    clock::{nanos, unix_nanos},
+    merge::Merger,
+    plan::Group,
+};
+
+/// How the compactor merges and deletes blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactorConfig {
+    /// Written into every merged block's `meta.json` as its source.
+    pub id: String,
+    /// The range lengths blocks are merged into, shortest first; each must be
+    /// a multiple of the one before. Level-1 blocks go into ranges of the
+    /// first; the blocks of each range go into the next.
+    pub block_ranges: Vec<Duration>,
+    /// How long after a range ends it is merged: ingesters must have flushed
+    /// every block that has profiles in it (a head is cut after at most
+    /// `ingester.max_block_duration`).
+    pub settle: Duration,
+    /// How long a block stays after its deletion mark, so that queries that
+    /// listed it can finish reading it.
+    pub deletion_delay: Duration,
+    /// Time between passes of [`Compactor::run`].
+    pub interval: Duration,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Default for CompactorConfig {
+    fn default() -> Self {
+        Self {
+            id: "compactor".into(),
+            block_ranges: vec![HOUR, 4 * HOUR, 24 * HOUR],
+            settle: HOUR,
+            deletion_delay: Duration::from_secs(15 * 60),
+            interval: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl CompactorConfig {
+    /// Checks that the ranges nest and the interval is not zero.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |m: String| Err(Error::Config(m));
+        if self.block_ranges.is_empty() {
+            return invalid("block_ranges must hold at least one range".into());
+        }
+        let mut previous: Option<Duration> = None;
+        for &r in &self.block_ranges {
+            if r.is_zero() || r.as_nanos() > i64::MAX as u128 / 2 {
+                return invalid(format!(
+                    "block range {r:?} must be between 1ns and 100 years"
+                ));
+            }
+            if let Some(p) = previous
+                && (r <= p || r.as_nanos() % p.as_nanos() != 0)
+            {
+                return invalid(format!(
+                    "block range {r:?} must be a longer multiple of the range before it ({p:?})"
+                ));
+            }
+            previous = Some(r);
+        }
+        if self.interval.is_zero() {
+            return invalid("interval must be greater than 0s".into());
+        }
+        Ok(())
+    }
+}
+
+/// What one pass did, summed over tenants.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Tenants looked at.
+    pub tenants: usize,
+    /// Groups of blocks merged into one.
+    pub groups_merged: usize,
+    /// Merged blocks uploaded.
+    pub blocks_written: usize,
+    /// Deletion marks written: merged blocks, superseded blocks and expired ones.
+    pub blocks_marked: usize,
+    /// Of `blocks_marked`, blocks past their tenant's retention.
+    pub blocks_expired: usize,
+    /// Blocks deleted after their deletion delay.
+    pub blocks_deleted: usize,
+    /// Profiles in the blocks merged, replicas included.
+    pub profiles_before: u64,
+    /// Profiles in the blocks written.
+    pub profiles_after: u64,
+    /// Tenants, merges and deletions that failed (and are retried next pass).
+    pub failures: usize,
+}
+
+impl Report {
+    /// Returns whether the pass changed anything or failed at anything.
+    pub fn is_empty(&self) -> bool {
+        *self
+            == Self {
+                tenants: self.tenants,
+                ..Self::default()
+            }
+    }
+}
+
+/// The retention of each tenant; zero keeps its blocks forever.
+pub type Retention = Arc<dyn Fn(&str) -> Duration + Send + Sync>;
+
+/// Merges and deletes the blocks of every tenant of a store.
+pub struct Compactor {
+    store: Arc<dyn ObjectStore>,
+    config: CompactorConfig,
+    retention: Retention,
+    clock: Arc<dyn Clock>,
+    /// `meta.json` of blocks seen: blocks are immutable, so it never goes stale.
+    metas: Mutex<HashMap<(String, Ulid), BlockMeta>>,
+    /// Held by a pass, so that passes never overlap.
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for Compactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compactor")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .field("clock", &self.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A block directory as listed: its files and, if marked, its mark.
+#[derive(Debug, Default)]
+struct Listed {
+    files: Vec<Path>,
+    has_meta: bool,
+    mark: Option<ObjectMeta>,
+}
+
+impl Compactor {
+    /// Returns a compactor of the blocks in `store`, after checking `config`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        config: CompactorConfig,
+        retention: Retention,
+    ) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            store,
+            config,
+            retention,
+            clock: Arc::new(SystemClock),
+            metas: Mutex::new(HashMap::new()),
+            pass: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Replaces the wall clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Returns the configuration.
+    pub fn config(&self) -> &CompactorConfig {
+        &self.config
+    }
+
+    /// Runs passes every [`CompactorConfig::interval`] until `shutdown`
+    /// completes. A pass under way when it does stops after its current merge,
+    /// so no upload is left half-done.
+    pub async fn run<F: Future>(self: Arc<Self>, shutdown: F) {
+        let stop = AtomicBool::new(false);
+        tokio::pin!(shutdown);
+        loop {
+            {
+                let pass = self.pass(&stop);
+                tokio::pin!(pass);
+                tokio::select! {
+                    result = &mut pass => {
+                        if let Err(e) = result {
+                            warn!(error = %e, "compaction pass failed");
+                        }
+                    }
+                    _ = &mut shutdown => {
+                        stop.store(true, Ordering::Release);
+                        let _ = pass.await;
+                        info!("compactor stopped");
+                        return;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.interval) => {}
+                _ = &mut shutdown => {
+                    info!("compactor stopped");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs one pass over every tenant: deletions, marks, then merges. A
+    /// tenant, merge or deletion that fails is logged, counted in
+    /// [`Report::failures`] and retried next pass; only listing the tenants
+    /// fails the pass.
+    pub async fn run_once(&self) -> Result<Report> {
+        self.pass(&AtomicBool::new(false)).await
+    }
+
+    async fn pass(&self, stop: &AtomicBool) -> Result<Report> {
+        let _pass = self.pass.lock().await;
+        let started = std::time::Instant::now();
+        let tenants = self.tenants().await?;
+        let mut report = Report::default();
+        for tenant in tenants {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            report.tenants += 1;
+            let span = info_span!("compact_tenant", tenant = %tenant);
+            if let Err(e) = self
+                .compact_tenant(&tenant, stop, &mut report)
+                .instrument(span)
+                .await
+            {
+                report.failures += 1;
+                warn!(tenant, error = %e, "compaction of tenant failed");
+            }
+        }
+        if !report.is_empty() {
+            info!(
+                tenants = report.tenants,
+                groups_merged = report.groups_merged,
+                blocks_written = report.blocks_written,
+                blocks_marked = report.blocks_marked,
+                blocks_expired = report.blocks_expired,
+                blocks_deleted = report.blocks_deleted,
+                profiles_before = report.profiles_before,
+                profiles_after = report.profiles_after,
+                failures = report.failures,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "compaction pass done"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Returns the tenants: the top-level prefixes of the store.
+    async fn tenants(&self) -> Result<Vec<String>> {
+        let listing = self.store.list_with_delimiter(None).await?;
+        let mut tenants: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect();
+        tenants.sort();
+        Ok(tenants)
+    }
+
+    /// Lists the block directories of `tenant` with their files.
+    async fn list(&self, tenant: &str) -> Result<BTreeMap<Ulid, Listed>> {
+        let prefix = blocks_prefix(tenant);
+        let mut out: BTreeMap<Ulid, Listed> = BTreeMap::new();
+        let mut listing = self.store.list(Some(&prefix));
+        while let Some(object) = listing.next().await {
+            let object = match object {
+                Ok(o) => o,
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let Some(mut parts) = object.location.prefix_match(&prefix) else {
+                continue;
+            };
+            let Some(ulid) = parts
+                .next()
+                .and_then(|p| Ulid::from_string(p.as_ref()).ok())
+            else {
+                continue;
+            };
+            let name: Vec<_> = parts.collect();
+            let entry = out.entry(ulid).or_default();
+            match name.as_slice() {
+                [n] if n.as_ref() == META_FILE => entry.has_meta = true,
+                [n] if n.as_ref() == DELETION_MARK_FILE => {
+                    entry.mark = Some(object.clone());
+                    continue;
+                }
+                _ => {}
+            }
+            entry.files.push(object.location);
+        }
+        Ok(out)
+    }
+
+    /// Returns the `meta.json` of a complete block, from the cache if seen.
+    async fn meta(&self, tenant: &str, ulid: Ulid) -> Result<BlockMeta> {
+        let key = (tenant.to_owned(), ulid);
+        if let Some(m) = self.metas.lock().expect("poisoned").get(&key) {
+            return Ok(m.clone());
+        }
+        let bytes = self
+            .store
+            .get(&block_file(tenant, ulid, META_FILE))
+            .await?
+            .bytes()
+            .await?;
+        let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+            block: ulid.to_string(),
+            message: format!("meta.json: {e}"),
+        })?;
+        if meta.ulid != ulid {
+            return Err(Error::Corrupt {
+                block: ulid.to_string(),
+                message: format!("meta.json names block {}", meta.ulid),
+            });
+        }
+        self.metas
+            .lock()
+            .expect("poisoned")
+            .insert(key, meta.clone());
+        Ok(meta)
+    }
+
+    /// Returns when a block was marked: the time in its mark, or when the
+    /// mark was written if it does not parse.
+    async fn mark_time(&self, ulid: Ulid, mark: &ObjectMeta) -> Result<SystemTime> {
+        let bytes = self.store.get(&mark.location).await?.bytes().await?;
+        Ok(match serde_json::from_slice::<DeletionMark>(&bytes) {
+            Ok(m) => UNIX_EPOCH + Duration::from_secs(m.deletion_time.max(0) as u64),
+            Err(e) => {
+                warn!(block = %ulid, error = %e, "unreadable deletion mark; using its modification time");
+                mark.last_modified.into()
+            }
+        })
+    }
+
+    /// Writes the deletion mark of a block and counts it; returns whether it
+    /// did (a failure is logged, counted, and retried by the next pass).
+    async fn mark(&self, tenant: &str, ulid: Ulid, why: &'static str, report: &mut Report) -> bool {
+        match self.write_mark(tenant, ulid).await {
+            Ok(()) => {
+                report.blocks_marked += 1;
+                info!(tenant, block = %ulid, why, "marked block for deletion");
+                true
+            }
+            Err(e) => {
+                report.failures += 1;
+                warn!(tenant, block = %ulid, why, error = %e, "marking block for deletion failed");
+                false
+            }
+        }
+    }
+
+    async fn write_mark(&self, tenant: &str, ulid: Ulid) -> Result<()> {
+        let now = self.clock.now();
+        let mark = DeletionMark {
+            id: ulid,
+            deletion_time: now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            version: DeletionMark::VERSION,
+        };
+        let bytes = serde_json::to_vec_pretty(&mark).map_err(|source| Error::Json {
+            what: "deletion mark",
+            source,
+        })?;
+        self.store
+            .put(
+                &block_file(tenant, ulid, DELETION_MARK_FILE),
+                PutPayload::from(bytes),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every file of a block: `meta.json` first, its mark last.
+    async fn delete(&self, tenant: &str, ulid: Ulid, listed: &Listed) -> Result<()> {
+        let meta = block_file(tenant, ulid, META_FILE);
+        if listed.has_meta {
+            delete_if_present(&self.store, &meta).await?;
+        }
+        self.metas
+            .lock()
+            .expect("poisoned")
+            .remove(&(tenant.to_owned(), ulid));
+        // Owned paths: a batch delete where the store has one (S3, Azure).
+        let rest: Vec<Result<Path, object_store::Error>> = listed
+            .files
+            .iter()
+            .filter(|f| **f != meta)
+            .cloned()
+            .map(Ok)
+            .collect();
+        let mut deleted = self
+            .store
+            .delete_stream(futures::stream::iter(rest).boxed());
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if let Some(mark) = &listed.mark {
+            delete_if_present(&self.store, &mark.location).await?;
+        }
+        Ok(())
+    }
+
+    async fn compact_tenant(
+        &self,
+        tenant: &str,
+        stop: &AtomicBool,
+        report: &mut Report,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let now_nanos = unix_nanos(now);
+        let listed = self.list(tenant).await?;
+
+        // 1. Deletions, and the blocks left to look at: complete and unmarked.
+        let mut metas = Vec::new();
+        for (ulid, block) in &listed {
+            if let Some(mark) = &block.mark {
+                let marked = match self.mark_time(*ulid, mark).await {
+                    Ok(t) => t,
+                    // Deleted since the listing (by another pass?): nothing to do.
+                    Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => continue,
+                    Err(e) => {
+                        report.failures += 1;
+                        warn!(tenant, block = %ulid, error = %e, "reading deletion mark failed");
+                        continue;
+                    }
+                };
+                if now < marked + self.config.deletion_delay {
+                    continue;
+                }
+                match self.delete(tenant, *ulid, block).await {
+                    Ok(()) => {
+                        report.blocks_deleted += 1;
+                        info!(tenant, block = %ulid, "deleted block");
+                    }
+                    Err(e) => {
+                        report.failures += 1;
+                        warn!(tenant, block = %ulid, error = %e, "deleting block failed");
+                    }
+                }
+                continue;
+            }
+            if !block.has_meta {
+                debug!(tenant, block = %ulid, "block without meta.json (upload in progress?) left alone");
+                continue;
+            }
+            match self.meta(tenant, *ulid).await {
+                Ok(m) => metas.push(m),
+                Err(e) => {
+                    report.failures += 1;
+                    warn!(tenant, block = %ulid, error = %e, "skipping unreadable block");
+                }
+            }
+        }
+
+        // 2. Marks: expired blocks, then blocks whose data another block holds.
+        let retention = (self.retention)(tenant);
+        if !retention.is_zero() {
+            let oldest = now_nanos.saturating_sub(nanos(retention));
+            let mut kept = Vec::with_capacity(metas.len());
+            for m in metas {
+                if m.max_time_nanos < oldest {
+                    if self.mark(tenant, m.ulid, "retention", report).await {
+                        report.blocks_expired += 1;
+                    }
+                } else {
+                    kept.push(m);
+                }
+            }
+            metas = kept;
+        }
+        let old = superseded(&metas);
+        for ulid in &old {
+            self.mark(tenant, *ulid, "superseded", report).await;
+        }
+        metas.retain(|m| !old.contains(&m.ulid));
+
+        // 3. Merges, shortest range first, so that the blocks a range
+        // produces can be merged by the next one in the same pass.
+        let complete_before = now_nanos.saturating_sub(nanos(self.config.settle));
+        for (stage, range) in self.config.block_ranges.iter().enumerate() {
+            for group in plan::groups(&metas, stage, nanos(*range), complete_before) {
+                if stop.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                let merged = match self.merge(tenant, &group, report).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        report.failures += 1;
+                        warn!(
+                            tenant,
+                            blocks = group.blocks.len(),
+                            range_start = group.start,
+                            error = %e,
+                            "merging blocks failed"
+                        );
+                        continue;
+                    }
+                };
+                for source in &group.blocks {
+                    // Should this fail, the next pass marks it as superseded.
+                    self.mark(tenant, source.ulid, "merged", report).await;
+                }
+                metas.retain(|m| group.blocks.iter().all(|b| b.ulid != m.ulid));
+                metas.extend(merged);
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges the blocks of `group` into one and uploads it; returns its meta,
+    /// or `None` when the blocks held no profile.
+    async fn merge(
+        &self,
+        tenant: &str,
+        group: &Group,
+        report: &mut Report,
+    ) -> Result<Option<BlockMeta>> {
+        let started = std::time::Instant::now();
+        let mut merger = Merger::default();
+        for meta in &group.blocks {
+            let block = Arc::new(Block::open(self.store.clone(), tenant, meta.ulid).await?);
+            let view = block.view(false).await?;
+            // The IDs first: a replica of profiles already in is skipped
+            // without reading its samples or symbols.
+            let (m, v, (rows, new)) = tokio::task::spawn_blocking(move || -> Result<_> {
+                let counts = merger.count_new(&view)?;
+                Ok((merger, view, counts))
+            })
+            .await??;
+            merger = m;
+            if new == 0 {
+                merger.skip(rows);
+                continue;
+            }
+            let view = v.with_symbols().await?;
+            merger = tokio::task::spawn_blocking(move || -> Result<Merger> {
+                merger.add(&view)?;
+                Ok(merger)
+            })
+            .await??;
+        }
+        let sources: BTreeSet<Ulid> = group
+            .blocks
+            .iter()
+            .flat_map(|m| m.sources().iter().copied())
+            .collect();
+        let compaction = Compaction {
+            level: group
+                .blocks
+                .iter()
+                .map(|m| m.compaction.level)
+                .max()
+                .unwrap_or(1)
+                + 1,
+            sources: sources.into_iter().collect(),
+        };
+        let (profiles_in, duplicates) = (merger.profiles_in, merger.duplicates);
+        report.groups_merged += 1;
+        report.profiles_before += profiles_in;
+        if merger.profiles() == 0 {
+            info!(
+                tenant,
+                blocks = group.blocks.len(),
+                "merged blocks hold no profile; nothing to write"
+            );
+            return Ok(None);
+        }
+        let ulid = Ulid::from_datetime(self.clock.now());
+        let source = self.config.id.clone();
+        let level = compaction.level;
+        let encoded = tokio::task::spawn_blocking(move || {
+            encode_block(&merger.finish(ulid, source, compaction))
+        })
+        .await??;
+        if let Err(e) = upload_block(&self.store, tenant, &encoded).await {
+            // Best effort: a block without meta.json is never read, but would
+            // stay forever.
+            for (name, _) in &encoded.files {
+                let _ = delete_if_present(&self.store, &block_file(tenant, ulid, name)).await;
+            }
+            return Err(e.into());
+        }
+        let meta = encoded.meta;
+        self.metas
+            .lock()
+            .expect("poisoned")
+            .insert((tenant.to_owned(), ulid), meta.clone());
+        report.blocks_written += 1;
+        report.profiles_after += meta.stats.profiles;
+        info!(
+            tenant,
+            block = %ulid,
+            level,
+            sources = group.blocks.len(),
+            range_start = group.start,
+            range_end = group.end,
+            profiles_in,
+            duplicates,
+            profiles = meta.stats.profiles,
+            bytes = meta.stats.bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "merged blocks"
+        );
+        Ok(Some(meta))
+    }
+}
+
+async fn delete_if_present(store: &Arc<dyn ObjectStore>, path: &Path) -> Result<()> {
+    match store.delete(path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

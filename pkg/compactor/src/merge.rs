@@ -1,0 +1,263 @@
+//! Merges blocks into one: the union of their series, each profile ID once,
+//! and symbols rebuilt per partition.
+
+use std::{collections::HashMap, sync::Arc};
+
+use ember_block::{BlockData, BlockView, Compaction, ProfileRow, ProfileVisitor, SeriesEntry};
+use ember_model::{Labels, ProfileId};
+use ember_symdb::{Remap, Symbols, SymbolsBuilder};
+use rustc_hash::FxHashSet;
+use ulid::Ulid;
+
+use crate::{Error, Result};
+
+/// The block being built from the blocks of one group, added one at a time so
+/// that only one source is in memory besides the result.
+///
+/// Series are numbered in order of arrival and sorted by labels at the end;
+/// partitions are one per service, in order of arrival.
+#[derive(Debug, Default)]
+pub(crate) struct Merger {
+    seen: FxHashSet<ProfileId>,
+    series_index: HashMap<Labels, u32>,
+    series: Vec<SeriesEntry>,
+    partition_index: HashMap<String, u32>,
+    partitions: Vec<(String, SymbolsBuilder)>,
+    profiles: Vec<ProfileRow>,
+    /// Profiles read from the sources, and of those, copies of a profile
+    /// already kept.
+    pub(crate) profiles_in: u64,
+    pub(crate) duplicates: u64,
+}
+
+fn corrupt(block: Ulid, message: impl Into<String>) -> Error {
+    Error::Corrupt {
+        block: block.to_string(),
+        message: message.into(),
+    }
+}
+
+impl Merger {
+    /// Returns the number of profiles kept so far.
+    pub(crate) fn profiles(&self) -> usize {
+        self.profiles.len()
+    }
+
+    /// Counts the profiles of `view` and, of those, the ones [`Self::add`]
+    /// would keep, reading only the IDs. A replica whose every profile is
+    /// already in needs neither its samples nor its symbols read.
+    pub(crate) fn count_new(&self, view: &BlockView) -> Result<(u64, u64)> {
+        struct Count<'a>(&'a FxHashSet<ProfileId>, u64, u64);
+        impl ProfileVisitor for Count<'_> {
+            fn visit(
+                &mut self,
+                id: ProfileId,
+                _: u32,
+                _: i64,
+                _: i64,
+                _: Option<(&[u32], &[i64])>,
+            ) {
+                self.1 += 1;
+                self.2 += u64::from(id == 0 || !self.0.contains(&id));
+            }
+        }
+        let mut count = Count(&self.seen, 0, 0);
+        let selected = vec![true; view.block.series.len()];
+        view.scan(&selected, i64::MIN, i64::MAX, false, &mut count)?;
+        Ok((count.1, count.2))
+    }
+
+    /// Records a source of which every profile is already in.
+    pub(crate) fn skip(&mut self, profiles: u64) {
+        self.profiles_in += profiles;
+        self.duplicates += profiles;
+    }
+
+    /// Adds every profile of `view` whose ID is not already in, re-mapping
+    /// its series and stack traces. CPU-bound: call it off the async runtime.
+    pub(crate) fn add(&mut self, view: &BlockView) -> Result<()> {
+        let block = &view.block;
+        let ulid = block.meta.ulid;
+        // Where each source series and partition goes.
+        let mut series_map = Vec::with_capacity(block.series.len());
+        let mut partition_map: Vec<Option<u32>> = vec![None; block.meta.partitions.len()];
+        for s in &block.series {
+            let name = block
+                .meta
+                .partitions
+                .get(s.partition as usize)
+                .ok_or_else(|| {
+                    corrupt(
+                        ulid,
+                        format!("a series refers to missing partition {}", s.partition),
+                    )
+                })?;
+            let dst = match self.partition_index.get(name) {
+                Some(&p) => p,
+                None => {
+                    let p = self.partitions.len() as u32;
+                    self.partitions.push((name.clone(), SymbolsBuilder::new()));
+                    self.partition_index.insert(name.clone(), p);
+                    p
+                }
+            };
+            partition_map[s.partition as usize] = Some(dst);
+            let series = match self.series_index.get(&s.labels) {
+                Some(&i) => i,
+                None => {
+                    let i = self.series.len() as u32;
+                    self.series.push(SeriesEntry {
+                        labels: s.labels.clone(),
+                        partition: dst,
+                    });
+                    self.series_index.insert(s.labels.clone(), i);
+                    i
+                }
+            };
+            series_map.push((series, s.partition));
+        }
+        let mut sources = Vec::with_capacity(partition_map.len());
+        for (p, dst) in partition_map.iter().enumerate() {
+            sources.push(match dst {
+                Some(dst) => {
+                    let symbols = view.symbols(p as u32).ok_or_else(|| {
+                        corrupt(ulid, format!("symbols of partition {p} are missing"))
+                    })?;
+                    Some((*dst, symbols))
+                }
+                None => None,
+            });
+        }
+
+        let mut visitor = Copier {
+            ulid,
+            series_map: &series_map,
+            sources: &sources,
+            remaps: (0..sources.len()).map(|_| None).collect(),
+            merger: self,
+            pairs: Vec::new(),
+            error: None,
+        };
+        let selected = vec![true; block.series.len()];
+        view.scan(&selected, i64::MIN, i64::MAX, true, &mut visitor)?;
+        match visitor.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Returns the merged block: series sorted by labels, profiles by
+    /// `(series, time)` (then ID, so the order is deterministic).
+    pub(crate) fn finish(self, ulid: Ulid, source: String, compaction: Compaction) -> BlockData {
+        let mut order: Vec<u32> = (0..self.series.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            self.series[a as usize]
+                .labels
+                .cmp(&self.series[b as usize].labels)
+        });
+        let mut remap = vec![0u32; order.len()];
+        for (new, &old) in order.iter().enumerate() {
+            remap[old as usize] = new as u32;
+        }
+        let mut series: Vec<Option<SeriesEntry>> = self.series.into_iter().map(Some).collect();
+        let series = order
+            .iter()
+            .map(|&i| series[i as usize].take().expect("each series once"))
+            .collect();
+        let mut profiles = self.profiles;
+        for p in &mut profiles {
+            p.series = remap[p.series as usize];
+        }
+        profiles.sort_unstable_by_key(|p| (p.series, p.time_nanos, p.id));
+        BlockData {
+            ulid,
+            source,
+            compaction,
+            series,
+            profiles,
+            partitions: self
+                .partitions
+                .into_iter()
+                .map(|(name, b)| (name, Arc::new(b.into_symbols())))
+                .collect(),
+        }
+    }
+}
+
+/// Copies the profiles of one source into the merger.
+struct Copier<'a> {
+    ulid: Ulid,
+    /// Per source series: its series in the merger and its source partition.
+    series_map: &'a [(u32, u32)],
+    /// Per source partition: its partition in the merger and its symbols.
+    sources: &'a [Option<(u32, &'a Symbols)>],
+    /// Per source partition, created on first use.
+    remaps: Vec<Option<Remap<'a>>>,
+    merger: &'a mut Merger,
+    pairs: Vec<(u32, i64)>,
+    error: Option<Error>,
+}
+
+impl ProfileVisitor for Copier<'_> {
+    fn visit(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        time_nanos: i64,
+        total: i64,
+        samples: Option<(&[u32], &[i64])>,
+    ) {
+        if self.error.is_some() {
+            return;
+        }
+        let m = &mut *self.merger;
+        m.profiles_in += 1;
+        // Replicas share an ID; 0 is "no ID" and always kept.
+        if id != 0 && !m.seen.insert(id) {
+            m.duplicates += 1;
+            return;
+        }
+        let (ids, values) = samples.unwrap_or_default();
+        let (dst_series, src_partition) = self.series_map[series as usize];
+        let Some((dst_partition, symbols)) = self.sources[src_partition as usize] else {
+            unreachable!("every partition of a series is mapped")
+        };
+        if ids.iter().any(|&n| n as usize >= symbols.stacks.len()) {
+            self.error = Some(corrupt(
+                self.ulid,
+                format!(
+                    "a profile refers to a stack trace beyond partition {src_partition}'s tree"
+                ),
+            ));
+            return;
+        }
+        let remap = self.remaps[src_partition as usize].get_or_insert_with(|| Remap::new(symbols));
+        let builder = &mut m.partitions[dst_partition as usize].1;
+        self.pairs.clear();
+        self.pairs.extend(
+            ids.iter()
+                .zip(values)
+                .map(|(&n, &v)| (remap.stack(builder, n), v)),
+        );
+        // New IDs come in another order; distinct source stacks are distinct
+        // here too, but sum any that meet rather than rely on it.
+        self.pairs.sort_unstable_by_key(|p| p.0);
+        let mut row = ProfileRow {
+            id,
+            series: dst_series,
+            time_nanos,
+            total,
+            stacktrace_ids: Vec::with_capacity(self.pairs.len()),
+            values: Vec::with_capacity(self.pairs.len()),
+        };
+        for &(n, v) in &self.pairs {
+            if row.stacktrace_ids.last() == Some(&n) {
+                *row.values.last_mut().expect("paired") += v;
+            } else {
+                row.stacktrace_ids.push(n);
+                row.values.push(v);
+            }
+        }
+        m.profiles.push(row);
+    }
+}
