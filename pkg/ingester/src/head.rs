@@ -6,7 +6,7 @@ use std::{
         Arc, RwLock, RwLockReadGuard,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::SystemTime,
 };
 
 use ember_block::{BlockData, Compaction, ProfileRow, ProfileVisitor, SeriesEntry};
@@ -20,7 +20,8 @@ use ulid::Ulid;
 pub struct Head {
     /// The ID the head's block will have.
     pub ulid: Ulid,
-    pub created: Instant,
+    /// Wall-clock creation time: heads are cut at aligned instants.
+    pub created_at: SystemTime,
     /// The lowest write-ahead log segment holding one of its profiles
     /// (`u64::MAX` when none does).
     wal_segment: AtomicU64,
@@ -57,7 +58,7 @@ impl Head {
     pub fn with_ulid(ulid: Ulid) -> Self {
         Self {
             ulid,
-            created: Instant::now(),
+            created_at: SystemTime::now(),
             wal_segment: AtomicU64::new(u64::MAX),
             data: RwLock::new(HeadData {
                 ulid,

@@ -2,8 +2,9 @@
 //! symbolized and de-duplicated as they arrive, and turns heads into
 //! immutable Parquet blocks in object storage.
 //!
-//! A head is cut when it spans `max_block_duration` or holds
-//! `max_block_bytes`, and on shutdown. A cut head stays queryable while it is
+//! A head is cut when the wall clock enters a new `max_block_duration`
+//! window (aligned to the epoch), when it holds `max_block_bytes`, and on
+//! shutdown. A cut head stays queryable while it is
 //! flushed and is dropped only once its block is uploaded; the block keeps the
 //! head's ULID so that queriers never count both.
 //!
@@ -26,7 +27,7 @@ use std::{
         Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use ember_model::{ProfileId, ingest::SeriesSpec};
@@ -90,6 +91,15 @@ struct TenantHeads {
     flushing: Vec<Arc<Head>>,
     /// Uploaded heads, still answering queries until the given time.
     flushed: Vec<(Arc<Head>, Instant)>,
+}
+
+/// Returns which `length`-long window since the epoch `t` falls in. Heads are
+/// cut when the window changes, so every ingester cuts at the same instants
+/// (10:00, 11:00, ...) and replicas' blocks cover the same hours, which the
+/// compactor merges together.
+fn cut_window(t: SystemTime, length: Duration) -> u128 {
+    let since_epoch = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    since_epoch.as_nanos() / length.as_nanos().max(1)
 }
 
 /// How long an uploaded head keeps answering queries. A querier asks an
@@ -374,6 +384,7 @@ impl Ingester {
     /// them when `force`), moving it to the flush queue.
     fn cut(&self, force: bool) {
         let now = Instant::now();
+        let wall_now = SystemTime::now();
         let mut any = false;
         // Exclusive, so that the cut record in the log separates exactly the
         // profiles of the cut head from those of the next one.
@@ -387,7 +398,8 @@ impl Ingester {
             let active = &heads.active;
             let (empty, bytes) = active.size();
             let due = force
-                || now.duration_since(active.created) >= self.config.max_block_duration
+                || cut_window(active.created_at, self.config.max_block_duration)
+                    != cut_window(wall_now, self.config.max_block_duration)
                 || bytes as u64 >= self.config.max_block_bytes;
             if due && !empty {
                 info!(tenant, head = %active.ulid, bytes, "cutting head");

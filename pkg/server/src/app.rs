@@ -22,6 +22,7 @@ use std::{
 };
 
 use ember_agent::{Agent, AgentOptions, InProcess, PushSink};
+use ember_compactor::{Compactor, Retention};
 use ember_distributor::{
     Distributor, IngestSink, Limits as DistributorLimits, LimitsFn,
     replication::{Placement, Replicas, ReplicationConfig},
@@ -36,7 +37,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::{
-    config::{Config, Limits},
+    config::{Config, Limits, hostname},
     http::{Services, router},
     metrics::Metrics,
     target::{Target, expand},
@@ -53,10 +54,8 @@ pub enum AppError {
     },
     #[error("server: {0}")]
     Serve(std::io::Error),
-    #[error(
-        "target {0} is not available in this version of ember; run -target=all or distributor,ingester,querier in one process"
-    )]
-    Unavailable(Target),
+    #[error("compactor: {0}")]
+    Compactor(#[from] ember_compactor::Error),
     #[error("ring: {0}")]
     Ring(#[from] ember_ring::Error),
     #[error(
@@ -185,6 +184,7 @@ pub struct App {
     agent: Option<Agent>,
     agent_grace: Duration,
     graceful_timeout: Duration,
+    compactor: Option<Arc<Compactor>>,
     flush_interval: Duration,
 }
 
@@ -192,9 +192,6 @@ impl App {
     /// Builds the selected components and binds the listener.
     pub async fn new(config: &Config) -> Result<Self, AppError> {
         let targets = expand(&config.target);
-        if targets.contains(&Target::Compactor) && !config.target.contains(&Target::All) {
-            return Err(AppError::Unavailable(Target::Compactor));
-        }
         let store = ember_objstore::build(&config.storage)?;
         // Bound first: ring members advertise the port they serve on.
         let address = format!(
@@ -254,6 +251,21 @@ impl App {
             };
             Arc::new(Querier::with_recent(recent, store.clone()))
         });
+        let compactor = if targets.contains(&Target::Compactor) {
+            let limits_config = config.clone();
+            let retention: Retention = Arc::new(move |tenant: &str| {
+                limits_config
+                    .limits_for(tenant)
+                    .compactor_blocks_retention_period
+            });
+            Some(Arc::new(Compactor::new(
+                store.clone(),
+                config.into(),
+                retention,
+            )?))
+        } else {
+            None
+        };
         let ingester_api = ingester
             .as_ref()
             .filter(|_| config.clustered())
@@ -302,6 +314,7 @@ impl App {
             ingester,
             agent,
             agent_grace: config.client.timeout,
+            compactor,
             graceful_timeout: config.server.graceful_shutdown_timeout,
             flush_interval: config.ingester.flush_interval,
         })
@@ -322,6 +335,14 @@ impl App {
         if let Some(ingester) = &self.ingester {
             tokio::spawn(ingester.clone().run_flush_loop(self.flush_interval));
         }
+        // The compactor finishes the merge it is in when asked to stop.
+        let (stop_compactor, compactor_stopped) = tokio::sync::watch::channel(false);
+        let compactor = self.compactor.clone().map(|c| {
+            let mut stopped = compactor_stopped.clone();
+            tokio::spawn(c.run(async move {
+                let _ = stopped.changed().await;
+            }))
+        });
         let address = self.listener.local_addr().map_err(AppError::Serve)?;
         let ingester = self.ingester.clone();
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
@@ -363,15 +384,13 @@ impl App {
             info!("flushing heads");
             ingester.stop().await?;
         }
+        if let Some(compactor) = compactor {
+            info!("stopping the compactor");
+            let _ = stop_compactor.send(true);
+            let _ = compactor.await;
+        }
         self.ring.leave(Duration::from_secs(5)).await;
         info!("stopped");
         Ok(())
     }
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "ember".into())
 }

@@ -69,6 +69,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The ingester (`ingester`).
     pub ingester: IngesterConfig,
+    /// The compactor (`compactor`).
+    pub compactor: CompactorConfig,
     /// Default per-tenant limits (`limits`).
     pub limits: Limits,
     /// Per-tenant changes to `limits`, keyed by tenant ID (`overrides`); file only.
@@ -89,6 +91,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             storage: StorageConfig::default(),
             ingester: IngesterConfig::default(),
+            compactor: CompactorConfig::default(),
             limits: Limits::default(),
             overrides: BTreeMap::new(),
             scrape_configs: Vec::new(),
@@ -165,7 +168,6 @@ pub struct DistributorConfig {
     pub replication_factor: usize,
 }
 
-
 /// Tenancy (`auth`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -206,6 +208,61 @@ impl Default for IngesterConfig {
     }
 }
 
+/// The compactor (`compactor`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactorConfig {
+    /// Time ranges of compacted blocks, each a multiple of the one before:
+    /// level-1 blocks merge into blocks of the first, those into the second...
+    /// Default 1h, 4h, 24h.
+    #[serde(with = "duration::list")]
+    pub block_ranges: Vec<Duration>,
+    /// How often the compactor looks for work; default 15m.
+    #[serde(with = "duration")]
+    pub compaction_interval: Duration,
+    /// How long after a range ends before its blocks are merged, so that
+    /// every ingester has flushed it; default 1h.
+    #[serde(with = "duration")]
+    pub settle_delay: Duration,
+    /// How long merged or expired blocks stay after being marked for
+    /// deletion, so that queries reading them finish; default 15m.
+    #[serde(with = "duration")]
+    pub deletion_delay: Duration,
+}
+
+impl From<&Config> for ember_compactor::CompactorConfig {
+    fn from(config: &Config) -> Self {
+        let c = &config.compactor;
+        Self {
+            id: format!("compactor@{}", hostname()),
+            block_ranges: c.block_ranges.clone(),
+            settle: c.settle_delay,
+            deletion_delay: c.deletion_delay,
+            interval: c.compaction_interval,
+        }
+    }
+}
+
+/// Returns this machine's name (`$HOSTNAME`), or `ember`.
+pub fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ember".into())
+}
+
+impl Default for CompactorConfig {
+    fn default() -> Self {
+        let defaults = ember_compactor::CompactorConfig::default();
+        Self {
+            block_ranges: defaults.block_ranges,
+            compaction_interval: defaults.interval,
+            settle_delay: defaults.settle,
+            deletion_delay: defaults.deletion_delay,
+        }
+    }
+}
+
 /// Per-tenant ingestion limits (`limits`, and per tenant through `overrides`).
 ///
 /// A limit set to 0 is disabled, as in Pyroscope.
@@ -232,6 +289,9 @@ pub struct Limits {
     pub ingestion_burst_size_mb: f64,
     /// Most series with data in the head block; default 5000.
     pub max_active_series: usize,
+    /// How long the compactor keeps a tenant's blocks; default 0s, forever.
+    #[serde(with = "duration")]
+    pub compactor_blocks_retention_period: Duration,
 }
 
 impl Default for Limits {
@@ -247,6 +307,7 @@ impl Default for Limits {
             ingestion_rate_mb: 4.0,
             ingestion_burst_size_mb: 2.0,
             max_active_series: 5_000,
+            compactor_blocks_retention_period: Duration::ZERO,
         }
     }
 }
@@ -285,6 +346,9 @@ pub struct LimitsOverride {
     /// See [`Limits::max_active_series`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_active_series: Option<usize>,
+    /// See [`Limits::compactor_blocks_retention_period`].
+    #[serde(skip_serializing_if = "Option::is_none", with = "duration::option")]
+    pub compactor_blocks_retention_period: Option<Duration>,
 }
 
 impl LimitsOverride {
@@ -309,6 +373,7 @@ impl LimitsOverride {
             ingestion_rate_mb,
             ingestion_burst_size_mb,
             max_active_series,
+            compactor_blocks_retention_period,
         );
         limits
     }
@@ -411,6 +476,9 @@ impl Config {
         if self.ingester.max_block_duration.is_zero() {
             return invalid("ingester.max_block_duration must be greater than 0s".into());
         }
+        ember_compactor::CompactorConfig::from(self)
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("compactor: {e}")))?;
         if self.ingester.max_block_bytes == 0 {
             return invalid("ingester.max_block_bytes must be greater than 0".into());
         }
@@ -641,6 +709,62 @@ pub mod duration {
         }
 
         deserializer.deserialize_any(DurationVisitor)
+    }
+
+    /// `Option<Duration>` with [`format`] and [`parse`], for overrides.
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super")] Duration);
+
+        pub fn serialize<S: Serializer>(
+            duration: &Option<Duration>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match duration {
+                Some(d) => super::serialize(d, serializer),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<Duration>, D::Error> {
+            Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|w| w.0))
+        }
+    }
+
+    /// `Vec<Duration>` with [`format`] and [`parse`].
+    pub mod list {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer, ser::SerializeSeq};
+
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super")] Duration);
+
+        pub fn serialize<S: Serializer>(
+            durations: &[Duration],
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            let mut seq = serializer.serialize_seq(Some(durations.len()))?;
+            for d in durations {
+                seq.serialize_element(&super::format(*d))?;
+            }
+            seq.end()
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Vec<Duration>, D::Error> {
+            Ok(Vec::<Wrapped>::deserialize(deserializer)?
+                .into_iter()
+                .map(|w| w.0)
+                .collect())
+        }
     }
 }
 
@@ -1297,6 +1421,13 @@ fn describe(path: &str) -> &'static str {
         "limits.ingestion_rate_mb" => "sustained ingestion rate per tenant in MB/s; 0 disables",
         "limits.ingestion_burst_size_mb" => "ingestion burst per tenant in MB",
         "limits.max_active_series" => "most series per tenant in the head block; 0 disables",
+        "limits.compactor_blocks_retention_period" => {
+            "how long the compactor keeps a tenant's blocks; 0s keeps them forever"
+        }
+        "compactor.block_ranges" => "comma-separated ranges of compacted blocks, e.g. 1h,4h,24h",
+        "compactor.compaction_interval" => "how often the compactor looks for blocks to merge",
+        "compactor.settle_delay" => "time after a range ends before its blocks are merged",
+        "compactor.deletion_delay" => "time marked blocks stay before they are deleted",
         "client.url" => {
             "distributor URL the agent pushes to; empty pushes in-process with -target=all"
         }
@@ -1923,8 +2054,7 @@ mod tests {
         assert!(config.clustered());
         assert_eq!(config.replication_factor(), 3);
         let config =
-            Config::from_yaml("target: ingester\ndistributor:\n  replication_factor: 2\n")
-                .unwrap();
+            Config::from_yaml("target: ingester\ndistributor:\n  replication_factor: 2\n").unwrap();
         assert_eq!(config.replication_factor(), 2);
     }
 
@@ -2036,7 +2166,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = Keys::new();
-        assert_eq!(keys.list.len(), 51);
+        assert_eq!(keys.list.len(), 56);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(

@@ -2,7 +2,8 @@
 //! three ingesters with replication factor 3, one querier — keeps every
 //! acknowledged profile while an ingester is killed with SIGKILL mid-load, and
 //! counts each exactly once although every profile is stored three times.
-//! Blocks go to a real S3-compatible server (moto) started by the test.
+//! Then a compactor merges the replicated blocks: fewer blocks, the same
+//! answers. Blocks go to a real S3-compatible server (moto) started by the test.
 
 use std::path::Path;
 use std::time::Duration;
@@ -167,6 +168,90 @@ fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once(
     for ingester in &mut cluster.ingesters {
         ingester.stop();
     }
-    let counted = crate::load::counted(&client, range);
-    check_exactly_once(&counted, &acked, sent, "from blocks only");
+    let from_blocks = counted_everything(&client, range);
+    check_exactly_once(&from_blocks.0, &acked, sent, "from blocks only");
+
+    // The compactor merges the level-1 blocks (5 s each, three copies) into
+    // 10 s blocks, then 40 s ones, and deletes the sources after a delay.
+    let level_1 = s3.blocks(TENANT);
+    let mut compactor = EmberProcess::start(&[
+        &storage,
+        "-target=compactor",
+        "-compactor.block-ranges=10s,40s",
+        "-compactor.compaction-interval=1s",
+        "-compactor.settle-delay=1s",
+        "-compactor.deletion-delay=2s",
+    ]);
+    eventually(
+        "sources merged and deleted",
+        Duration::from_secs(120),
+        || {
+            let blocks = s3.blocks(TENANT);
+            if blocks.iter().all(|b| !level_1.contains(b)) && !blocks.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} blocks, {} level-1 ones",
+                    blocks.len(),
+                    blocks.iter().filter(|b| level_1.contains(*b)).count()
+                ))
+            }
+        },
+    );
+    let compacted = s3.blocks(TENANT);
+    eprintln!(
+        "{} level-1 blocks compacted into {}",
+        level_1.len(),
+        compacted.len()
+    );
+    assert!(
+        compacted.len() * 3 <= level_1.len(),
+        "three copies become one: {} blocks from {}",
+        compacted.len(),
+        level_1.len()
+    );
+    let after = counted_everything(&client, range);
+    check_exactly_once(&after.0, &acked, sent, "after compaction");
+    assert_eq!(
+        after, from_blocks,
+        "the same answers before and after compaction"
+    );
+    assert_eq!(compactor.stop().code(), Some(0));
+}
+
+/// The tenant of an Ember without multi-tenancy.
+const TENANT: &str = "anonymous";
+
+/// Returns each push's count, the label sets and the time-series total: what
+/// must not change when blocks are compacted.
+fn counted_everything(
+    client: &Client,
+    range: TimeRange,
+) -> (std::collections::BTreeMap<usize, i64>, Value, i64) {
+    let (status, series) = client.connect_json(
+        None,
+        "/querier.v1.QuerierService/Series",
+        &serde_json::json!({"matchers": [], "start": range.start, "end": range.end}),
+    );
+    assert_eq!(status, 200, "Series: {series}");
+    let (status, points) = client.connect_json(
+        None,
+        "/querier.v1.QuerierService/SelectSeries",
+        &serde_json::json!({
+                "profileTypeID": crate::load::CPU,
+                "labelSelector": "{}",
+                "start": range.start,
+                "end": range.end,
+            "step": 1.0,
+        }),
+    );
+    assert_eq!(status, 200, "SelectSeries: {points}");
+    let total: i64 = points["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["points"].as_array().into_iter().flatten())
+        .map(|p| p["value"].as_f64().unwrap_or(0.0) as i64)
+        .sum();
+    (counted(client, range), series, total)
 }
