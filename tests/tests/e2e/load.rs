@@ -20,9 +20,9 @@ pub(crate) const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 pub(crate) const VALUE: i64 = 7_000;
 pub(crate) const PUSHERS: usize = 4;
 
-/// Pushes profile `id`, whose one stack ends in a function unique to it.
-/// Returns whether the server acknowledged it (HTTP 200).
-pub(crate) fn push(client: &Client, id: usize) -> bool {
+/// Pushes profile `id`, whose one stack ends in a function unique to it;
+/// returns the HTTP status, or the transport error.
+pub(crate) fn try_push(client: &Client, id: usize) -> Result<u16, String> {
     let leaf = format!("push_{id}");
     let pprof = PprofBuilder::go_cpu()
         .time(now_nanos(), 10_000_000_000)
@@ -36,7 +36,12 @@ pub(crate) fn push(client: &Client, id: usize) -> bool {
             &[("Content-Type", Codec::Proto.content_type())],
             Some(&body),
         )
-        .is_ok_and(|r| r.status == 200)
+        .map(|r| r.status)
+}
+
+/// Pushes profile `id`; returns whether the server acknowledged it (HTTP 200).
+pub(crate) fn push(client: &Client, id: usize) -> bool {
+    try_push(client, id) == Ok(200)
 }
 
 /// Returns each push's CPU total in the flame graph, by push id.
@@ -49,14 +54,20 @@ pub(crate) fn counted(client: &Client, range: TimeRange) -> BTreeMap<usize, i64>
         Some(1 << 20),
         Codec::Proto,
     );
-    let nodes = flame::checked_nodes(&fg, "crash recovery");
-    flame::tree(&nodes)
+    let nodes = flame::checked_nodes(&fg, "steady load");
+    let counted: BTreeMap<usize, i64> = flame::tree(&nodes)
         .into_iter()
         .filter_map(|(path, (total, _))| {
             let id = path.get(1)?.strip_prefix("push_")?.parse().ok()?;
             (path.len() == 2).then_some((id, total))
         })
-        .collect()
+        .collect();
+    assert_eq!(
+        fg.total,
+        counted.values().sum::<i64>(),
+        "the graph holds only the load's pushes"
+    );
+    counted
 }
 
 pub(crate) fn check_exactly_once(

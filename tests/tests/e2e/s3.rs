@@ -17,15 +17,14 @@ use std::time::{Duration, Instant};
 
 use ember_tests::block;
 use ember_tests::checks::{service_selector, the_type_with_data};
-use ember_tests::client::push_request;
-use ember_tests::pprof::PprofBuilder;
 use ember_tests::process::write_file;
 use ember_tests::s3::{PausableProxy, S3Server};
+
+use crate::load::{VALUE, counted, try_push};
 use ember_tests::{
-    Client, Codec, EmberProcess, MULTITENANCY, PUSH_PATH, TimeRange, eventually, flame, now_nanos,
-    pprof, testdata,
+    Client, Codec, EmberProcess, MULTITENANCY, TimeRange, eventually, flame, now_nanos, pprof,
+    testdata,
 };
-use prost::Message;
 
 const BUCKET: &str = "ember-blocks";
 const SEC: i64 = 1_000_000_000;
@@ -177,10 +176,6 @@ fn s3_blocks_answer_queries_after_losing_the_local_disk() {
     );
 }
 
-const SERVICE: &str = "s3-outage";
-const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
-/// The CPU value of each synthetic push's one sample.
-const VALUE: i64 = 9_000;
 /// Multi-tenancy is off: everything belongs to this tenant.
 const TENANT: &str = "anonymous";
 /// How long the S3 server is unreachable.
@@ -188,28 +183,9 @@ const OUTAGE: Duration = Duration::from_secs(60);
 /// The time between two pushes during the outage.
 const PUSH_EVERY: Duration = Duration::from_millis(250);
 
-/// Pushes synthetic profile `id`, whose one stack ends in a function unique to
-/// it; returns the HTTP status, or the transport error.
-fn push(client: &Client, id: usize) -> Result<u16, String> {
-    let leaf = format!("push_{id}");
-    let pprof = PprofBuilder::go_cpu()
-        .time(now_nanos(), 10 * SEC)
-        .sample(&["main", &leaf], &[1, VALUE])
-        .encode();
-    let body = push_request(&[("service_name", SERVICE)], &pprof).encode_to_vec();
-    client
-        .try_request(
-            "POST",
-            PUSH_PATH,
-            &[("Content-Type", Codec::Proto.content_type())],
-            Some(&body),
-        )
-        .map(|r| r.status)
-}
-
 /// Pushes `id` and fails the test unless it is acknowledged.
 fn push_acked(ember: &EmberProcess, client: &Client, id: usize, when: &str) {
-    match push(client, id) {
+    match try_push(client, id) {
         Ok(200) => {}
         other => panic!(
             "{when}: push {id} was not acknowledged: {other:?}\n----- ember log -----\n{}",
@@ -218,32 +194,7 @@ fn push_acked(ember: &EmberProcess, client: &Client, id: usize, when: &str) {
     }
 }
 
-/// Returns each synthetic push's CPU total in the flame graph, by push id.
-fn counted(client: &Client, range: TimeRange) -> BTreeMap<usize, i64> {
-    let fg = client.flame_graph(
-        None,
-        CPU,
-        &service_selector(SERVICE),
-        range,
-        Some(1 << 20),
-        Codec::Proto,
-    );
-    let nodes = flame::checked_nodes(&fg, "s3 outage");
-    let counted: BTreeMap<usize, i64> = flame::tree(&nodes)
-        .into_iter()
-        .filter_map(|(path, (total, _))| {
-            let id = path.get(1)?.strip_prefix("push_")?.parse().ok()?;
-            (path.len() == 2).then_some((id, total))
-        })
-        .collect();
-    assert_eq!(
-        fg.total,
-        counted.values().sum::<i64>(),
-        "the graph holds only the synthetic pushes"
-    );
-    counted
-}
-
+/// Fails unless each of pushes `0..pushed` is counted exactly once.
 fn assert_exactly_once(client: &Client, range: TimeRange, pushed: usize, when: &str) {
     let counted = counted(client, range);
     let expected: BTreeMap<usize, i64> = (0..pushed).map(|id| (id, VALUE)).collect();
@@ -293,28 +244,67 @@ fn wait_all_uploaded(
     })
 }
 
+/// Ember on S3 behind a pausable proxy, cutting heads and trying uploads
+/// every second, with ten profiles pushed and uploaded before any outage.
+struct OutageRig {
+    s3: S3Server,
+    proxy: PausableProxy,
+    ember: EmberProcess,
+    client: Client,
+    start: i64,
+    pushed: usize,
+    blocks_before: BTreeSet<String>,
+    data: tempfile::TempDir,
+    _conf: tempfile::TempDir,
+}
+
+impl OutageRig {
+    fn start() -> Option<Self> {
+        let s3 = S3Server::start(BUCKET)?;
+        let proxy = PausableProxy::start(s3.addr());
+        let conf = tempfile::tempdir().unwrap();
+        let ingester = "ingester:\n  max_block_duration: 1s\n  flush_interval: 1s\n";
+        let config = config_flag(conf.path(), &s3, &proxy.endpoint(), ingester);
+        let data = tempfile::tempdir().unwrap();
+        let ember = EmberProcess::start_in(data.path(), &[&config]);
+        let client = ember.client();
+        let start = now_nanos() - 60 * SEC;
+        // Before: flushes through the proxy reach the bucket.
+        for pushed in 0..10 {
+            push_acked(&ember, &client, pushed, "before the outage");
+        }
+        let blocks_before =
+            wait_all_uploaded(&ember, &s3, &BTreeSet::new(), Duration::from_secs(60));
+        Some(Self {
+            s3,
+            proxy,
+            ember,
+            client,
+            start,
+            pushed: 10,
+            blocks_before,
+            data,
+            _conf: conf,
+        })
+    }
+}
+
 #[test]
 fn s3_outage_during_flushes_loses_and_doubles_nothing() {
-    let Some(s3) = S3Server::start(BUCKET) else {
+    let Some(rig) = OutageRig::start() else {
         return;
     };
-    let proxy = PausableProxy::start(s3.addr());
-    let conf = tempfile::tempdir().unwrap();
-    // Heads are cut and uploads tried every second.
-    let ingester = "ingester:\n  max_block_duration: 1s\n  flush_interval: 1s\n";
-    let config = config_flag(conf.path(), &s3, &proxy.endpoint(), ingester);
-    let data = tempfile::tempdir().unwrap();
-    let mut ember = EmberProcess::start_in(data.path(), &[&config]);
-    let client = ember.client();
-    let start = now_nanos() - 60 * SEC;
-    let mut pushed = 0;
-
-    // Before: flushes through the proxy reach the bucket.
-    for _ in 0..10 {
-        push_acked(&ember, &client, pushed, "before the outage");
-        pushed += 1;
-    }
-    let blocks_before = wait_all_uploaded(&ember, &s3, &BTreeSet::new(), Duration::from_secs(60));
+    let OutageRig {
+        s3,
+        proxy,
+        mut ember,
+        client,
+        start,
+        mut pushed,
+        blocks_before,
+        data,
+        _conf,
+    } = rig;
 
     // The outage: a minute of pushes, each one acknowledged.
     proxy.pause();
@@ -410,23 +400,20 @@ fn s3_outage_during_flushes_loses_and_doubles_nothing() {
 /// is back; nothing is lost and nothing counted twice.
 #[test]
 fn s3_crash_during_outage_restarts_without_s3() {
-    let Some(s3) = S3Server::start(BUCKET) else {
+    let Some(rig) = OutageRig::start() else {
         return;
     };
-    let proxy = PausableProxy::start(s3.addr());
-    let conf = tempfile::tempdir().unwrap();
-    let ingester = "ingester:\n  max_block_duration: 1s\n  flush_interval: 1s\n";
-    let config = config_flag(conf.path(), &s3, &proxy.endpoint(), ingester);
-    let data = tempfile::tempdir().unwrap();
-    let mut ember = EmberProcess::start_in(data.path(), &[&config]);
-    let client = ember.client();
-    let start = now_nanos() - 60 * SEC;
-    let mut pushed = 0;
-    for _ in 0..10 {
-        push_acked(&ember, &client, pushed, "before the outage");
-        pushed += 1;
-    }
-    let blocks_before = wait_all_uploaded(&ember, &s3, &BTreeSet::new(), Duration::from_secs(60));
+    let OutageRig {
+        s3,
+        proxy,
+        mut ember,
+        client,
+        start,
+        mut pushed,
+        blocks_before,
+        data,
+        _conf,
+    } = rig;
 
     proxy.pause();
     let outage = Instant::now();
