@@ -231,7 +231,98 @@ fn is_refusal(status: &Status) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use ember_model::{
+        Labels, ProfileType,
+        ingest::{SeriesSpec, labels_of},
+    };
+    use ember_proto::google::v1::Profile;
+
     use super::*;
+
+    #[derive(Debug)]
+    struct Nowhere;
+
+    impl Placement for Nowhere {
+        fn replicas(&self, _key: u32, _rf: usize) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    fn replicas() -> Replicas {
+        Replicas::new(
+            Arc::new(Nowhere),
+            Arc::new(IngesterClients::new(Duration::from_secs(1))),
+            ReplicationConfig::default(),
+        )
+    }
+
+    fn series(labels: Labels) -> Vec<SeriesSpec> {
+        vec![SeriesSpec {
+            labels,
+            profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+                .parse::<ProfileType>()
+                .unwrap(),
+            sample_type: 0,
+            samples: None,
+        }]
+    }
+
+    fn key(r: &Replicas, service: &str, pod: &str, bytes: usize) -> u32 {
+        let profile = Profile::default();
+        let series = series(labels_of(&[("service_name", service), ("pod", pod)]));
+        let write = ProfileWrite {
+            id: 1,
+            profile: &profile,
+            series: &series,
+            time_nanos: 0,
+            max_active_series: 0,
+        };
+        r.key("t", &write, bytes)
+    }
+
+    #[tokio::test]
+    async fn a_quiet_service_keeps_to_one_replica_set_and_a_hot_one_spreads() {
+        let r = replicas();
+        let quiet: std::collections::BTreeSet<u32> = (0..20)
+            .map(|i| key(&r, "quiet", &format!("pod-{i}"), 10_000))
+            .collect();
+        assert_eq!(quiet.len(), 1, "one service, one ring key");
+        // 64 MiB pushed at once: far over 4 MiB/s, so up to 8 shards.
+        let hot: std::collections::BTreeSet<u32> = (0..40)
+            .map(|i| key(&r, "hot", &format!("pod-{i}"), 64 << 20))
+            .collect();
+        assert!(hot.len() > 1 && hot.len() <= 8, "{} ring keys", hot.len());
+        // One pod of the hot service keeps its key while the rate holds.
+        assert_eq!(
+            key(&r, "hot", "pod-1", 64 << 20),
+            key(&r, "hot", "pod-1", 64 << 20)
+        );
+    }
+
+    #[tokio::test]
+    async fn too_few_ingesters_is_a_clear_503() {
+        let r = replicas();
+        let profile = Profile::default();
+        let series = series(labels_of(&[("service_name", "s")]));
+        let err = r
+            .write(
+                "t",
+                &ProfileWrite {
+                    id: 1,
+                    profile: &profile,
+                    series: &series,
+                    time_nanos: 0,
+                    max_active_series: 0,
+                },
+            )
+            .unwrap_err();
+        assert_eq!(Code::of(&err).http(), 503);
+        assert!(
+            err.message().contains("only 0 of 3 ingesters"),
+            "{}",
+            err.message()
+        );
+    }
 
     #[test]
     fn quorum_is_a_majority() {
