@@ -281,13 +281,40 @@ impl Ingester {
         time_nanos: i64,
         id: ProfileId,
     ) -> Result<()> {
+        self.append_with(tenant, profile, None, series, time_nanos, id)
+    }
+
+    /// [`append`](Self::append) for a profile whose prost encoding is at hand
+    /// (`encoded`, as received), which the write-ahead log takes as is.
+    pub fn append_encoded(
+        &self,
+        tenant: &str,
+        profile: &Profile,
+        encoded: &[u8],
+        series: &[SeriesSpec],
+        time_nanos: i64,
+        id: ProfileId,
+    ) -> Result<()> {
+        self.append_with(tenant, profile, Some(encoded), series, time_nanos, id)
+    }
+
+    fn append_with(
+        &self,
+        tenant: &str,
+        profile: &Profile,
+        encoded: Option<&[u8]>,
+        series: &[SeriesSpec],
+        time_nanos: i64,
+        id: ProfileId,
+    ) -> Result<()> {
         if self.stopping.load(Ordering::Acquire) {
             return Err(Error::Stopping);
         }
         let _checkpoint = self.wal_checkpoint.read().expect("poisoned");
         let segment = match &self.wal {
             Some(wal) => {
-                Some(wal.append(&wal_record::encode(tenant, profile, series, time_nanos, id))?)
+                let record = wal_record::encode(tenant, profile, encoded, series, time_nanos, id);
+                Some(wal.append(&record)?)
             }
             None => None,
         };

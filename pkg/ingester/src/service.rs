@@ -71,7 +71,14 @@ impl IngesterService for IngesterApi {
                 .admit_series(&tenant, &p.series, p.max_active_series)
                 .map_err(|e| Code::RateLimited.status(e.to_string()))?;
             ingester
-                .append(&tenant, &p.profile, &p.series, p.time_nanos, p.id)
+                .append_encoded(
+                    &tenant,
+                    &p.profile,
+                    &p.encoded,
+                    &p.series,
+                    p.time_nanos,
+                    p.id,
+                )
                 .map_err(|e| match e {
                     // Leaving: the distributor should use another replica.
                     Error::Stopping => Code::Unavailable.status(e.to_string()),

@@ -29,10 +29,12 @@
 //!
 //! A string or bytes field is a u32 length followed by that many bytes (UTF-8 for strings).
 
-use ember_model::{Label, Labels, ProfileId, ProfileType, ingest::SeriesSpec};
+use ember_model::{Label, Labels, ProfileId, ProfileType, ingest::SeriesSpec, pprof};
 use ember_proto::google::v1::Profile;
 use prost::Message;
 use ulid::Ulid;
+
+use crate::wire;
 
 const KIND_PROFILE: u8 = 1;
 const KIND_CUT: u8 = 2;
@@ -68,15 +70,19 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// Returns the record payload for one profile.
+/// Returns the record payload for one profile; `encoded` is the profile's
+/// prost encoding when the caller has it (a replica's push), saving a
+/// second encoding.
 pub(crate) fn encode(
     tenant: &str,
     profile: &Profile,
+    encoded: Option<&[u8]>,
     series: &[SeriesSpec],
     time_nanos: i64,
     id: ProfileId,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(profile.encoded_len() + 256);
+    let profile_len = encoded.map_or_else(|| profile.encoded_len(), <[u8]>::len);
+    let mut out = Vec::with_capacity(profile_len + 256);
     out.push(KIND_PROFILE);
     put_bytes(&mut out, tenant.as_bytes());
     out.extend_from_slice(&time_nanos.to_le_bytes());
@@ -101,10 +107,13 @@ pub(crate) fn encode(
             }
         }
     }
-    out.extend_from_slice(&(profile.encoded_len() as u32).to_le_bytes());
-    profile
-        .encode(&mut out)
-        .expect("a Vec grows to hold the encoding");
+    out.extend_from_slice(&(profile_len as u32).to_le_bytes());
+    match encoded {
+        Some(bytes) => out.extend_from_slice(bytes),
+        None => profile
+            .encode(&mut out)
+            .expect("a Vec grows to hold the encoding"),
+    }
     out
 }
 
@@ -192,7 +201,10 @@ fn decode_profile(mut r: Reader<'_>) -> Result<ProfileRecord, String> {
             samples,
         });
     }
-    let profile = Profile::decode(r.bytes()?).map_err(|e| e.to_string())?;
+    let mut profile = Profile::decode(r.bytes()?).map_err(|e| e.to_string())?;
+    // A replica logs the profile as received, before the ingester's own
+    // validation repaired it (`wire::decode_push`): repair it the same way.
+    pprof::validate(&mut profile, &wire::UNBOUNDED).map_err(|e| e.to_string())?;
     Ok(ProfileRecord {
         tenant,
         time_nanos,

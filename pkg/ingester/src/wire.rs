@@ -32,6 +32,13 @@ pub fn push_request(
     }
 }
 
+/// Validation without limits: the distributor enforced the tenant's.
+pub(crate) const UNBOUNDED: pprof::DecodeLimits = pprof::DecodeLimits {
+    max_decompressed_bytes: usize::MAX >> 1,
+    max_samples: 0,
+    max_stack_depth: 0,
+};
+
 /// A decoded push request.
 #[derive(Debug)]
 pub struct Push {
@@ -39,6 +46,8 @@ pub struct Push {
     pub time_nanos: i64,
     pub series: Vec<SeriesSpec>,
     pub profile: Profile,
+    /// The profile as received, for the write-ahead log.
+    pub encoded: Vec<u8>,
     pub max_active_series: usize,
 }
 
@@ -54,12 +63,7 @@ pub fn decode_push(request: pb::PushRequest) -> Result<Push, Status> {
         Profile::decode(request.profile.as_slice()).map_err(|e| bad(format!("profile: {e}")))?;
     // The distributor validated it; checking again keeps a bad peer from
     // corrupting the head.
-    let limits = pprof::DecodeLimits {
-        max_decompressed_bytes: usize::MAX >> 1,
-        max_samples: 0,
-        max_stack_depth: 0,
-    };
-    pprof::validate(&mut profile, &limits).map_err(|e| bad(format!("profile: {e}")))?;
+    pprof::validate(&mut profile, &UNBOUNDED).map_err(|e| bad(format!("profile: {e}")))?;
     let series = request
         .series
         .into_iter()
@@ -98,6 +102,7 @@ pub fn decode_push(request: pb::PushRequest) -> Result<Push, Status> {
         time_nanos: request.time_nanos,
         series,
         profile,
+        encoded: request.profile,
         max_active_series: request.max_active_series as usize,
     })
 }
