@@ -112,7 +112,7 @@ pub fn decode_id(bytes: &[u8]) -> Result<ProfileId, Status> {
 
 /// Decodes concatenated 16-byte profile IDs.
 pub fn decode_ids(bytes: &[u8]) -> Result<Vec<ProfileId>, Status> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return Err(bad(format!(
             "profile IDs take 16 bytes each; {} bytes is not a multiple",
             bytes.len()
