@@ -1,5 +1,7 @@
 //! Ember's end-to-end benchmark, run as
-//! `cargo run --release -p ember-bench -- [--profiles N] [--per-file]`.
+//! `cargo run --release -p ember-bench -- [--profiles N] [--per-file]`, or
+//! `-- --cluster [--seconds S] [--warmup S] [--clients N]` for the push load
+//! against real `ember` processes of [`cluster`].
 //!
 //! On the real profiles of the shared corpus it measures, in one run:
 //!
@@ -22,6 +24,7 @@
 //! CPU time, and report rates per core from the thread's CPU time (the
 //! machine is shared); query latencies are wall-clock.
 
+mod cluster;
 mod corpus;
 mod formats;
 mod ingest;
@@ -54,15 +57,24 @@ struct Args {
     variant_profiles: usize,
     corpus: PathBuf,
     per_file: bool,
+    /// `Some` runs the cluster mode instead of everything else.
+    cluster: Option<cluster::Options>,
 }
 
 const USAGE: &str =
     "usage: ember-bench [--profiles N] [--variant-profiles N] [--corpus DIR] [--per-file]
+       ember-bench --cluster [--seconds S] [--warmup S] [--clients N] [--corpus DIR]
 
   --profiles N          profiles stored and queried in (c) and (d) (default 10000)
   --variant-profiles N  profiles stored for each other variant of (d) (default 2000, 0 skips)
   --corpus DIR          pprof files to use (default: the shared test corpus)
-  --per-file            also print decode and ingest time per file of the mix";
+  --per-file            also print decode and ingest time per file of the mix
+  --cluster             instead, push to real `ember` processes (EMBER_BIN, else `ember`
+                        next to this binary): -target=all with WAL fsync on and off,
+                        then 1 distributor + 3 ingesters
+  --seconds S           measured time of each cluster setup (default 20)
+  --warmup S            pushes before measuring, per cluster setup (default 5)
+  --clients N           closed-loop client threads (default 8)";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -70,7 +82,14 @@ fn parse_args() -> Result<Args, String> {
         variant_profiles: VARIANT_PROFILES,
         corpus: corpus::default_dir(),
         per_file: false,
+        cluster: None,
     };
+    let mut cluster = cluster::Options {
+        clients: 8,
+        warmup: Duration::from_secs(5),
+        measured: Duration::from_secs(20),
+    };
+    let mut cluster_mode = false;
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, flag: &str| {
         v.and_then(|v| v.parse().ok())
@@ -84,12 +103,26 @@ fn parse_args() -> Result<Args, String> {
             }
             "--corpus" => args.corpus = it.next().map(PathBuf::from).ok_or(USAGE)?,
             "--per-file" => args.per_file = true,
+            "--cluster" => cluster_mode = true,
+            "--seconds" => {
+                cluster.measured = Duration::from_secs(number(it.next(), "--seconds")? as u64)
+            }
+            "--warmup" => {
+                cluster.warmup = Duration::from_secs(number(it.next(), "--warmup")? as u64)
+            }
+            "--clients" => cluster.clients = number(it.next(), "--clients")?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     if args.profiles == 0 {
         return Err("--profiles must be at least 1".into());
+    }
+    if cluster.clients == 0 || cluster.measured.is_zero() {
+        return Err("--clients and --seconds must be at least 1".into());
+    }
+    if cluster_mode {
+        args.cluster = Some(cluster);
     }
     Ok(args)
 }
@@ -140,8 +173,7 @@ struct Results {
     variants: Vec<(&'static str, usize, storage::Footprint)>,
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
@@ -149,7 +181,15 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = run(args).await {
+    // The cluster mode runs on the main thread, outside any runtime: the
+    // servers it starts die with the thread that started them.
+    let result = match &args.cluster {
+        Some(options) => cluster::run(&args.corpus, options),
+        None => tokio::runtime::Runtime::new()
+            .map_err(Into::into)
+            .and_then(|rt| rt.block_on(run(args))),
+    };
+    if let Err(e) = result {
         eprintln!("ember-bench: {e}");
         std::process::exit(1);
     }

@@ -32,6 +32,7 @@ use ember_model::pprof::DecodeLimits;
 use ember_proto::clients::IngesterClients;
 use ember_querier::{IngesterSet, Querier, Recent, RemoteIngesters};
 use ember_ring::{Member, Ring, RingConfig, Roles, State};
+use ember_wal::WalOptions;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -212,9 +213,19 @@ impl App {
                 max_block_duration: config.ingester.max_block_duration,
                 max_block_bytes: config.ingester.max_block_bytes,
             };
-            let ingester = Ingester::open(ingester_config, store.clone(), &config.wal_dir())
-                .await
-                .map_err(|e| AppError::Wal(e.to_string()))?;
+            if !config.ingester.wal_fsync {
+                warn!(
+                    "write-ahead log fsync is off: acknowledged profiles may be lost if the machine crashes"
+                );
+            }
+            let wal = WalOptions {
+                fsync: config.ingester.wal_fsync,
+                ..WalOptions::default()
+            };
+            let ingester =
+                Ingester::open_with(ingester_config, store.clone(), &config.wal_dir(), wal)
+                    .await
+                    .map_err(|e| AppError::Wal(e.to_string()))?;
             Some(Arc::new(ingester))
         } else {
             None

@@ -190,11 +190,17 @@ pub struct IngesterConfig {
     /// shorten it to see blocks within seconds.
     #[serde(with = "duration")]
     pub flush_interval: Duration,
-    /// Directory of the write-ahead log, which every accepted profile is fsynced to
-    /// before the push is acknowledged and which is replayed on start. Empty (the
-    /// default) means `<storage.filesystem.dir>/wal`, whatever the storage backend.
+    /// Directory of the write-ahead log, which every accepted profile is written
+    /// (and, with `wal_fsync`, fsynced) to before the push is acknowledged and
+    /// which is replayed on start. Empty (the default) means
+    /// `<storage.filesystem.dir>/wal`, whatever the storage backend.
     /// It must survive a restart: it is the only local state an ingester needs.
     pub wal_dir: PathBuf,
+    /// Whether the write-ahead log is fsynced before a push is acknowledged;
+    /// default true. Off, an acknowledged profile survives a crash of the
+    /// process (it is in the kernel's page cache) but may be lost if the
+    /// machine crashes or loses power; for benchmarks and disposable setups.
+    pub wal_fsync: bool,
 }
 
 impl Default for IngesterConfig {
@@ -204,6 +210,7 @@ impl Default for IngesterConfig {
             max_block_bytes: 512 * MIB,
             flush_interval: Duration::from_secs(10),
             wal_dir: PathBuf::new(),
+            wal_fsync: true,
         }
     }
 }
@@ -1409,6 +1416,9 @@ fn describe(path: &str) -> &'static str {
         "ingester.max_block_bytes" => "largest in-memory head block before it is cut",
         "ingester.flush_interval" => "how often heads are cut when due and cut heads uploaded",
         "ingester.wal_dir" => "write-ahead log directory; empty for <storage.filesystem.dir>/wal",
+        "ingester.wal_fsync" => {
+            "fsync the write-ahead log before acknowledging a push; false may lose acknowledged profiles if the machine crashes"
+        }
         "limits.max_profile_size_bytes" => "largest profile as received; 0 disables",
         "limits.max_decompressed_profile_size_bytes" => {
             "largest profile after decompression; 0 disables"
@@ -1499,6 +1509,7 @@ mod tests {
         assert_eq!(config.distributor.replication_factor, 0);
         assert_eq!(config.replication_factor(), 1, "-target=all keeps one copy");
         assert!(!config.clustered());
+        assert!(config.ingester.wal_fsync);
         assert!(!config.auth.multitenancy_enabled);
         assert_eq!(config.storage.backend, Backend::Filesystem);
         assert_eq!(config.storage.filesystem.dir, PathBuf::from("./data"));
@@ -1620,6 +1631,7 @@ mod tests {
                 "-storage.s3.secret-access-key=secret",
                 "-storage.s3.insecure",
                 "-storage.s3.force-path-style=true",
+                "-ingester.wal-fsync=false",
             ],
             &[],
         );
@@ -1629,6 +1641,7 @@ mod tests {
         assert_eq!(config.memberlist.join, vec!["a:1", "b:2"]);
         assert_eq!(config.distributor.replication_factor, 3);
         assert!(config.auth.multitenancy_enabled);
+        assert!(!config.ingester.wal_fsync);
         assert_eq!(config.storage.backend, Backend::S3);
         assert_eq!(
             config.storage.filesystem.dir,
@@ -2166,7 +2179,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = Keys::new();
-        assert_eq!(keys.list.len(), 56);
+        assert_eq!(keys.list.len(), 57);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(
