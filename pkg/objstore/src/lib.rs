@@ -85,7 +85,13 @@ pub fn build(cfg: &StorageConfig) -> Result<Arc<dyn ObjectStore>> {
                 path: dir.clone(),
                 source,
             })?;
-            Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(build_err)?)
+            // Deleting a block's last file removes its directory, as an
+            // object store would: readers never list a deleted block.
+            Arc::new(
+                LocalFileSystem::new_with_prefix(dir)
+                    .map_err(build_err)?
+                    .with_automatic_cleanup(true),
+            )
         }
         Backend::Memory => Arc::new(InMemory::new()),
         Backend::S3 => Arc::new(s3_builder(&cfg.s3).build().map_err(build_err)?),
@@ -243,6 +249,14 @@ mod tests {
         round_trip(store.as_ref()).await;
         let on_disk = dir.join("tenant-a/blocks/01J0000000000000000000000/meta.json");
         assert_eq!(std::fs::read(on_disk).unwrap(), b"{\"version\":1}");
+
+        // A deleted block leaves no empty directory for listings to find.
+        let path = Path::from("tenant-a/blocks/01J0000000000000000000000/meta.json");
+        store.delete(&path).await.unwrap();
+        assert!(
+            !dir.join("tenant-a/blocks/01J0000000000000000000000")
+                .exists()
+        );
     }
 
     #[tokio::test]
