@@ -172,17 +172,7 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
         Ok(())
     };
     let ingester = new_ingester();
-    let mut append = |i: &Input| -> BoxResult<()> {
-        let series = series_for(&i.profile, &i.labels);
-        ingester.append(
-            TENANT,
-            &i.profile,
-            &series,
-            i.profile.time_nanos.max(1),
-            new_profile_id(),
-        )?;
-        Ok(())
-    };
+    let mut append = |i: &Input| append_to(&ingester, i);
     let wal_dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let with_wal = |dir: &std::path::Path, fsync: bool| {
         let open = Ingester::open_with(
@@ -201,28 +191,8 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
         with_wal(wal_dirs.0.path(), true)?,
         with_wal(wal_dirs.1.path(), false)?,
     );
-    let mut append_wal = |i: &Input| -> BoxResult<()> {
-        let series = series_for(&i.profile, &i.labels);
-        synced.append(
-            TENANT,
-            &i.profile,
-            &series,
-            i.profile.time_nanos.max(1),
-            new_profile_id(),
-        )?;
-        Ok(())
-    };
-    let mut append_wal_nosync = |i: &Input| -> BoxResult<()> {
-        let series = series_for(&i.profile, &i.labels);
-        unsynced.append(
-            TENANT,
-            &i.profile,
-            &series,
-            i.profile.time_nanos.max(1),
-            new_profile_id(),
-        )?;
-        Ok(())
-    };
+    let mut append_wal = |i: &Input| append_to(&synced, i);
+    let mut append_wal_nosync = |i: &Input| append_to(&unsynced, i);
     let mut rates = run_rounds(
         min,
         &corpus.inputs,
@@ -245,4 +215,13 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
         append_wal: next(),
         append_wal_nosync: next(),
     })
+}
+
+/// Appends one input of the mix to `ingester`, as the distributor would
+/// after decoding.
+fn append_to(ingester: &Ingester, i: &Input) -> BoxResult<()> {
+    let series = series_for(&i.profile, &i.labels);
+    let time = i.profile.time_nanos.max(1);
+    ingester.append(TENANT, &i.profile, &series, time, new_profile_id())?;
+    Ok(())
 }

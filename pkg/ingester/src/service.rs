@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use ember_model::{Labels, ProfileId, ProfileType, Selector};
+use ember_model::{Labels, ProfileId, ProfileType};
 use ember_proto::{
     Tenant,
     error::Code,
@@ -31,19 +31,14 @@ pub fn plan_of(req: &SelectRequest) -> Result<Plan, Status> {
             .parse::<ProfileType>()
             .map_err(|e| Code::BadRequest.status(e.to_string()))?;
     }
-    let selectors = req
-        .selectors
-        .iter()
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| Selector::parse(s).map_err(|e| Code::BadRequest.status(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Plan {
-        profile_type: (!req.profile_type.is_empty()).then(|| req.profile_type.clone()),
+    let selectors = ember_query::parse_selectors(&req.selectors)
+        .map_err(|e| Code::BadRequest.status(e.to_string()))?;
+    Ok(Plan::new(
+        (!req.profile_type.is_empty()).then(|| req.profile_type.clone()),
         selectors,
-        start: req.start_nanos,
-        end: req.end_nanos,
-        profiles: ProfileFilter::All,
-    })
+        req.start_nanos,
+        req.end_nanos,
+    ))
 }
 
 fn internal(e: impl std::fmt::Display) -> Status {

@@ -99,11 +99,7 @@ fn nanos_range(start_ms: i64, end_ms: i64) -> Result<(i64, i64), Status> {
 }
 
 fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>, Status> {
-    matchers
-        .iter()
-        .filter(|m| !m.trim().is_empty())
-        .map(|m| Selector::parse(m).map_err(invalid))
-        .collect()
+    ember_query::parse_selectors(matchers).map_err(invalid)
 }
 
 fn max_nodes(requested: Option<i64>) -> usize {
@@ -125,23 +121,28 @@ impl Sources {
     /// Calls `f` with every source and the plan to evaluate it with; the
     /// plan's filter counts each profile ID once over all of them.
     fn each(
-        &self,
+        self,
         plan: &Plan,
         f: &mut dyn FnMut(&dyn SourceView, &Plan) -> ember_query::Result<()>,
     ) -> Result<(), Status> {
+        let Sources {
+            heads,
+            answers,
+            blocks,
+        } = self;
         let mut plan = plan.clone();
-        plan.profiles = ProfileFilter::once_except(self.answers.counted.clone());
-        for head in &self.heads {
+        plan.profiles = ProfileFilter::once_except(answers.counted);
+        for head in &heads {
             f(&*head.read(), &plan).map_err(internal)?;
         }
-        for view in &self.answers.views {
+        for view in &answers.views {
             f(view, &plan).map_err(internal)?;
         }
         let preselected = remote::preselected(&plan);
-        for head in &self.answers.merged {
+        for head in &answers.merged {
             f(&*head.read(), &preselected).map_err(internal)?;
         }
-        for block in &self.blocks {
+        for block in &blocks {
             f(block, &plan).map_err(internal)?;
         }
         Ok(())
@@ -280,13 +281,12 @@ impl Querier {
             .parse::<ProfileType>()
             .map_err(invalid)?;
         let (start, end) = nanos_range(req.start, req.end)?;
-        Ok(Plan {
-            profile_type: Some(req.profile_type_id.clone()),
-            selectors: parse_selectors(std::slice::from_ref(&req.label_selector))?,
+        Ok(Plan::new(
+            Some(req.profile_type_id.clone()),
+            parse_selectors(std::slice::from_ref(&req.label_selector))?,
             start,
             end,
-            profiles: Default::default(),
-        })
+        ))
     }
 }
 
@@ -299,13 +299,7 @@ impl QuerierService for Querier {
         let tenant = Tenant::of(&request)?;
         let req = request.into_inner();
         let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan {
-            profile_type: None,
-            selectors: Vec::new(),
-            start,
-            end,
-            profiles: Default::default(),
-        };
+        let plan = Plan::new(None, Vec::new(), start, end);
         let types: BTreeSet<ProfileType> = self
             .series_labels(&tenant, &plan)
             .await?
@@ -324,13 +318,7 @@ impl QuerierService for Querier {
         let tenant = Tenant::of(&request)?;
         let req = request.into_inner();
         let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan {
-            profile_type: None,
-            selectors: parse_selectors(&req.matchers)?,
-            start,
-            end,
-            profiles: Default::default(),
-        };
+        let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
         let values: BTreeSet<String> = self
             .series_labels(&tenant, &plan)
             .await?
@@ -349,13 +337,7 @@ impl QuerierService for Querier {
         let tenant = Tenant::of(&request)?;
         let req = request.into_inner();
         let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan {
-            profile_type: None,
-            selectors: parse_selectors(&req.matchers)?,
-            start,
-            end,
-            profiles: Default::default(),
-        };
+        let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
         let names: BTreeSet<String> = self
             .series_labels(&tenant, &plan)
             .await?
@@ -374,13 +356,7 @@ impl QuerierService for Querier {
         let tenant = Tenant::of(&request)?;
         let req = request.into_inner();
         let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan {
-            profile_type: None,
-            selectors: parse_selectors(&req.matchers)?,
-            start,
-            end,
-            profiles: Default::default(),
-        };
+        let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
         let keep: BTreeSet<&str> = req.label_names.iter().map(String::as_str).collect();
         let mut out: BTreeSet<Labels> = BTreeSet::new();
         for labels in self.series_labels(&tenant, &plan).await? {
@@ -432,13 +408,12 @@ impl QuerierService for Querier {
         let req = request.into_inner();
         let profile_type: ProfileType = req.profile_type_id.parse().map_err(invalid)?;
         let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan {
-            profile_type: Some(req.profile_type_id.clone()),
-            selectors: parse_selectors(std::slice::from_ref(&req.label_selector))?,
+        let plan = Plan::new(
+            Some(req.profile_type_id.clone()),
+            parse_selectors(std::slice::from_ref(&req.label_selector))?,
             start,
             end,
-            profiles: Default::default(),
-        };
+        );
         let builder = PprofBuilder::new(
             (&profile_type.sample_type, &profile_type.sample_unit),
             (&profile_type.period_type, &profile_type.period_unit),
@@ -471,13 +446,12 @@ impl QuerierService for Querier {
             .parse::<ProfileType>()
             .map_err(invalid)?;
         let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan {
-            profile_type: Some(req.profile_type_id.clone()),
-            selectors: parse_selectors(std::slice::from_ref(&req.label_selector))?,
+        let plan = Plan::new(
+            Some(req.profile_type_id.clone()),
+            parse_selectors(std::slice::from_ref(&req.label_selector))?,
             start,
             end,
-            profiles: Default::default(),
-        };
+        );
         let mut shape = series::Bucketing::new(&req, start)?;
         let group_by = req.group_by.clone();
         let points: BTreeMap<Labels, Vec<ember_query::Point>> = self
@@ -534,13 +508,7 @@ impl QuerierService for Querier {
         request: Request<GetProfileStatsRequest>,
     ) -> Result<Response<GetProfileStatsResponse>, Status> {
         let tenant = Tenant::of(&request)?;
-        let plan = Plan {
-            profile_type: None,
-            selectors: Vec::new(),
-            start: i64::MIN,
-            end: i64::MAX,
-            profiles: Default::default(),
-        };
+        let plan = Plan::new(None, Vec::new(), i64::MIN, i64::MAX);
         let range = self
             .evaluate(
                 &tenant,

@@ -117,13 +117,7 @@ pub(crate) struct Answers {
 
 /// The plan for a merged answer: the ingester already applied the selectors.
 pub(crate) fn preselected(plan: &Plan) -> Plan {
-    Plan {
-        profile_type: plan.profile_type.clone(),
-        selectors: Vec::new(),
-        start: plan.start,
-        end: plan.end,
-        profiles: Default::default(),
-    }
+    Plan::new(plan.profile_type.clone(), Vec::new(), plan.start, plan.end)
 }
 
 fn select_request(plan: &Plan) -> SelectRequest {

@@ -141,7 +141,32 @@ impl ProfileVisitor for Admitted<'_> {
     }
 }
 
+/// Parses label selectors, skipping blank ones (a request may send `""`).
+pub fn parse_selectors(matchers: &[String]) -> ember_model::Result<Vec<Selector>> {
+    matchers
+        .iter()
+        .filter(|m| !m.trim().is_empty())
+        .map(|m| Selector::parse(m))
+        .collect()
+}
+
 impl Plan {
+    /// Returns a plan that counts every selected profile.
+    pub fn new(
+        profile_type: Option<String>,
+        selectors: Vec<Selector>,
+        start: i64,
+        end: i64,
+    ) -> Self {
+        Self {
+            profile_type,
+            selectors,
+            start,
+            end,
+            profiles: ProfileFilter::All,
+        }
+    }
+
     /// Returns whether a series with `labels` is selected.
     pub fn matches(&self, labels: &Labels) -> bool {
         self.profile_type
