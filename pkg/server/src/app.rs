@@ -319,6 +319,7 @@ impl App {
                 ready: Arc::new(AtomicBool::new(false)),
                 multitenancy: config.auth.multitenancy_enabled,
                 max_body_bytes: config.server.max_request_body_bytes as usize,
+                max_ingester_request_bytes: config.max_ingester_request_bytes(),
                 agent: agent.clone(),
             },
             ring,

@@ -415,6 +415,17 @@ impl Config {
         }
     }
 
+    /// Returns the largest `ingester.v1` request an ingester accepts: the
+    /// largest decompressed profile any tenant may push, plus 1 MiB for its
+    /// series; unbounded when a tenant's limit is disabled (0).
+    pub fn max_ingester_request_bytes(&self) -> usize {
+        let largest = std::iter::once(self.limits.clone())
+            .chain(self.overrides.keys().map(|t| self.limits_for(t)))
+            .map(|l| l.max_decompressed_profile_size_bytes)
+            .try_fold(0u64, |max, l| (l != 0).then_some(max.max(l)));
+        largest.map_or(usize::MAX, |l| (l + MIB) as usize)
+    }
+
     /// Returns the limits of `tenant`: `limits` with the tenant's `overrides` applied.
     pub fn limits_for(&self, tenant: &str) -> Limits {
         match self.overrides.get(tenant) {
@@ -2059,6 +2070,21 @@ mod tests {
                 .unwrap()
                 .len()
         );
+    }
+
+    #[test]
+    fn ingester_requests_are_bounded_by_the_largest_profile_limit() {
+        let config = Config::default();
+        assert_eq!(config.max_ingester_request_bytes(), (65 * MIB) as usize);
+        let config = Config::from_yaml(
+            "overrides:\n  big:\n    max_decompressed_profile_size_bytes: 134217728\n",
+        )
+        .unwrap();
+        assert_eq!(config.max_ingester_request_bytes(), (129 * MIB) as usize);
+        let config =
+            Config::from_yaml("overrides:\n  any:\n    max_decompressed_profile_size_bytes: 0\n")
+                .unwrap();
+        assert_eq!(config.max_ingester_request_bytes(), usize::MAX);
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct Services {
     pub ready: Arc<AtomicBool>,
     pub multitenancy: bool,
     pub max_body_bytes: usize,
+    /// Largest `ingester.v1` request an ingester decodes: a distributor
+    /// forwards profiles decompressed, so this bounds by the largest
+    /// decompressed profile any tenant may push.
+    pub max_ingester_request_bytes: usize,
     /// The agent, whose `/targets` page is served when it runs.
     pub agent: Option<ember_agent::Agent>,
 }
@@ -195,7 +199,7 @@ fn grpc_routes(s: &Services) -> Router {
             ember_proto::ingester::v1::ingester_service_server::IngesterServiceServer::new(
                 i.clone(),
             )
-            .max_decoding_message_size(usize::MAX)
+            .max_decoding_message_size(s.max_ingester_request_bytes)
             .max_encoding_message_size(usize::MAX),
         );
     }
