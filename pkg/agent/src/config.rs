@@ -6,9 +6,9 @@
 //! `profiling_config.pprof_config`. Unknown keys are refused.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
+use ember_config::{Documented, duration};
 use serde::{Deserialize, Serialize};
 
 use crate::ProfileKind;
@@ -218,7 +218,7 @@ impl ProfilingConfig {
 }
 
 /// How pushes are sent to a remote distributor.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
 #[serde(rename_all = "lowercase")]
 pub enum PushProtocol {
     /// Connect unary over HTTP/1.1 (`application/proto`, gzip); works over https.
@@ -229,33 +229,49 @@ pub enum PushProtocol {
 }
 
 /// Where and how profiles are pushed (`client`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
-    /// Distributor base URL, e.g. `http://distributor:4040`; empty with `-target=all`
-    /// pushes in-process.
+    /// Distributor URL the agent pushes to; empty pushes in-process with -target=all.
+    ///
+    /// A base URL, e.g. `http://distributor:4040`.
     pub url: String,
-    /// Tenant sent as `X-Scope-OrgID`; empty sends none (tenant `anonymous`).
+    /// Tenant the agent pushes as (X-Scope-OrgID); empty for none.
+    ///
+    /// Without one, pushes are tenant `anonymous`.
     pub tenant_id: String,
-    /// `connect` or `grpc`.
+    /// How the agent pushes: connect or grpc (plaintext).
     pub protocol: PushProtocol,
-    /// Time one push may take; default 10s.
+    /// Time one push may take.
+    ///
+    /// Default 10s.
     #[serde(with = "duration")]
     pub timeout: Duration,
-    /// Time a push waits to collect more profiles into one request; default 1s.
+    /// Time the agent waits to batch profiles into one push.
+    ///
+    /// Default 1s.
     #[serde(with = "duration")]
     pub batch_wait: Duration,
-    /// Most profiles in one push request; default 64.
+    /// Most profiles in one push.
+    ///
+    /// Default 64.
     pub batch_max_profiles: usize,
-    /// Most profiles held while distributors are unreachable; beyond, the oldest are
-    /// dropped and counted. Default 1000.
+    /// Most profiles the agent holds while distributors are down; the oldest are dropped.
+    ///
+    /// Dropped profiles are counted. Default 1000.
     pub buffer_max_profiles: usize,
-    /// Most bytes of profiles held while distributors are unreachable; default 128 MiB.
+    /// Most bytes of profiles the agent holds.
+    ///
+    /// While distributors are unreachable; default 128 MiB.
     pub buffer_max_bytes: u64,
-    /// First wait before retrying a failed push; doubles up to `max_backoff`. Default 500ms.
+    /// First wait before retrying a failed push.
+    ///
+    /// Doubles up to `max_backoff`. Default 500ms.
     #[serde(with = "duration")]
     pub min_backoff: Duration,
-    /// Longest wait between retries; default 30s.
+    /// Longest wait between push retries.
+    ///
+    /// Default 30s.
     #[serde(with = "duration")]
     pub max_backoff: Duration,
 }
@@ -277,14 +293,13 @@ impl Default for ClientConfig {
     }
 }
 
-/// A rule of the agent configuration that is broken; the message names the key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
-/// Checks what serde cannot: names, durations, schemes, bounds.
-pub fn validate(scrape_configs: &[ScrapeConfig], client: &ClientConfig) -> Result<(), ConfigError> {
-    let err = |m: String| Err(ConfigError(m));
+/// Checks what serde cannot: names, durations, schemes, bounds. The error
+/// names the key.
+pub fn validate(
+    scrape_configs: &[ScrapeConfig],
+    client: &ClientConfig,
+) -> ember_config::Result<()> {
+    let err = |m: String| Err(ember_config::Error::invalid(m));
     let mut names = std::collections::HashSet::new();
     for (i, job) in scrape_configs.iter().enumerate() {
         let at = format!("scrape_configs[{i}]");
@@ -363,100 +378,6 @@ pub fn validate(scrape_configs: &[ScrapeConfig], client: &ClientConfig) -> Resul
     Ok(())
 }
 
-/// Go and Prometheus durations (`500ms`, `15s`, `1h30m`) as serde strings.
-pub mod duration {
-    use super::*;
-    use serde::{Deserializer, Serializer};
-
-    /// Parses `15s`, `1h30m`, `500ms`, `1.5s`; `0` is zero.
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        if text == "0" {
-            return Ok(Duration::ZERO);
-        }
-        let mut rest = text;
-        let mut total = 0f64;
-        if rest.is_empty() {
-            return Err("empty duration, write e.g. 15s".into());
-        }
-        while !rest.is_empty() {
-            let n = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .unwrap_or(rest.len());
-            let number: f64 = rest[..n]
-                .parse()
-                .map_err(|_| format!("invalid duration {text:?}, write e.g. 15s"))?;
-            rest = &rest[n..];
-            let u = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let scale = match &rest[..u] {
-                "ns" => 1e-9,
-                "us" | "µs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                "d" => 86400.0,
-                other => {
-                    return Err(format!(
-                        "invalid unit {other:?} in duration {text:?}, use ns, us, ms, s, m, h or d"
-                    ));
-                }
-            };
-            total += number * scale;
-            rest = &rest[u..];
-        }
-        Duration::try_from_secs_f64(total).map_err(|e| format!("invalid duration {text:?}: {e}"))
-    }
-
-    /// Formats like Go: `15s`, `1m30s`, `500ms`.
-    pub fn format(d: Duration) -> String {
-        if d.is_zero() {
-            return "0s".into();
-        }
-        let mut nanos = d.as_nanos();
-        let mut out = String::new();
-        for (unit, size) in [
-            ("h", 3_600_000_000_000u128),
-            ("m", 60_000_000_000),
-            ("s", 1_000_000_000),
-            ("ms", 1_000_000),
-            ("us", 1_000),
-            ("ns", 1),
-        ] {
-            if nanos >= size {
-                out.push_str(&format!("{}{unit}", nanos / size));
-                nanos %= size;
-            }
-        }
-        out
-    }
-
-    /// Serializes with [`format`].
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
-
-    /// Deserializes with [`parse`].
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Duration;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as 15s or 500ms")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
-                parse(v).map_err(E::custom)
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
-                parse(&v.to_string()).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,7 +426,11 @@ mod tests {
             job_name: "a".into(),
             ..Default::default()
         };
-        let bad = |j: ScrapeConfig| validate(&[j], &ClientConfig::default()).unwrap_err().0;
+        let message = |e: ember_config::Error| match e {
+            ember_config::Error::Invalid(m) => m,
+            other => panic!("{other}"),
+        };
+        let bad = |j: ScrapeConfig| message(validate(&[j], &ClientConfig::default()).unwrap_err());
         assert_eq!(
             bad(ScrapeConfig {
                 job_name: " ".into(),
@@ -524,12 +449,7 @@ mod tests {
             url: "distributor:4040".into(),
             ..Default::default()
         };
-        assert!(
-            validate(&[job], &client)
-                .unwrap_err()
-                .0
-                .contains("client.url")
-        );
+        assert!(message(validate(&[job], &client).unwrap_err()).contains("client.url"));
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //! (parse + `Distributor::ingest_profile`), converted and labelled exactly as
 //! `pkg/server/src/ingest.rs` does it.
 
-use std::{collections::HashMap, fmt::Write as _, path::Path, time::Duration};
+use std::{collections::HashMap, fmt::Write as _, path::Path, sync::Arc, time::Duration};
 
-use ember_distributor::{Distributor, Limits as DistributorLimits};
+use ember_distributor::Distributor;
 use ember_formats::{FoldedOptions, Limits, folded, jfr, jfr::JfrOptions, types};
 use ember_model::{Labels, ingest::labels_of, pprof};
 use ember_proto::google::v1::Profile;
+use ember_time::SystemClock;
 
 use crate::{
     BoxResult, TENANT,
@@ -162,7 +163,11 @@ pub(crate) struct FormatResults {
 }
 
 fn distributor() -> Distributor {
-    Distributor::new(new_ingester(), DistributorLimits::unlimited())
+    Distributor::new(
+        new_ingester(),
+        Arc::new(ember_limits::Limits::unlimited()),
+        SystemClock::shared(),
+    )
 }
 
 /// Stores converted profiles as the endpoint does: `__name__` from the

@@ -6,9 +6,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ember_distributor::{Distributor, Limits};
+use ember_distributor::Distributor;
 use ember_ingester::{Ingester, IngesterConfig};
+use ember_limits::Limits;
 use ember_model::{ingest::series_for, new_profile_id, pprof};
+use ember_time::SystemClock;
 use object_store::memory::InMemory;
 
 use crate::{
@@ -144,6 +146,7 @@ pub(crate) fn new_ingester() -> Arc<Ingester> {
     Arc::new(Ingester::new(
         IngesterConfig::default(),
         Arc::new(InMemory::new()),
+        SystemClock::shared(),
     ))
 }
 
@@ -162,10 +165,11 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
     // No rate, size, label or series limit; decoding as in (a).
     let distributor = Distributor::new(
         new_ingester(),
-        Limits {
-            decode: limits,
+        Arc::new(Limits {
+            max_decompressed_profile_size_bytes: limits.max_decompressed_bytes as u64,
             ..Limits::unlimited()
-        },
+        }),
+        SystemClock::shared(),
     );
     let mut ingest = |i: &Input| -> BoxResult<()> {
         distributor.ingest_pprof(TENANT, &i.labels, &i.gz)?;
@@ -175,14 +179,14 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
     let mut append = |i: &Input| append_to(&ingester, i);
     let wal_dirs = (tempfile::tempdir()?, tempfile::tempdir()?);
     let with_wal = |dir: &std::path::Path, fsync: bool| {
-        let open = Ingester::open_with(
-            IngesterConfig::default(),
-            Arc::new(InMemory::new()),
-            dir,
-            ember_wal::WalOptions {
-                fsync,
-                ..Default::default()
+        let open = Ingester::open(
+            IngesterConfig {
+                wal_fsync: fsync,
+                ..IngesterConfig::default()
             },
+            Arc::new(InMemory::new()),
+            SystemClock::shared(),
+            dir,
         );
         // `run` is called from `block_in_place` on the runtime.
         tokio::runtime::Handle::current().block_on(open)

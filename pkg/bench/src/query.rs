@@ -67,7 +67,11 @@ pub(crate) async fn store_profiles(
     jitter: bool,
 ) -> BoxResult<Stored> {
     let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(dir)?);
-    let ingester = Ingester::new(IngesterConfig::default(), store.clone());
+    let ingester = Ingester::new(
+        IngesterConfig::default(),
+        store.clone(),
+        ember_time::SystemClock::shared(),
+    );
     let started = Instant::now();
     // CPU-bound, like the distributor's calls: keep it off the async workers.
     tokio::task::block_in_place(|| -> BoxResult<()> {

@@ -18,12 +18,14 @@
 //! compactor loses `meta.json` first and its deletion mark last.
 
 mod error;
+mod mem;
 mod meta;
 mod read;
 mod schema;
 mod write;
 
 pub use error::{Error, Result};
+pub use mem::MemBlock;
 pub use meta::{
     BlockMeta, BlockStats, Compaction, DeletionMark, FORMAT_VERSION, live_blocks, superseded,
 };

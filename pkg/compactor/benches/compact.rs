@@ -16,10 +16,11 @@ use std::{
     time::{Duration, Instant, UNIX_EPOCH},
 };
 
-use ember_compactor::{Compactor, CompactorConfig, ManualClock};
-use ember_ingester::Head;
+use ember_block::MemBlock;
+use ember_compactor::{Compactor, CompactorConfig};
 use ember_model::{ingest, new_profile_id, pprof};
 use ember_proto::google::v1::Profile;
+use ember_time::ManualClock;
 use object_store::{ObjectStore, local::LocalFileSystem};
 
 const SECOND: i64 = 1_000_000_000;
@@ -84,7 +85,7 @@ async fn main() {
             })
             .collect();
         for replica in 0..3 {
-            let head = Head::new();
+            let mut head = MemBlock::default();
             let mut order: Vec<usize> = (0..pushes.len()).collect();
             match replica {
                 1 => order.reverse(),
@@ -126,9 +127,13 @@ async fn main() {
             block_ranges,
             ..CompactorConfig::default()
         };
-        let compactor = Compactor::new(store.clone(), config, Arc::new(|_: &str| Duration::ZERO))
-            .unwrap()
-            .with_clock(clock.clone());
+        let compactor = Compactor::new(
+            store.clone(),
+            config,
+            Arc::new(|_: &str| Duration::ZERO),
+            clock.clone(),
+        )
+        .unwrap();
         let started = Instant::now();
         let report = compactor.run_once().await.unwrap();
         let elapsed = started.elapsed().as_secs_f64();

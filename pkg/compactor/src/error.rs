@@ -3,8 +3,8 @@ use thiserror::Error;
 /// What can go wrong in a compaction pass.
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("invalid compactor configuration: {0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] ember_config::Error),
     #[error("object storage: {0}")]
     ObjectStore(#[from] object_store::Error),
     #[error(transparent)]

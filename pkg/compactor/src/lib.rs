@@ -3,7 +3,7 @@
 //!
 //! With replication factor 3, three ingesters each flush a level-1 block
 //! holding a copy of the same profiles. The compactor, in passes every
-//! [`CompactorConfig::interval`], for every tenant (a top-level prefix of the
+//! [`CompactorConfig::compaction_interval`], for every tenant (a top-level prefix of the
 //! store):
 //!
 //! 1. **Deletes** blocks whose deletion mark is older than
@@ -16,7 +16,7 @@
 //! 3. **Merges**, for each of [`CompactorConfig::block_ranges`] in turn, the
 //!    unmarked, unsuperseded blocks lying inside one range of that length
 //!    (aligned to the epoch) once the range has ended at least
-//!    [`CompactorConfig::settle`] ago: the first range gathers level-1
+//!    [`CompactorConfig::settle_delay`] ago: the first range gathers level-1
 //!    blocks, the next ones the blocks the previous range produced and any
 //!    block a shorter range could not hold. A merge writes one block with the
 //!    union of the series, each profile ID once (ID 0, from blocks older than
@@ -29,7 +29,7 @@
 //! listed blocks before a merge finishes reading them. Blocks without
 //! `meta.json` (uploads in progress) are left alone.
 
-mod clock;
+mod config;
 mod error;
 mod merge;
 mod plan;
@@ -54,78 +54,12 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, path::Pa
 use tracing::{Instrument, debug, info, info_span, warn};
 use ulid::Ulid;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::CompactorConfig;
 pub use error::{Error, Result};
 
-use crate::{
-    clock::{nanos, unix_nanos},
-    merge::Merger,
-    plan::Group,
-};
+use ember_time::{SharedClock, nanos, unix_nanos};
 
-/// How the compactor merges and deletes blocks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompactorConfig {
-    /// Written into every merged block's `meta.json` as its source.
-    pub id: String,
-    /// The range lengths blocks are merged into, shortest first; each must be
-    /// a multiple of the one before. Level-1 blocks go into ranges of the
-    /// first; the blocks of each range go into the next.
-    pub block_ranges: Vec<Duration>,
-    /// How long after a range ends it is merged: ingesters must have flushed
-    /// every block that has profiles in it (a head is cut after at most
-    /// `ingester.max_block_duration`).
-    pub settle: Duration,
-    /// How long a block stays after its deletion mark, so that queries that
-    /// listed it can finish reading it.
-    pub deletion_delay: Duration,
-    /// Time between passes of [`Compactor::run`].
-    pub interval: Duration,
-}
-
-const HOUR: Duration = Duration::from_secs(3600);
-
-impl Default for CompactorConfig {
-    fn default() -> Self {
-        Self {
-            id: "compactor".into(),
-            block_ranges: vec![HOUR, 4 * HOUR, 24 * HOUR],
-            settle: HOUR,
-            deletion_delay: Duration::from_secs(15 * 60),
-            interval: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
-impl CompactorConfig {
-    /// Checks that the ranges nest and the interval is not zero.
-    pub fn validate(&self) -> Result<()> {
-        let invalid = |m: String| Err(Error::Config(m));
-        if self.block_ranges.is_empty() {
-            return invalid("block_ranges must hold at least one range".into());
-        }
-        let mut previous: Option<Duration> = None;
-        for &r in &self.block_ranges {
-            if r.is_zero() || r.as_nanos() > i64::MAX as u128 / 2 {
-                return invalid(format!(
-                    "block range {r:?} must be between 1ns and 100 years"
-                ));
-            }
-            if let Some(p) = previous
-                && (r <= p || r.as_nanos() % p.as_nanos() != 0)
-            {
-                return invalid(format!(
-                    "block range {r:?} must be a longer multiple of the range before it ({p:?})"
-                ));
-            }
-            previous = Some(r);
-        }
-        if self.interval.is_zero() {
-            return invalid("interval must be greater than 0s".into());
-        }
-        Ok(())
-    }
-}
+use crate::{merge::Merger, plan::Group};
 
 /// What one pass did, summed over tenants.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -168,8 +102,10 @@ pub type Retention = Arc<dyn Fn(&str) -> Duration + Send + Sync>;
 pub struct Compactor {
     store: Arc<dyn ObjectStore>,
     config: CompactorConfig,
+    /// Written into every merged block's `meta.json` as its source.
+    id: String,
     retention: Retention,
-    clock: Arc<dyn Clock>,
+    clock: SharedClock,
     /// `meta.json` of blocks seen: blocks are immutable, so it never goes stale.
     metas: Mutex<HashMap<(String, Ulid), BlockMeta>>,
     /// Held by a pass, so that passes never overlap.
@@ -200,21 +136,23 @@ impl Compactor {
         store: Arc<dyn ObjectStore>,
         config: CompactorConfig,
         retention: Retention,
+        clock: SharedClock,
     ) -> Result<Self> {
         config.validate()?;
         Ok(Self {
             store,
             config,
+            id: "compactor".into(),
             retention,
-            clock: Arc::new(SystemClock),
+            clock,
             metas: Mutex::new(HashMap::new()),
             pass: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Replaces the wall clock (tests).
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+    /// Names this compactor in the `meta.json` of the blocks it writes.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
         self
     }
 
@@ -223,7 +161,7 @@ impl Compactor {
         &self.config
     }
 
-    /// Runs passes every [`CompactorConfig::interval`] until `shutdown`
+    /// Runs passes every [`CompactorConfig::compaction_interval`] until `shutdown`
     /// completes. A pass under way when it does stops after its current merge,
     /// so no upload is left half-done.
     pub async fn run<F: Future>(self: Arc<Self>, shutdown: F) {
@@ -248,7 +186,7 @@ impl Compactor {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(self.config.interval) => {}
+                _ = tokio::time::sleep(self.config.compaction_interval) => {}
                 _ = &mut shutdown => {
                     info!("compactor stopped");
                     return;
@@ -540,7 +478,7 @@ impl Compactor {
 
         // 3. Merges, shortest range first, so that the blocks a range
         // produces can be merged by the next one in the same pass.
-        let complete_before = now_nanos.saturating_sub(nanos(self.config.settle));
+        let complete_before = now_nanos.saturating_sub(nanos(self.config.settle_delay));
         for (stage, range) in self.config.block_ranges.iter().enumerate() {
             for group in plan::groups(&metas, stage, nanos(*range), complete_before) {
                 if stop.load(Ordering::Acquire) {
@@ -630,7 +568,7 @@ impl Compactor {
             return Ok(None);
         }
         let ulid = Ulid::from_datetime(self.clock.now());
-        let source = self.config.id.clone();
+        let source = self.id.clone();
         let level = compaction.level;
         let encoded = tokio::task::spawn_blocking(move || {
             encode_block(&merger.finish(ulid, source, compaction))

@@ -12,11 +12,10 @@ use std::{
 };
 
 use ember_block::{
-    Block, BlockMeta, BlockView, DELETION_MARK_FILE, DeletionMark, META_FILE, block_file,
+    Block, BlockMeta, BlockView, DELETION_MARK_FILE, DeletionMark, META_FILE, MemBlock, block_file,
     blocks_prefix,
 };
-use ember_compactor::{Compactor, CompactorConfig, ManualClock, Report, Retention};
-use ember_ingester::Head;
+use ember_compactor::{Compactor, CompactorConfig, Report, Retention};
 use ember_model::{
     Labels, ProfileId, flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, new_profile_id,
     pprof,
@@ -24,6 +23,7 @@ use ember_model::{
 use ember_proto::google::v1::Profile;
 use ember_query::{Plan, ProfileFilter, SourceView};
 use ember_symdb::resolve::PprofBuilder;
+use ember_time::ManualClock;
 use futures::TryStreamExt;
 use object_store::{
     ObjectStore, ObjectStoreExt, PutPayload, local::LocalFileSystem, memory::InMemory, path::Path,
@@ -129,7 +129,7 @@ async fn ingest(
     pushes: &[&Push],
     chunk: impl Fn(&Push) -> i64,
 ) -> Vec<Ulid> {
-    let mut heads: BTreeMap<i64, Head> = BTreeMap::new();
+    let mut heads: BTreeMap<i64, MemBlock> = BTreeMap::new();
     for p in pushes {
         heads.entry(chunk(p)).or_default().append(
             &profiles()[p.profile].1,
@@ -144,7 +144,7 @@ async fn ingest(
         ember_block::upload_block(store, tenant, &block)
             .await
             .unwrap();
-        ulids.push(head.ulid);
+        ulids.push(head.ulid());
     }
     ulids
 }
@@ -171,11 +171,10 @@ async fn replicate(store: &Arc<dyn ObjectStore>, tenant: &str, pushes: &[Push]) 
 
 fn config() -> CompactorConfig {
     CompactorConfig {
-        id: "compactor-test".into(),
         block_ranges: vec![Duration::from_secs(3600), Duration::from_secs(4 * 3600)],
-        settle: Duration::from_secs(60),
+        settle_delay: Duration::from_secs(60),
         deletion_delay: Duration::from_secs(15 * 60),
-        interval: Duration::from_secs(60),
+        compaction_interval: Duration::from_secs(60),
     }
 }
 
@@ -184,9 +183,9 @@ fn keep_forever() -> Retention {
 }
 
 fn compactor(store: &Arc<dyn ObjectStore>, clock: &Arc<ManualClock>) -> Compactor {
-    Compactor::new(store.clone(), config(), keep_forever())
+    Compactor::new(store.clone(), config(), keep_forever(), clock.clone())
         .unwrap()
-        .with_clock(clock.clone())
+        .with_id("compactor-test")
 }
 
 /// The complete blocks of `tenant`, with whether each has a deletion mark.
@@ -627,9 +626,9 @@ async fn retention_marks_then_deletes_old_blocks() {
     });
     // 2h30 before now is 00:32: the first hour's blocks (00:00-00:01) expire.
     let clock = Arc::new(ManualClock::new(at(BASE + 3 * HOUR + 2 * 60 * SECOND)));
-    let compactor = Compactor::new(store.clone(), config(), retention)
+    let compactor = Compactor::new(store.clone(), config(), retention, clock.clone())
         .unwrap()
-        .with_clock(clock.clone());
+        .with_id("compactor-test");
     let report = compactor.run_once().await.unwrap();
     assert_eq!(report.tenants, 2);
     assert_eq!(report.blocks_expired, 4);
@@ -666,7 +665,7 @@ async fn blocks_without_meta_are_left_alone() {
     let pushes = pushes_of(1, LIGHT);
     replicate(&store, TENANT, &pushes).await;
     // Another ingester's upload, still in progress: every file but meta.json.
-    let head = Head::new();
+    let mut head = MemBlock::default();
     for p in &pushes {
         head.append(&profiles()[p.profile].1, &p.series, p.time, p.id);
     }
@@ -674,13 +673,13 @@ async fn blocks_without_meta_are_left_alone() {
     for (name, bytes) in &encoded.files {
         store
             .put(
-                &block_file(TENANT, head.ulid, name),
+                &block_file(TENANT, head.ulid(), name),
                 PutPayload::from_bytes(bytes.clone()),
             )
             .await
             .unwrap();
     }
-    let partial = Path::from(format!("{TENANT}/blocks/{}", head.ulid));
+    let partial = Path::from(format!("{TENANT}/blocks/{}", head.ulid()));
     let partial_files = files(&store, &partial).await;
     assert_eq!(partial_files.len(), 7);
 
@@ -693,7 +692,7 @@ async fn blocks_without_meta_are_left_alone() {
     assert_eq!(files(&store, &partial).await, partial_files);
     let merged = live(&store, TENANT).await;
     assert_eq!(merged.len(), 1);
-    assert!(!merged[0].compaction.sources.contains(&head.ulid));
+    assert!(!merged[0].compaction.sources.contains(&head.ulid()));
 }
 
 /// Rewrites a block as format 1 wrote it: no `id` column, version 1.

@@ -8,17 +8,18 @@
 //! conversion of cumulative series into deltas ([`delta`]). A refusal names
 //! the limit, its configuration key, its value and the tenant.
 
+mod config;
 pub mod delta;
-mod limits;
 pub mod rate;
 pub mod replication;
 mod sink;
 
 use std::{
     sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, UNIX_EPOCH},
 };
 
+use ember_limits::{Limits, TenantLimits};
 use ember_model::{Labels, ingest, labels::DELTA, pprof};
 use ember_proto::{
     Tenant,
@@ -27,12 +28,13 @@ use ember_proto::{
     push::v1::{PushRequest, PushResponse, pusher_service_server::PusherService},
     types::v1::{GetFeatureFlagsRequest, GetFeatureFlagsResponse},
 };
+use ember_time::SharedClock;
 use prost::Message;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
+pub use config::DistributorConfig;
 pub use delta::DeltaTracker;
-pub use limits::{Clock, Limits, LimitsFn, ManualClock, SharedClock, SystemClock, TenantLimits};
 pub use rate::RateLimiter;
 pub use sink::{IngestSink, ProfileWrite};
 
@@ -56,13 +58,6 @@ fn model_error(tenant: &str, e: ember_model::Error) -> Status {
     }
 }
 
-fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// The decompressed-size bound used when that limit is disabled: large, but
 /// clear of `usize::MAX`, which `gunzip_bounded` cannot take (it adds one).
 const NO_DECOMPRESSED_LIMIT: usize = usize::MAX >> 1;
@@ -72,18 +67,18 @@ fn enabled(limit: usize) -> usize {
     if limit == 0 { usize::MAX } else { limit }
 }
 
-impl Distributor {
-    /// Returns a distributor feeding `sink` (an `Arc<Ingester>` in one
-    /// process, a [`replication::Replicas`] in a cluster), with the limits of
-    /// each tenant from `limits` and the real clock.
-    /// `limits` may be a [`Limits`] (the same for every tenant) or any
-    /// [`TenantLimits`], such as a [`LimitsFn`] over the configuration.
-    pub fn new(sink: Arc<dyn IngestSink>, limits: impl TenantLimits + 'static) -> Self {
-        Self::with_clock(sink, Arc::new(limits), Arc::new(SystemClock::default()))
-    }
+/// [`enabled`] for limits in bytes.
+fn enabled_u64(limit: u64) -> u64 {
+    if limit == 0 { u64::MAX } else { limit }
+}
 
-    /// Returns a distributor whose time-based limits follow `clock`.
-    pub fn with_clock(
+impl Distributor {
+    /// Returns a distributor feeding `sink` (the ingester of this process, or
+    /// a [`replication::Replicas`] in a cluster), with the limits of each
+    /// tenant from `limits` (a [`Limits`] for the same limits everywhere, or
+    /// the configured `ember_limits::Overrides`); rates, deltas and the time
+    /// of profiles without one follow `clock`.
+    pub fn new(
         sink: Arc<dyn IngestSink>,
         limits: Arc<dyn TenantLimits>,
         clock: SharedClock,
@@ -109,8 +104,16 @@ impl Distributor {
         self.charge_with(tenant, bytes, &l)
     }
 
+    /// Returns the time since the epoch: the clock of rates and deltas.
+    fn since_epoch(&self) -> Duration {
+        self.clock
+            .now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+    }
+
     fn charge_with(&self, tenant: &str, bytes: usize, l: &Limits) -> Result<(), Status> {
-        let now = self.clock.now();
+        let now = self.since_epoch();
         if self.rate.allow(
             tenant,
             bytes,
@@ -156,14 +159,14 @@ impl Distributor {
     }
 
     fn check_profile(tenant: &str, profile: &Profile, l: &Limits) -> Result<(), Status> {
-        if profile.sample.len() > enabled(l.decode.max_samples) {
+        if profile.sample.len() > enabled(l.max_samples_per_profile) {
             return Err(Code::Unprocessable.status(format!(
                 "tenant {tenant:?}: profile has {} samples, more than the limit of {} (limits.max_samples_per_profile)",
                 profile.sample.len(),
-                l.decode.max_samples
+                l.max_samples_per_profile
             )));
         }
-        let max_depth = enabled(l.decode.max_stack_depth);
+        let max_depth = enabled(l.max_stack_depth);
         if let Some((i, s)) = profile
             .sample
             .iter()
@@ -173,7 +176,7 @@ impl Distributor {
             return Err(Code::Unprocessable.status(format!(
                 "tenant {tenant:?}: sample {i} has a stack of {} frames, more than the limit of {} (limits.max_stack_depth)",
                 s.location_id.len(),
-                l.decode.max_stack_depth
+                l.max_stack_depth
             )));
         }
         Ok(())
@@ -198,7 +201,7 @@ impl Distributor {
     /// before the rate limit, so a profile that can never pass is not
     /// answered with a 429 that invites retries.
     fn check_size(tenant: &str, raw: &[u8], l: &Limits) -> Result<(), Status> {
-        if raw.len() > enabled(l.max_profile_size_bytes) {
+        if raw.len() as u64 > enabled_u64(l.max_profile_size_bytes) {
             return Err(Code::TooLarge.status(format!(
                 "tenant {tenant:?}: profile is {} bytes, more than the limit of {} bytes (limits.max_profile_size_bytes)",
                 raw.len(),
@@ -217,7 +220,7 @@ impl Distributor {
     ) -> Result<(), Status> {
         // Sample and depth limits are checked here, so messages name the tenant.
         let decode_limits = pprof::DecodeLimits {
-            max_decompressed_bytes: match l.decode.max_decompressed_bytes {
+            max_decompressed_bytes: match l.decode().max_decompressed_bytes {
                 0 => NO_DECOMPRESSED_LIMIT,
                 n => n,
             },
@@ -266,12 +269,12 @@ impl Distributor {
         }
         if delta {
             self.deltas
-                .apply(tenant, &mut profile, &mut series, self.clock.now());
+                .apply(tenant, &mut profile, &mut series, self.since_epoch());
         }
         let time = if profile.time_nanos > 0 {
             profile.time_nanos
         } else {
-            now_nanos()
+            self.clock.now_nanos()
         };
         debug!(
             tenant,

@@ -14,7 +14,7 @@
 use std::{
     fmt::Debug,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, SystemTime},
 };
 
 use ember_ingester::wire;
@@ -24,6 +24,7 @@ use ember_proto::{
     error::Code,
     ingester::v1::PushRequest,
 };
+use ember_time::SharedClock;
 use rustc_hash::FxHashMap;
 use tokio::runtime::Handle;
 use tonic::Status;
@@ -71,6 +72,7 @@ pub struct Replicas {
     placement: Arc<dyn Placement>,
     clients: Arc<IngesterClients>,
     config: ReplicationConfig,
+    clock: SharedClock,
     runtime: Handle,
     load: Mutex<FxHashMap<(String, String), ServiceLoad>>,
 }
@@ -79,7 +81,7 @@ pub struct Replicas {
 #[derive(Debug, Clone, Copy)]
 struct ServiceLoad {
     bytes_per_second: f64,
-    at: Instant,
+    at: SystemTime,
 }
 
 /// How fast a service's measured rate forgets the past.
@@ -92,18 +94,20 @@ impl Replicas {
         placement: Arc<dyn Placement>,
         clients: Arc<IngesterClients>,
         config: ReplicationConfig,
+        clock: SharedClock,
     ) -> Self {
         Self {
             placement,
             clients,
             config,
+            clock,
             runtime: Handle::current(),
             load: Mutex::new(FxHashMap::default()),
         }
     }
 
     /// Records `bytes` for the service and returns over how many shards it spreads.
-    fn shards(&self, tenant: &str, service: &str, bytes: usize, now: Instant) -> usize {
+    fn shards(&self, tenant: &str, service: &str, bytes: usize, now: SystemTime) -> usize {
         let mut load = self.load.lock().expect("poisoned");
         let entry = load
             .entry((tenant.to_owned(), service.to_owned()))
@@ -111,7 +115,10 @@ impl Replicas {
                 bytes_per_second: 0.0,
                 at: now,
             });
-        let elapsed = now.duration_since(entry.at).as_secs_f64();
+        let elapsed = now
+            .duration_since(entry.at)
+            .unwrap_or_default()
+            .as_secs_f64();
         let decay = 0.5f64.powf(elapsed / LOAD_HALF_LIFE.as_secs_f64());
         // An exponentially weighted rate: each byte adds 1/half-life-ish weight.
         entry.bytes_per_second = entry.bytes_per_second * decay
@@ -127,7 +134,7 @@ impl Replicas {
             return 0;
         };
         let service = first.labels.service_name();
-        let shards = self.shards(tenant, service, bytes, Instant::now());
+        let shards = self.shards(tenant, service, bytes, self.clock.now());
         let shard = if shards == 1 {
             0
         } else {
@@ -253,6 +260,7 @@ mod tests {
             Arc::new(Nowhere),
             Arc::new(IngesterClients::new(Duration::from_secs(1))),
             ReplicationConfig::default(),
+            ember_time::SystemClock::shared(),
         )
     }
 

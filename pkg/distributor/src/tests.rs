@@ -1,8 +1,10 @@
 use std::{io::Write, time::Duration};
 
 use ember_ingester::{Ingester, IngesterConfig};
+use ember_limits::{LimitsOverride, Overrides};
 use ember_model::ingest::labels_of;
 use ember_proto::google::v1::{Function, Line, Location, Sample, ValueType};
+use ember_time::ManualClock;
 use object_store::memory::InMemory;
 
 use super::*;
@@ -45,12 +47,13 @@ fn distributor(limits: impl TenantLimits + 'static) -> (Distributor, Arc<ManualC
 fn distributor_and_ingester(
     limits: impl TenantLimits + 'static,
 ) -> (Distributor, Arc<ManualClock>, Arc<Ingester>) {
+    let clock = Arc::new(ManualClock::default());
     let ingester = Arc::new(Ingester::new(
         IngesterConfig::default(),
         Arc::new(InMemory::new()),
+        clock.clone(),
     ));
-    let clock = Arc::new(ManualClock::default());
-    let d = Distributor::with_clock(ingester.clone(), Arc::new(limits), clock.clone());
+    let d = Distributor::new(ingester.clone(), Arc::new(limits), clock.clone());
     (d, clock, ingester)
 }
 
@@ -96,19 +99,20 @@ fn rate_limit_refuses_with_429_per_tenant_and_refills_with_time() {
 
 #[test]
 fn limits_come_from_the_tenant_and_messages_name_them() {
-    let (d, _) = distributor(LimitsFn(|tenant: &str| {
-        let mut l = Limits::default();
-        if tenant == "small" {
-            l.decode.max_samples = 2;
-            l.decode.max_stack_depth = 3;
-            l.max_label_names_per_series = 4;
-            l.max_label_name_length = 20;
-            l.max_label_value_length = 60;
-            l.max_profile_size_bytes = 200;
-            l.decode.max_decompressed_bytes = 1000;
-        }
-        l
-    }));
+    let small = LimitsOverride {
+        max_samples_per_profile: Some(2),
+        max_stack_depth: Some(3),
+        max_label_names_per_series: Some(4),
+        max_label_name_length: Some(20),
+        max_label_value_length: Some(60),
+        max_profile_size_bytes: Some(200),
+        max_decompressed_profile_size_bytes: Some(1000),
+        ..LimitsOverride::default()
+    };
+    let (d, _) = distributor(Overrides {
+        defaults: Limits::default(),
+        tenants: [("small".to_string(), small)].into(),
+    });
     let ok = cpu(3, 4).encode_to_vec();
     d.ingest_pprof("big", &service("s"), &ok).unwrap();
 

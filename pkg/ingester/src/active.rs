@@ -9,7 +9,7 @@
 use std::{
     collections::HashMap,
     hash::{DefaultHasher, Hash, Hasher},
-    time::{Duration, Instant},
+    time::{Duration, SystemTime},
 };
 
 use ember_model::Labels;
@@ -24,7 +24,7 @@ pub fn fingerprint(labels: &Labels) -> u64 {
 /// The series of one tenant seen within the window, by fingerprint.
 #[derive(Debug, Default)]
 pub struct ActiveSeries {
-    last_seen: HashMap<u64, Instant>,
+    last_seen: HashMap<u64, SystemTime>,
 }
 
 /// Refusal of [`ActiveSeries::admit`]: the tenant would have more active series than allowed.
@@ -47,9 +47,10 @@ impl ActiveSeries {
     }
 
     /// Forgets series not seen since `now - window`.
-    pub fn purge(&mut self, now: Instant, window: Duration) {
+    pub fn purge(&mut self, now: SystemTime, window: Duration) {
+        // A clock that went back counts as no time passed.
         self.last_seen
-            .retain(|_, seen| now.saturating_duration_since(*seen) < window);
+            .retain(|_, seen| now.duration_since(*seen).unwrap_or_default() < window);
     }
 
     /// Marks `series` as seen at `now`, or refuses all of them when the new ones
@@ -59,7 +60,7 @@ impl ActiveSeries {
         &mut self,
         series: &[u64],
         limit: usize,
-        now: Instant,
+        now: SystemTime,
         window: Duration,
     ) -> Result<(), SeriesLimitExceeded> {
         if limit > 0 {
@@ -97,7 +98,7 @@ mod tests {
     #[test]
     fn refuses_new_series_above_the_limit_but_keeps_known_ones() {
         let mut active = ActiveSeries::default();
-        let t0 = Instant::now();
+        let t0 = SystemTime::now();
         active.admit(&[1, 2], 3, t0, HOUR).unwrap();
         assert_eq!(
             active.admit(&[3, 4], 3, t0, HOUR),
@@ -113,7 +114,7 @@ mod tests {
     #[test]
     fn series_expire_after_the_window_not_at_a_cut() {
         let mut active = ActiveSeries::default();
-        let t0 = Instant::now();
+        let t0 = SystemTime::now();
         active.admit(&[1, 2], 2, t0, HOUR).unwrap();
         // Series 1 keeps sending; 2 stops.
         active.admit(&[1], 2, t0 + HOUR / 2, HOUR).unwrap();

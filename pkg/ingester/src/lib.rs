@@ -8,6 +8,9 @@
 //! flushed and is dropped only once its block is uploaded; the block keeps the
 //! head's ULID so that queriers never count both.
 //!
+//! Time comes from the injected [`Clock`]: tests cut heads by moving a manual
+//! clock, never by sleeping.
+//!
 //! With a write-ahead log ([`Ingester::open`]) every profile is fsynced to the
 //! log before [`Ingester::append`] returns, the log is replayed into heads on
 //! start, and a segment is deleted only once every head holding one of its
@@ -15,6 +18,7 @@
 //! sit in closed segments.
 
 mod active;
+mod config;
 mod head;
 mod service;
 mod wal_record;
@@ -27,19 +31,21 @@ use std::{
         Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use ember_model::{ProfileId, ingest::SeriesSpec};
 use ember_proto::google::v1::Profile;
 use ember_query::SourceView;
+use ember_time::SharedClock;
 use object_store::{ObjectStore, ObjectStoreExt};
 use thiserror::Error;
 use tracing::{info, warn};
 use ulid::Ulid;
 
 pub use active::{ActiveSeries, SeriesLimitExceeded, fingerprint};
-pub use head::{Head, HeadData};
+pub use config::IngesterConfig;
+pub use head::Head;
 pub use service::{IngesterApi, plan_of};
 
 #[derive(Debug, Error)]
@@ -64,24 +70,6 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, Clone)]
-pub struct IngesterConfig {
-    /// Written into every block's meta.json as its source.
-    pub id: String,
-    pub max_block_duration: Duration,
-    pub max_block_bytes: u64,
-}
-
-impl Default for IngesterConfig {
-    fn default() -> Self {
-        Self {
-            id: "ingester".into(),
-            max_block_duration: Duration::from_secs(3600),
-            max_block_bytes: 512 << 20,
-        }
-    }
-}
-
 #[derive(Debug)]
 struct TenantHeads {
     active: Arc<Head>,
@@ -90,7 +78,7 @@ struct TenantHeads {
     /// Cut heads waiting for (or in) upload, oldest first.
     flushing: Vec<Arc<Head>>,
     /// Uploaded heads, still answering queries until the given time.
-    flushed: Vec<(Arc<Head>, Instant)>,
+    flushed: Vec<(Arc<Head>, SystemTime)>,
 }
 
 /// Returns which `length`-long window since the epoch `t` falls in. Heads are
@@ -112,6 +100,9 @@ const FLUSHED_HEAD_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Ingester {
     config: IngesterConfig,
+    /// Written into every block's `meta.json` as its source.
+    id: String,
+    clock: SharedClock,
     store: Arc<dyn ObjectStore>,
     tenants: RwLock<HashMap<String, Arc<Mutex<TenantHeads>>>>,
     stopping: AtomicBool,
@@ -126,9 +117,13 @@ pub struct Ingester {
 }
 
 impl Ingester {
-    pub fn new(config: IngesterConfig, store: Arc<dyn ObjectStore>) -> Self {
+    /// Returns an ingester that keeps everything in memory only (tests,
+    /// benchmarks): no write-ahead log.
+    pub fn new(config: IngesterConfig, store: Arc<dyn ObjectStore>, clock: SharedClock) -> Self {
         Self {
             config,
+            id: "ingester".into(),
+            clock,
             store,
             tenants: RwLock::new(HashMap::new()),
             stopping: AtomicBool::new(false),
@@ -136,6 +131,12 @@ impl Ingester {
             wal: None,
             wal_checkpoint: RwLock::new(()),
         }
+    }
+
+    /// Names this ingester in the `meta.json` of the blocks it writes.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
     }
 
     /// Opens an ingester with a write-ahead log in `wal_dir`: replays the log
@@ -147,18 +148,10 @@ impl Ingester {
     pub async fn open(
         config: IngesterConfig,
         store: Arc<dyn ObjectStore>,
+        clock: SharedClock,
         wal_dir: &Path,
     ) -> Result<Self> {
-        Self::open_with(config, store, wal_dir, ember_wal::WalOptions::default()).await
-    }
-
-    /// [`open`](Self::open) with explicit log options.
-    pub async fn open_with(
-        config: IngesterConfig,
-        store: Arc<dyn ObjectStore>,
-        wal_dir: &Path,
-        options: ember_wal::WalOptions,
-    ) -> Result<Self> {
+        let options = config.wal_options();
         let dir = wal_dir.to_path_buf();
         let (entries, report) = tokio::task::spawn_blocking(move || -> Result<_> {
             let (records, report) = ember_wal::replay(&dir)?;
@@ -184,7 +177,7 @@ impl Ingester {
 
         let dir = wal_dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let mut ingester = Self::new(config, store);
+            let mut ingester = Self::new(config, store, clock);
             let mut pending: HashMap<String, Vec<(u64, wal_record::ProfileRecord)>> =
                 HashMap::new();
             let (mut bad, mut already_uploaded) = (0usize, 0usize);
@@ -192,7 +185,7 @@ impl Ingester {
                            tenant: &str,
                            ulid: Ulid,
                            group: Vec<(u64, wal_record::ProfileRecord)>| {
-                let head = Head::with_ulid(ulid);
+                let head = Head::with_ulid(ulid, ingester.clock.now());
                 for (segment, r) in group {
                     head.note_wal_segment(segment);
                     head.append(&r.profile, &r.series, r.time_nanos, r.id);
@@ -262,7 +255,7 @@ impl Ingester {
             .entry(tenant.to_owned())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(TenantHeads {
-                    active: Arc::new(Head::new()),
+                    active: Arc::new(Head::new(self.clock.now())),
                     series: ActiveSeries::default(),
                     flushing: Vec::new(),
                     flushed: Vec::new(),
@@ -333,17 +326,7 @@ impl Ingester {
     /// new ones would exceed `limit` active series (0 disables the limit).
     /// A series is active for `max_block_duration` after its last profile.
     pub fn admit_series(&self, tenant: &str, series: &[SeriesSpec], limit: usize) -> Result<()> {
-        self.admit_series_at(tenant, series, limit, Instant::now())
-    }
-
-    /// [`admit_series`](Self::admit_series) as of `now` (tests move time).
-    pub fn admit_series_at(
-        &self,
-        tenant: &str,
-        series: &[SeriesSpec],
-        limit: usize,
-        now: Instant,
-    ) -> Result<()> {
+        let now = self.clock.now();
         let keys: Vec<u64> = series.iter().map(|s| fingerprint(&s.labels)).collect();
         let window = self.config.max_block_duration;
         let heads = self.tenant(tenant);
@@ -387,7 +370,7 @@ impl Ingester {
             return Vec::new();
         };
         let t = t.lock().expect("poisoned");
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut heads: Vec<Arc<Head>> = t
             .flushed
             .iter()
@@ -410,8 +393,7 @@ impl Ingester {
     /// Cuts every tenant's active head that is full or old enough (all of
     /// them when `force`), moving it to the flush queue.
     fn cut(&self, force: bool) {
-        let now = Instant::now();
-        let wall_now = SystemTime::now();
+        let now = self.clock.now();
         let mut any = false;
         // Exclusive, so that the cut record in the log separates exactly the
         // profiles of the cut head from those of the next one.
@@ -426,7 +408,7 @@ impl Ingester {
             let (empty, bytes) = active.size();
             let due = force
                 || cut_window(active.created_at, self.config.max_block_duration)
-                    != cut_window(wall_now, self.config.max_block_duration)
+                    != cut_window(now, self.config.max_block_duration)
                 || bytes as u64 >= self.config.max_block_bytes;
             if due && !empty {
                 info!(tenant, head = %active.ulid, bytes, "cutting head");
@@ -436,7 +418,7 @@ impl Ingester {
                     // Without it a replay may count this head's profiles twice, never lose them.
                     warn!(tenant, head = %active.ulid, error = %e, "logging cut failed");
                 }
-                let old = std::mem::replace(&mut heads.active, Arc::new(Head::new()));
+                let old = std::mem::replace(&mut heads.active, Arc::new(Head::new(now)));
                 heads.flushing.push(old);
                 any = true;
             }
@@ -489,7 +471,7 @@ impl Ingester {
             .collect();
         let mut first_error = None;
         for (tenant, head) in pending {
-            let source = self.config.id.clone();
+            let source = self.id.clone();
             let h = head.clone();
             let encoded = tokio::task::spawn_blocking(move || {
                 ember_block::encode_block(&h.to_block_data(source))
@@ -508,7 +490,7 @@ impl Ingester {
                     let heads = self.tenant(&tenant);
                     let mut heads = heads.lock().expect("poisoned");
                     heads.flushing.retain(|h| !Arc::ptr_eq(h, &head));
-                    let now = Instant::now();
+                    let now = self.clock.now();
                     heads.flushed.retain(|(_, until)| *until > now);
                     heads.flushed.push((head.clone(), now + FLUSHED_HEAD_GRACE));
                 }

@@ -10,6 +10,7 @@ use ember_model::{
 };
 use ember_query::{Plan, SourceView};
 use ember_symdb::resolve::PprofBuilder;
+use ember_time::SystemClock;
 use object_store::{ObjectStore, memory::InMemory};
 
 fn testdata() -> PathBuf {
@@ -84,7 +85,7 @@ fn tree_of(view: &dyn SourceView, plan: &Plan) -> FunctionTree {
 
 #[tokio::test]
 async fn flushed_block_answers_like_its_head() {
-    let head = Head::new();
+    let head = Head::new(std::time::SystemTime::now());
     let mut expected_totals = std::collections::BTreeMap::<String, i64>::new();
     for (i, (path, profile)) in valid_profiles().iter().enumerate() {
         let service = format!("svc-{}", i % 5);
@@ -170,7 +171,11 @@ async fn flushed_block_answers_like_its_head() {
 #[tokio::test]
 async fn ingester_flushes_on_stop_and_refuses_writes_after() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = Ingester::new(IngesterConfig::default(), store.clone());
+    let ingester = Ingester::new(
+        IngesterConfig::default(),
+        store.clone(),
+        SystemClock::shared(),
+    );
     let (_, profile) = valid_profiles()
         .into_iter()
         .find(|(p, _)| p.ends_with("/cpu.pb.gz"))

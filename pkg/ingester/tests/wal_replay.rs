@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 use ember_ingester::{Ingester, IngesterConfig};
 use ember_model::{flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, new_profile_id, pprof};
 use ember_query::{Plan, SourceView};
+use ember_time::SystemClock;
 use object_store::{ObjectStore, memory::InMemory};
 
 fn profiles() -> Vec<ember_proto::google::v1::Profile> {
@@ -76,9 +77,14 @@ fn segment_files(dir: &std::path::Path) -> usize {
 async fn replayed_wal_answers_like_the_lost_heads() {
     let wal = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = Ingester::open(IngesterConfig::default(), store.clone(), wal.path())
-        .await
-        .unwrap();
+    let ingester = Ingester::open(
+        IngesterConfig::default(),
+        store.clone(),
+        SystemClock::shared(),
+        wal.path(),
+    )
+    .await
+    .unwrap();
     for (i, profile) in profiles().iter().enumerate() {
         let tenant = if i % 2 == 0 { "tenant-a" } else { "tenant-b" };
         let client = ingest::labels_of(&[("service_name", &format!("svc-{}", i % 3))]);
@@ -92,9 +98,14 @@ async fn replayed_wal_answers_like_the_lost_heads() {
     // A crash: nothing is flushed.
     drop(ingester);
 
-    let ingester = Ingester::open(IngesterConfig::default(), store.clone(), wal.path())
-        .await
-        .unwrap();
+    let ingester = Ingester::open(
+        IngesterConfig::default(),
+        store.clone(),
+        SystemClock::shared(),
+        wal.path(),
+    )
+    .await
+    .unwrap();
     assert_eq!(answers(&ingester), before);
 
     // Once flushed, the blocks hold the data and the log is emptied.
@@ -115,9 +126,14 @@ async fn replayed_wal_answers_like_the_lost_heads() {
         "only the open segment is left"
     );
     drop(ingester);
-    let ingester = Ingester::open(IngesterConfig::default(), store, wal.path())
-        .await
-        .unwrap();
+    let ingester = Ingester::open(
+        IngesterConfig::default(),
+        store,
+        SystemClock::shared(),
+        wal.path(),
+    )
+    .await
+    .unwrap();
     assert!(answers(&ingester).is_empty(), "nothing is replayed twice");
 }
 
@@ -125,9 +141,14 @@ async fn replayed_wal_answers_like_the_lost_heads() {
 async fn segments_of_unflushed_heads_are_kept() {
     let wal = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = Ingester::open(IngesterConfig::default(), store.clone(), wal.path())
-        .await
-        .unwrap();
+    let ingester = Ingester::open(
+        IngesterConfig::default(),
+        store.clone(),
+        SystemClock::shared(),
+        wal.path(),
+    )
+    .await
+    .unwrap();
     let profile = profiles().remove(0);
     let series = ingest::series_for(&profile, &ingest::labels_of(&[("service_name", "s")]));
     ingester
@@ -138,9 +159,14 @@ async fn segments_of_unflushed_heads_are_kept() {
     // Flushing with nothing cut keeps the active head's segment.
     ingester.flush_due().await.unwrap();
     drop(ingester);
-    let ingester = Ingester::open(IngesterConfig::default(), store, wal.path())
-        .await
-        .unwrap();
+    let ingester = Ingester::open(
+        IngesterConfig::default(),
+        store,
+        SystemClock::shared(),
+        wal.path(),
+    )
+    .await
+    .unwrap();
     assert_eq!(answers(&ingester), before);
 }
 
@@ -149,9 +175,14 @@ async fn crash_after_upload_before_segment_deletion_counts_once() {
     let wal = tempfile::tempdir().unwrap();
     let crashed = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = Ingester::open(IngesterConfig::default(), store.clone(), wal.path())
-        .await
-        .unwrap();
+    let ingester = Ingester::open(
+        IngesterConfig::default(),
+        store.clone(),
+        SystemClock::shared(),
+        wal.path(),
+    )
+    .await
+    .unwrap();
     let profile = profiles().remove(0);
     let series = ingest::series_for(&profile, &ingest::labels_of(&[("service_name", "s")]));
     ingester
@@ -168,9 +199,14 @@ async fn crash_after_upload_before_segment_deletion_counts_once() {
     assert_eq!(blocks.len(), 1);
     assert!(segment_files(crashed.path()) >= 1);
 
-    let reopened = Ingester::open(IngesterConfig::default(), store.clone(), crashed.path())
-        .await
-        .unwrap();
+    let reopened = Ingester::open(
+        IngesterConfig::default(),
+        store.clone(),
+        SystemClock::shared(),
+        crashed.path(),
+    )
+    .await
+    .unwrap();
     assert!(
         answers(&reopened).is_empty(),
         "profiles already in block {} are not replayed",
@@ -184,9 +220,14 @@ async fn crash_after_upload_before_segment_deletion_counts_once() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
     }
-    let reopened = Ingester::open(IngesterConfig::default(), empty, copy.path())
-        .await
-        .unwrap();
+    let reopened = Ingester::open(
+        IngesterConfig::default(),
+        empty,
+        SystemClock::shared(),
+        copy.path(),
+    )
+    .await
+    .unwrap();
     assert!(!answers(&reopened).is_empty());
     assert_eq!(reopened.heads("a")[0].ulid, blocks[0]);
 }

@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use ember_config::Documented;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -20,18 +21,20 @@ use crate::{Error, Result};
 ///
 /// Only the sub-section named by [`StorageConfig::backend`] is used; the others may stay
 /// at their (empty) defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Which object store to use (`storage.backend`).
+    /// Object store for blocks: filesystem, s3, gcs, azure or memory.
+    ///
+    /// `storage.backend`; `memory` loses everything on exit (tests).
     pub backend: Backend,
-    /// Settings for [`Backend::Filesystem`] (`storage.filesystem`).
+    /// Settings for the filesystem backend.
     pub filesystem: FilesystemConfig,
-    /// Settings for [`Backend::S3`] (`storage.s3`).
+    /// Settings for the S3 backend.
     pub s3: S3Config,
-    /// Settings for [`Backend::Gcs`] (`storage.gcs`).
+    /// Settings for the GCS backend.
     pub gcs: GcsConfig,
-    /// Settings for [`Backend::Azure`] (`storage.azure`).
+    /// Settings for the Azure backend.
     pub azure: AzureConfig,
 }
 
@@ -89,7 +92,7 @@ impl StorageConfig {
 }
 
 /// The kind of object store blocks are written to (`storage.backend`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, Documented)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// A directory on the local disk: the default, so `ember` alone stores under `./data`.
@@ -145,11 +148,13 @@ impl FromStr for Backend {
 }
 
 /// Settings for the local filesystem backend (`storage.filesystem`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented)]
 #[serde(default, deny_unknown_fields)]
 pub struct FilesystemConfig {
-    /// Directory that holds the blocks; created if missing. Relative paths are resolved
-    /// against the working directory when the store is built. Default `./data`.
+    /// Directory for blocks with the filesystem backend.
+    ///
+    /// Created if missing. Relative paths are resolved against the working
+    /// directory when the store is built. Default `./data`.
     pub dir: PathBuf,
 }
 
@@ -165,24 +170,35 @@ impl Default for FilesystemConfig {
 ///
 /// Credentials left empty fall back to the standard AWS chain (`AWS_*` environment
 /// variables, web identity for EKS, ECS task role, EC2 instance metadata).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Config {
-    /// Server address, `host:port` or a URL with a scheme. Empty means AWS, addressed by
-    /// `region`.
+    /// S3 server host:port or URL; empty for AWS by region.
+    ///
+    /// A URL may carry its scheme; without one, `insecure` picks HTTP.
     pub endpoint: String,
-    /// Bucket that holds the blocks. Required.
+    /// S3 bucket for blocks.
+    ///
+    /// Required with the s3 backend.
     pub bucket_name: String,
-    /// AWS region; empty means `us-east-1` (or `AWS_REGION`).
+    /// S3 region; empty for us-east-1 or AWS_REGION.
     pub region: String,
-    /// Access key ID; given together with `secret_access_key` or not at all.
+    /// S3 access key ID; empty for the AWS credential chain.
+    ///
+    /// Given together with `secret_access_key` or not at all.
     pub access_key_id: String,
-    /// Secret access key; never shown in `Debug` output.
+    /// S3 secret access key.
+    ///
+    /// Never shown in `Debug` output.
     pub secret_access_key: String,
-    /// Talks plain HTTP to an `endpoint` without a scheme (local MinIO, say).
+    /// Use plain HTTP for an endpoint without a scheme.
+    ///
+    /// For a local MinIO, say.
     pub insecure: bool,
-    /// Always puts the bucket in the URL path. Otherwise the bucket goes in the host name
-    /// for AWS and Google endpoints and in the path for other servers, as minio-go does.
+    /// Always put the bucket in the URL path, not the host.
+    ///
+    /// Otherwise the bucket goes in the host name for AWS and Google endpoints
+    /// and in the path for other servers, as minio-go does.
     pub force_path_style: bool,
 }
 
@@ -204,12 +220,14 @@ impl fmt::Debug for S3Config {
 ///
 /// Without `service_account_path` the application default credentials are used
 /// (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's login, or the metadata server).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
 #[serde(default, deny_unknown_fields)]
 pub struct GcsConfig {
-    /// Bucket that holds the blocks. Required.
+    /// GCS bucket for blocks.
+    ///
+    /// Required with the gcs backend.
     pub bucket_name: String,
-    /// Path to a service account JSON key file.
+    /// GCS service account JSON key file; empty for application default credentials.
     pub service_account_path: String,
 }
 
@@ -217,17 +235,25 @@ pub struct GcsConfig {
 ///
 /// Without `account_key` the client authenticates with a managed identity or the
 /// `AZURE_*` environment variables.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
 #[serde(default, deny_unknown_fields)]
 pub struct AzureConfig {
-    /// Storage account name. Required.
+    /// Azure storage account name.
+    ///
+    /// Required with the azure backend.
     pub account_name: String,
-    /// Storage account key (base64); never shown in `Debug` output.
+    /// Azure storage account key; empty for managed identity.
+    ///
+    /// Base64; never shown in `Debug` output.
     pub account_key: String,
-    /// Container that holds the blocks. Required.
+    /// Azure container for blocks.
+    ///
+    /// Required with the azure backend.
     pub container_name: String,
-    /// Blob service URL; empty means `https://<account_name>.blob.core.windows.net`.
-    /// An `http://` URL (Azurite, say) enables plain HTTP.
+    /// Azure blob service URL; empty for the public cloud.
+    ///
+    /// Empty means `https://<account_name>.blob.core.windows.net`. An
+    /// `http://` URL (Azurite, say) enables plain HTTP.
     pub endpoint: String,
 }
 

@@ -139,8 +139,8 @@ impl Sources {
             f(view, &plan).map_err(internal)?;
         }
         let preselected = remote::preselected(&plan);
-        for head in &answers.merged {
-            f(&*head.read(), &preselected).map_err(internal)?;
+        for block in &answers.merged {
+            f(block, &preselected).map_err(internal)?;
         }
         for block in &blocks {
             f(block, &plan).map_err(internal)?;

@@ -12,8 +12,8 @@
 
 use std::{fmt::Debug, sync::Arc};
 
-use ember_block::{ProfileVisitor, SeriesEntry};
-use ember_ingester::{Head, wire};
+use ember_block::{MemBlock, ProfileVisitor, SeriesEntry};
+use ember_ingester::wire;
 use ember_model::{
     Labels, ProfileId, ProfileType,
     ingest::SeriesSpec,
@@ -110,7 +110,7 @@ pub(crate) struct Answers {
     pub(crate) views: Vec<AnsweredView>,
     /// Merged stack traces, already selected: evaluated with
     /// [`preselected`].
-    pub(crate) merged: Vec<Head>,
+    pub(crate) merged: Vec<MemBlock>,
     /// IDs that `merged` counted, so that blocks skip their copies.
     pub(crate) counted: FxHashSet<ProfileId>,
 }
@@ -262,15 +262,15 @@ impl RemoteIngesters {
         .await;
         for profile in merged {
             let profile = profile?;
-            let head = Head::new();
+            let mut block = MemBlock::default();
             let series = SeriesSpec {
                 labels: Labels::new(vec![Label::new(PROFILE_TYPE, profile_type.id())]),
                 profile_type: profile_type.clone(),
                 sample_type: 0,
                 samples: None,
             };
-            head.append(&profile, &[series], plan.start, 0);
-            out.merged.push(head);
+            block.append(&profile, &[series], plan.start, 0);
+            out.merged.push(block);
         }
         Ok(out)
     }

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ember_block::{BlockView, ProfileVisitor, SeriesEntry};
+use ember_block::{BlockView, MemBlock, ProfileVisitor, SeriesEntry};
 use ember_model::{Labels, ProfileId, Selector, flamegraph::FunctionTree, labels::PROFILE_TYPE};
 use ember_symdb::{Symbols, resolve};
 use rustc_hash::FxHashSet;
@@ -67,6 +67,41 @@ impl SourceView for BlockView {
 
     fn symbols(&self, partition: u32) -> Option<&Symbols> {
         BlockView::symbols(self, partition)
+    }
+}
+
+impl SourceView for MemBlock {
+    fn id(&self) -> Ulid {
+        self.ulid()
+    }
+
+    fn series(&self) -> &[SeriesEntry] {
+        MemBlock::series(self)
+    }
+
+    fn time_range(&self) -> Option<(i64, i64)> {
+        MemBlock::time_range(self)
+    }
+
+    fn scan(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        with_samples: bool,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        for p in self.profiles() {
+            if selected[p.series as usize] && p.time_nanos >= start && p.time_nanos <= end {
+                let samples = with_samples.then_some((&p.stacktrace_ids[..], &p.values[..]));
+                visitor.visit(p.id, p.series, p.time_nanos, p.total, samples);
+            }
+        }
+        Ok(())
+    }
+
+    fn symbols(&self, partition: u32) -> Option<&Symbols> {
+        MemBlock::symbols(self, partition)
     }
 }
 

@@ -9,7 +9,7 @@
 use std::{
     net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use memberlist::{
@@ -22,7 +22,7 @@ use memberlist::{
 use smol_str::SmolStr;
 use tracing::{debug, info, warn};
 
-use crate::{Error, Member, Result, meta::Meta, ring::Shared, tokens::tokens};
+use crate::{Error, Member, Result, meta::Meta, shared::Shared, tokens::tokens};
 
 type Transport = TokioNetTransport<SmolStr, TokioSocketAddrResolver, TokioTcp>;
 type Void = VoidDelegate<SmolStr, SocketAddr>;
@@ -179,7 +179,8 @@ pub(crate) async fn heartbeat(shared: Arc<Shared>, gossip: Gossip, period: Durat
     ticker.tick().await; // The first tick is immediate; start() just beat.
     loop {
         ticker.tick().await;
-        shared.update_local(|m| m.last_heartbeat = SystemTime::now());
+        let now = shared.clock.now();
+        shared.update_local(|m| m.last_heartbeat = now);
         announce(&gossip, period).await;
     }
 }

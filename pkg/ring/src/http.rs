@@ -47,7 +47,7 @@ async fn ring_page(
     if wants_json {
         Json(RingJson { members }).into_response()
     } else {
-        Html(render(&ring.local().name, &members, SystemTime::now())).into_response()
+        Html(render(&ring.local().name, &members, ring.now())).into_response()
     }
 }
 
@@ -144,19 +144,22 @@ mod tests {
     use crate::{Roles, State as MemberState};
 
     fn ring() -> Arc<Ring> {
-        Ring::single(Member {
-            name: "node-<1>".to_owned(),
-            addr: "127.0.0.1:4040".to_owned(),
-            roles: Roles {
-                ingester: true,
-                distributor: true,
-                ..Roles::default()
+        Ring::single(
+            Member {
+                name: "node-<1>".to_owned(),
+                addr: "127.0.0.1:4040".to_owned(),
+                roles: Roles {
+                    ingester: true,
+                    distributor: true,
+                    ..Roles::default()
+                },
+                state: MemberState::Active,
+                tokens: Vec::new(),
+                last_heartbeat: SystemTime::UNIX_EPOCH,
+                healthy: true,
             },
-            state: MemberState::Active,
-            tokens: Vec::new(),
-            last_heartbeat: SystemTime::UNIX_EPOCH,
-            healthy: true,
-        })
+            ember_time::SystemClock::shared(),
+        )
     }
 
     async fn get(ring: &Arc<Ring>, uri: &str, accept: Option<&str>) -> (String, String) {

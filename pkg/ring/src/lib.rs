@@ -9,19 +9,25 @@
 //! [`Ring::ingesters`] whom to read recent data from. `-target=all` runs
 //! without gossip on a fixed one-member ring ([`Ring::single`]).
 //!
-//! Layout: `gossip` hides memberlist's generics and tunes it, `meta` is the
-//! wire format each member gossips, `tokens` derives tokens and walks the
-//! ring, `table` holds the members, `http` serves `/ring`.
+//! Layout: `config` is the `memberlist` section of the configuration, `ring`
+//! the public face, `gossip` hides memberlist's generics and tunes it, `meta`
+//! is the wire format each member gossips, `tokens` derives tokens and walks
+//! the ring, `table` holds the members and `shared` the state the ring and
+//! gossip share, `http` serves `/ring`. Heartbeats are stamped and judged
+//! with an injected clock.
 
+mod config;
 mod error;
 mod gossip;
 mod http;
 mod member;
 mod meta;
 mod ring;
+mod shared;
 mod table;
 mod tokens;
 
+pub use config::MemberlistConfig;
 pub use error::{Error, Result};
 pub use member::{Member, Roles, State};
 pub use ring::{DEFAULT_BIND_PORT, DEFAULT_NUM_TOKENS, Ring, RingConfig};

@@ -2,18 +2,19 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard},
-    time::{Duration, Instant, SystemTime},
+    sync::{Arc, Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
+use ember_time::SharedClock;
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use crate::{
     Error, Member, Result, Roles, State,
     gossip::{self, Gossip},
-    meta::Meta,
-    table::{Health, Table},
+    shared::Shared,
+    table::Health,
     tokens::tokens,
 };
 
@@ -115,69 +116,6 @@ impl RingConfig {
     }
 }
 
-/// State shared by the [`Ring`], the gossip delegate and the background tasks.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// This process's member name; its entry in `table` always exists.
-    pub(crate) name: String,
-    table: RwLock<Table>,
-}
-
-impl Shared {
-    fn new(local: Member, health: Health) -> Self {
-        let mut table = Table::new(health);
-        let name = local.name.clone();
-        table.upsert(local);
-        Shared {
-            name,
-            table: RwLock::new(table),
-        }
-    }
-
-    // A panic while holding the lock cannot leave the table half-written
-    // (every write is one map operation), so poisoning is ignored.
-    fn read(&self) -> RwLockReadGuard<'_, Table> {
-        self.table.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, Table> {
-        self.table.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<Member> {
-        self.read().get(name, SystemTime::now())
-    }
-
-    pub(crate) fn upsert(&self, member: Member) {
-        self.write().upsert(member);
-    }
-
-    pub(crate) fn remove(&self, name: &str) -> Option<Member> {
-        self.write().remove(name)
-    }
-
-    pub(crate) fn local(&self) -> Member {
-        self.get(&self.name)
-            .expect("the local member is never removed")
-    }
-
-    pub(crate) fn update_local(&self, f: impl FnOnce(&mut Member)) {
-        self.write().update(&self.name, f);
-    }
-
-    /// Returns the metadata this process gossips about itself.
-    pub(crate) fn local_meta(&self) -> Meta {
-        let local = self.local();
-        Meta {
-            addr: local.addr,
-            roles: local.roles,
-            state: local.state,
-            num_tokens: local.tokens.len() as u32,
-            heartbeat: local.last_heartbeat,
-        }
-    }
-}
-
 /// The running gossip side of a [`Ring`].
 struct Running {
     gossip: Gossip,
@@ -224,7 +162,7 @@ impl Ring {
     ///
     /// Ingesters start JOINING and must call [`Ring::set_state`] with ACTIVE
     /// once they accept writes; other roles own no tokens and start ACTIVE.
-    pub async fn start(config: RingConfig) -> Result<Arc<Ring>> {
+    pub async fn start(config: RingConfig, clock: SharedClock) -> Result<Arc<Ring>> {
         config.validate()?;
         let advertise_ip = config.advertise_ip();
         let local = Member {
@@ -241,12 +179,13 @@ impl Ring {
             } else {
                 Vec::new()
             },
-            last_heartbeat: SystemTime::now(),
+            last_heartbeat: clock.now(),
             healthy: true,
         };
         let shared = Arc::new(Shared::new(
             local,
             Health::Heartbeat(config.heartbeat_timeout),
+            clock,
         ));
         // The delegate relies on the local metadata encoding; an address is
         // at most 47 bytes, but check once rather than fail silently later.
@@ -291,14 +230,14 @@ impl Ring {
     /// An ingester given no tokens gets [`DEFAULT_NUM_TOKENS`] derived from
     /// its name, so that lookups find it. The member counts as healthy, with a
     /// heartbeat of now: the process vouches for itself.
-    pub fn single(mut member: Member) -> Arc<Ring> {
+    pub fn single(mut member: Member, clock: SharedClock) -> Arc<Ring> {
         if member.roles.ingester && member.tokens.is_empty() {
             member.tokens = tokens(&member.name, DEFAULT_NUM_TOKENS);
         }
         member.tokens.sort_unstable();
         member.tokens.dedup();
         Arc::new(Ring {
-            shared: Arc::new(Shared::new(member, Health::Always)),
+            shared: Arc::new(Shared::new(member, Health::Always, clock)),
             running: None,
         })
     }
@@ -322,6 +261,11 @@ impl Ring {
         }
     }
 
+    /// Returns the time as this ring's clock tells it.
+    pub(crate) fn now(&self) -> std::time::SystemTime {
+        self.shared.clock.now()
+    }
+
     /// Returns this member's state.
     pub fn state(&self) -> State {
         self.shared.local().state
@@ -334,19 +278,19 @@ impl Ring {
 
     /// Returns every known alive member, of all roles, sorted by name.
     pub fn members(&self) -> Vec<Member> {
-        self.shared.read().members(SystemTime::now())
+        self.shared.members()
     }
 
     /// Returns the alive members that are ingesters, in any state, sorted by name.
     pub fn ingesters(&self) -> Vec<Member> {
-        self.shared.read().ingesters(SystemTime::now())
+        self.shared.ingesters()
     }
 
     /// The `rf` distinct ACTIVE healthy ingesters owning `key`: walk the token ring
     /// clockwise from the first token >= key (wrapping), skipping tokens of ingesters
     /// already chosen or not ACTIVE/healthy. Fewer than rf if fewer exist.
     pub fn replicas(&self, key: u32, rf: usize) -> Vec<Member> {
-        self.shared.read().replicas(key, rf, SystemTime::now())
+        self.shared.replicas(key, rf)
     }
 
     /// Leaves the cluster: gossips LEAVING, then tells the others this member

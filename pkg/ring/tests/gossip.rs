@@ -8,6 +8,7 @@ use std::{
 };
 
 use ember_ring::{Ring, RingConfig, Roles, State};
+use ember_time::SystemClock;
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -29,7 +30,9 @@ fn config(name: &str, port: u16, join: &[SocketAddr]) -> RingConfig {
 }
 
 async fn start(name: &str, join: &[SocketAddr]) -> Arc<Ring> {
-    Ring::start(config(name, 0, join)).await.unwrap()
+    Ring::start(config(name, 0, join), SystemClock::shared())
+        .await
+        .unwrap()
 }
 
 fn gossip_addr(ring: &Ring) -> SocketAddr {
@@ -142,7 +145,9 @@ async fn joining_retries_until_a_seed_starts() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(names(&early), ["retry-early"]);
 
-    let seed = Ring::start(config("retry-seed", port, &[])).await.unwrap();
+    let seed = Ring::start(config("retry-seed", port, &[]), SystemClock::shared())
+        .await
+        .unwrap();
     assert_eq!(seed.gossip_addr(), Some(seed_addr));
     let took = eventually(
         "the early member joins the late seed",
@@ -156,36 +161,43 @@ async fn joining_retries_until_a_seed_starts() {
 #[tokio::test]
 async fn rejects_configurations_that_cannot_work() {
     let mut bad = config("", 0, &[]);
-    let err = Ring::start(bad.clone()).await.unwrap_err();
+    let err = Ring::start(bad.clone(), SystemClock::shared())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("node name is empty"), "{err}");
 
     bad.node_name = "x".into();
     bad.heartbeat_timeout = bad.heartbeat_period;
-    let err = Ring::start(bad).await.unwrap_err();
+    let err = Ring::start(bad, SystemClock::shared()).await.unwrap_err();
     assert!(err.to_string().contains("heartbeat_timeout"), "{err}");
 
     let taken = std::net::TcpListener::bind((LOCALHOST, 0)).unwrap();
     let port = taken.local_addr().unwrap().port();
-    let err = Ring::start(config("busy", port, &[])).await.unwrap_err();
+    let err = Ring::start(config("busy", port, &[]), SystemClock::shared())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("memberlist.bind-port"), "{err}");
 }
 
 #[tokio::test]
 async fn single_ring_serves_its_one_member() {
-    let ring = Ring::single(ember_ring::Member {
-        name: "all".into(),
-        addr: "127.0.0.1:4040".into(),
-        roles: Roles {
-            ingester: true,
-            distributor: true,
-            querier: true,
-            compactor: true,
+    let ring = Ring::single(
+        ember_ring::Member {
+            name: "all".into(),
+            addr: "127.0.0.1:4040".into(),
+            roles: Roles {
+                ingester: true,
+                distributor: true,
+                querier: true,
+                compactor: true,
+            },
+            state: State::Joining,
+            tokens: Vec::new(),
+            last_heartbeat: std::time::SystemTime::UNIX_EPOCH,
+            healthy: true,
         },
-        state: State::Joining,
-        tokens: Vec::new(),
-        last_heartbeat: std::time::SystemTime::UNIX_EPOCH,
-        healthy: true,
-    });
+        SystemClock::shared(),
+    );
     assert_eq!(ring.gossip_addr(), None);
     assert!(ring.replicas(7, 1).is_empty(), "JOINING gets no writes");
     ring.set_state(State::Active);

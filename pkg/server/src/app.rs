@@ -24,21 +24,21 @@ use std::{
 use ember_agent::{Agent, AgentOptions, InProcess, PushSink};
 use ember_compactor::{Compactor, Retention};
 use ember_distributor::{
-    Distributor, IngestSink, Limits as DistributorLimits, LimitsFn,
+    Distributor, IngestSink,
     replication::{Placement, Replicas, ReplicationConfig},
 };
-use ember_ingester::{Ingester, IngesterApi, IngesterConfig};
-use ember_model::pprof::DecodeLimits;
+use ember_ingester::{Ingester, IngesterApi};
+use ember_limits::TenantLimits;
 use ember_proto::clients::IngesterClients;
 use ember_querier::{IngesterSet, Querier, Recent, RemoteIngesters};
-use ember_ring::{Member, Ring, RingConfig, Roles, State};
-use ember_wal::WalOptions;
+use ember_ring::{Member, Ring, Roles, State};
+use ember_time::{SharedClock, SystemClock};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::{
-    config::{Config, Limits, hostname},
+    config::{Config, hostname},
     http::{Services, router},
     metrics::Metrics,
     target::{Target, expand},
@@ -46,6 +46,8 @@ use crate::{
 
 #[derive(Debug, Error)]
 pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ember_config::Error),
     #[error("storage: {0}")]
     Storage(#[from] ember_objstore::Error),
     #[error("cannot listen on {address}: {source}")]
@@ -69,24 +71,6 @@ pub enum AppError {
     Wal(String),
     #[error("flushing on shutdown: {0}")]
     Flush(#[from] ember_ingester::Error),
-}
-
-/// Converts the configured limits into the distributor's.
-fn distributor_limits(l: &Limits) -> DistributorLimits {
-    DistributorLimits {
-        max_profile_size_bytes: l.max_profile_size_bytes as usize,
-        decode: DecodeLimits {
-            max_decompressed_bytes: l.max_decompressed_profile_size_bytes as usize,
-            max_samples: l.max_samples_per_profile,
-            max_stack_depth: l.max_stack_depth,
-        },
-        max_label_names_per_series: l.max_label_names_per_series,
-        max_label_name_length: l.max_label_name_length,
-        max_label_value_length: l.max_label_value_length,
-        ingestion_rate_mb: l.ingestion_rate_mb,
-        ingestion_burst_size_mb: l.ingestion_burst_size_mb,
-        max_active_series: l.max_active_series,
-    }
 }
 
 /// The ring as distributors and queriers use it: ingester addresses.
@@ -122,6 +106,7 @@ async fn start_ring(
     config: &Config,
     targets: &std::collections::BTreeSet<Target>,
     http_port: u16,
+    clock: SharedClock,
 ) -> Result<Arc<Ring>, AppError> {
     let roles = Roles {
         ingester: targets.contains(&Target::Ingester),
@@ -129,50 +114,29 @@ async fn start_ring(
         querier: targets.contains(&Target::Querier),
         compactor: targets.contains(&Target::Compactor),
     };
-    let m = &config.memberlist;
-    let node_name = if m.node_name.is_empty() {
-        format!("{}-{http_port}", hostname())
-    } else {
-        m.node_name.clone()
-    };
+    let node_name = config.memberlist.node_name(&hostname(), http_port);
     // Agents and compactors need no ring: only the write and read paths gossip.
     if !config.clustered() || !(roles.ingester || roles.distributor || roles.querier) {
-        return Ok(Ring::single(Member {
-            name: node_name,
-            addr: format!("127.0.0.1:{http_port}"),
-            roles,
-            state: State::Active,
-            tokens: Vec::new(),
-            last_heartbeat: std::time::SystemTime::now(),
-            healthy: true,
-        }));
+        return Ok(Ring::single(
+            Member {
+                name: node_name,
+                addr: format!("127.0.0.1:{http_port}"),
+                roles,
+                state: State::Active,
+                tokens: Vec::new(),
+                last_heartbeat: clock.now(),
+                healthy: true,
+            },
+            clock,
+        ));
     }
-    let bind_ip: std::net::IpAddr = m.bind_addr.parse().map_err(|_| {
-        AppError::Ring(ember_ring::Error::Config(format!(
-            "memberlist.bind_addr {:?} is not an IP address",
-            m.bind_addr
-        )))
-    })?;
-    let ring = Ring::start(RingConfig {
+    let ring_config = config.memberlist.ring_config(
         node_name,
-        bind_addr: SocketAddr::new(bind_ip, m.bind_port),
-        // Peers call this process's HTTP/gRPC port, so a specific listen
-        // address is the best guess when none is configured.
-        advertise_addr: m.advertise_addr.parse().ok().or_else(|| {
-            config
-                .server
-                .http_listen_address
-                .parse::<std::net::IpAddr>()
-                .ok()
-                .filter(|ip| !ip.is_unspecified())
-        }),
-        join: m.join.clone(),
         roles,
         http_port,
-        ..RingConfig::default()
-    })
-    .await?;
-    Ok(ring)
+        config.server.http_listen_address.parse().ok(),
+    )?;
+    Ok(Ring::start(ring_config, clock).await?)
 }
 
 /// A bound, not yet serving, Ember process.
@@ -203,29 +167,26 @@ impl App {
             .await
             .map_err(|source| AppError::Listen { address, source })?;
         let http_port = listener.local_addr().map_err(AppError::Serve)?.port();
-        let ring = start_ring(config, &targets, http_port).await?;
+        let clock = SystemClock::shared();
+        let ring = start_ring(config, &targets, http_port, clock.clone()).await?;
         let ring_view = Arc::new(RingView(ring.clone()));
         let clients = Arc::new(IngesterClients::new(PEER_TIMEOUT));
         let replication_factor = config.replication_factor();
         let ingester = if targets.contains(&Target::Ingester) {
-            let ingester_config = IngesterConfig {
-                id: hostname(),
-                max_block_duration: config.ingester.max_block_duration,
-                max_block_bytes: config.ingester.max_block_bytes,
-            };
             if !config.ingester.wal_fsync {
                 warn!(
                     "write-ahead log fsync is off: acknowledged profiles may be lost if the machine crashes"
                 );
             }
-            let wal = WalOptions {
-                fsync: config.ingester.wal_fsync,
-                ..WalOptions::default()
-            };
-            let ingester =
-                Ingester::open_with(ingester_config, store.clone(), &config.wal_dir(), wal)
-                    .await
-                    .map_err(|e| AppError::Wal(e.to_string()))?;
+            let ingester = Ingester::open(
+                config.ingester.clone(),
+                store.clone(),
+                clock.clone(),
+                &config.wal_dir(),
+            )
+            .await
+            .map_err(|e| AppError::Wal(e.to_string()))?
+            .with_id(hostname());
             Some(Arc::new(ingester))
         } else {
             None
@@ -240,13 +201,14 @@ impl App {
                         replication_factor,
                         ..ReplicationConfig::default()
                     },
+                    clock.clone(),
                 )),
             };
             // Each push reads its tenant's limits: `limits` with that tenant's `overrides`.
-            let limits_config = config.clone();
             Some(Distributor::new(
                 sink,
-                LimitsFn(move |tenant: &str| distributor_limits(&limits_config.limits_for(tenant))),
+                Arc::new(config.tenant_limits()),
+                clock.clone(),
             ))
         } else {
             None
@@ -263,17 +225,19 @@ impl App {
             Arc::new(Querier::with_recent(recent, store.clone()))
         });
         let compactor = if targets.contains(&Target::Compactor) {
-            let limits_config = config.clone();
+            let limits = config.tenant_limits();
             let retention: Retention = Arc::new(move |tenant: &str| {
-                limits_config
-                    .limits_for(tenant)
-                    .compactor_blocks_retention_period
+                limits.limits(tenant).compactor_blocks_retention_period
             });
-            Some(Arc::new(Compactor::new(
-                store.clone(),
-                config.into(),
-                retention,
-            )?))
+            Some(Arc::new(
+                Compactor::new(
+                    store.clone(),
+                    config.compactor.clone(),
+                    retention,
+                    clock.clone(),
+                )?
+                .with_id(format!("compactor@{}", hostname())),
+            ))
         } else {
             None
         };

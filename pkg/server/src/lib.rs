@@ -8,5 +8,6 @@ pub mod http;
 mod ingest;
 pub mod metrics;
 mod render;
+mod server_config;
 pub mod target;
 pub mod time;

@@ -129,6 +129,42 @@ impl<'de> Deserialize<'de> for Target {
     }
 }
 
+/// Accepts `target` as a comma string (`distributor,ingester`) or a list, whose items
+/// may themselves be comma strings.
+pub(crate) fn deserialize_targets<'de, D>(deserializer: D) -> Result<Vec<Target>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct TargetsVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for TargetsVisitor {
+        type Value = Vec<Target>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a target name, a comma-separated list of them, or a list")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Self::Value, E> {
+            ember_config::split_list(value)
+                .map(|name| name.parse().map_err(E::custom))
+                .collect()
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut targets = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                targets.extend(TargetsVisitor.visit_str::<A::Error>(&item)?);
+            }
+            Ok(targets)
+        }
+    }
+
+    deserializer.deserialize_any(TargetsVisitor)
+}
+
 /// Returns the components to run for `targets`: `all` becomes every component (the
 /// agent included), duplicates collapse, and the set iterates in start order.
 pub fn expand(targets: &[Target]) -> BTreeSet<Target> {

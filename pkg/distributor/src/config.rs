@@ -1,0 +1,26 @@
+//! The `distributor` section of the configuration.
+
+use ember_config::Documented;
+use serde::{Deserialize, Serialize};
+
+/// The distributor (`distributor`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributorConfig {
+    /// Ingesters that receive each series; 0: 1 with -target=all, 3 in a cluster.
+    ///
+    /// A write is acknowledged once a majority of them has it.
+    pub replication_factor: usize,
+}
+
+impl DistributorConfig {
+    /// Returns the replication factor: the configured one, or when 0, 3 in a
+    /// cluster (`clustered`) and 1 in a single process.
+    pub fn replication_factor(&self, clustered: bool) -> usize {
+        match self.replication_factor {
+            0 if clustered => 3,
+            0 => 1,
+            n => n,
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! The sections the server itself reads: the listener (`server`) and tenancy (`auth`).
+
+use std::time::Duration;
+
+use ember_config::{Documented, duration};
+use serde::{Deserialize, Serialize};
+
+const MIB: u64 = 1024 * 1024;
+
+/// The HTTP and gRPC listener, shared by every target (`server`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to serve HTTP and gRPC on.
+    ///
+    /// Default `0.0.0.0`, every interface.
+    pub http_listen_address: String,
+    /// Port to serve HTTP and gRPC on; 0 picks a free port.
+    ///
+    /// Default 4040, where the Pyroscope SDKs push.
+    pub http_listen_port: u16,
+    /// Time in-flight requests get after a shutdown signal.
+    ///
+    /// Default 30s.
+    #[serde(with = "duration")]
+    pub graceful_shutdown_timeout: Duration,
+    /// Largest request body accepted, before decompression.
+    ///
+    /// Default 16 MiB.
+    pub max_request_body_bytes: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http_listen_address: "0.0.0.0".to_string(),
+            http_listen_port: 4040,
+            graceful_shutdown_timeout: Duration::from_secs(30),
+            max_request_body_bytes: 16 * MIB,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Checks what serde cannot; the error names the key.
+    pub fn validate(&self) -> ember_config::Result<()> {
+        if self.http_listen_address.trim().is_empty() {
+            return Err(ember_config::Error::invalid(
+                "server.http_listen_address must not be empty, use 0.0.0.0 for every interface",
+            ));
+        }
+        if self.max_request_body_bytes == 0 {
+            return Err(ember_config::Error::invalid(
+                "server.max_request_body_bytes must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Tenancy (`auth`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Read the tenant from X-Scope-OrgID; when off every request is tenant anonymous.
+    pub multitenancy_enabled: bool,
+}
