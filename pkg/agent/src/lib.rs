@@ -12,6 +12,7 @@
 //! - [`Agent::routes`] serves `/targets` (HTML, or JSON with `?format=json` or
 //!   `Accept: application/json`); [`metrics`] registers `ember_agent_*`.
 
+mod client;
 pub mod config;
 pub mod discovery;
 pub mod metrics;

@@ -25,9 +25,9 @@ use tokio::sync::Notify;
 use tonic::transport::Channel;
 use tracing::{debug, warn};
 
+use crate::client::{HttpClient, http_client};
 use crate::config::{ClientConfig, PushProtocol};
 use crate::metrics::AgentMetrics;
-use crate::scrape::HttpClient;
 
 /// Why a push failed, and whether trying again may help.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -191,7 +191,7 @@ pub fn remote(client: &ClientConfig) -> Result<Arc<dyn PushSink>, String> {
     let send_tenant = !client.tenant_id.is_empty();
     match client.protocol {
         PushProtocol::Connect => Ok(Arc::new(Connect {
-            http: crate::scrape::http_client(),
+            http: http_client(),
             url: client.url.clone(),
             send_tenant,
         })),

@@ -243,7 +243,9 @@ impl Loader {
                 out,
                 "  -{}{kind}\n        {} (default {default}, env {})",
                 key.flag(),
-                T::key_help(&key.path).unwrap_or_default().trim_end_matches('.'),
+                T::key_help(&key.path)
+                    .unwrap_or_default()
+                    .trim_end_matches('.'),
                 key.env(),
             );
         }
