@@ -5,9 +5,10 @@
 #
 # It installs only what the acceptance tests drive and is missing -- Go (for
 # `go tool pprof`, from Debian's golang-go), the pyroscope-io Python SDK and
-# moto's S3 server (each into a virtualenv under the Cargo target directory) --
-# then builds the `ember` binary and runs every test of the workspace. Any
-# failure fails the script.
+# moto's S3 server (each into a virtualenv under the Cargo target directory),
+# the Helm chart tests' Python packages and buildah -- then builds the `ember`
+# binary, runs the chart tests (tests/helm) and every test of the workspace.
+# Any failure fails the script.
 #
 # Environment: CARGO_TARGET_DIR (default ./target), EMBER_PYTHON (a Python that
 # can `import pyroscope`; found or made here otherwise), EMBER_MOTO_SERVER (a
@@ -133,6 +134,39 @@ log "node $(node --version), npm ci in tests/node"
 # --- build and test --------------------------------------------------------------
 log "cargo build --bin ember"
 cargo build --bin ember
+
+# --- BEGIN Helm chart tests (tests/helm) -------------------------------------------
+# helm/ember rendered and linted by Helm's own engine (helm-python-sdk embeds it;
+# no helm binary), validated against Kubernetes' schemas, then the rendered pods
+# run as processes in network namespaces (root and iproute2), and an image made
+# from the binary with buildah (vfs storage, chroot isolation: no daemon).
+# Pins in tests/helm/requirements.txt, installed into $CARGO_TARGET_DIR/helm-venv.
+HELM_REQUIREMENTS="$ROOT/tests/helm/requirements.txt"
+HELM_VENV="$CARGO_TARGET_DIR/helm-venv"
+HELM_PIN="$(grep -v '^#' "$HELM_REQUIREMENTS" | tr -d '[:space:]')"
+if ! command -v buildah >/dev/null; then
+  apt_install buildah
+fi
+if ! command -v ip >/dev/null; then
+  apt_install iproute2
+fi
+if [ ! -x "$HELM_VENV/bin/pytest" ] || [ "$(cat "$HELM_VENV/.ember-pin" 2>/dev/null)" != "$HELM_PIN" ]; then
+  log "creating $HELM_VENV with $(grep -v '^#' "$HELM_REQUIREMENTS" | tr '\n' ' ')"
+  rm -rf "$HELM_VENV"
+  if ! python3 -m venv "$HELM_VENV" 2>/dev/null; then
+    apt_install python3-venv
+    python3 -m venv "$HELM_VENV"
+  fi
+  timeout 600 "$HELM_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    -r "$HELM_REQUIREMENTS"
+  printf '%s' "$HELM_PIN" >"$HELM_VENV/.ember-pin"
+fi
+log "Helm chart tests (tests/helm)"
+# Namespaces and mounts need root; the variables are passed on through sudo.
+(cd "$ROOT/tests/helm" && as_root env CI="${CI:-}" CARGO_TARGET_DIR="$CARGO_TARGET_DIR" \
+  EMBER_BINARY="$CARGO_TARGET_DIR/debug/ember" EMBER_MOTO_SERVER="$EMBER_MOTO_SERVER" \
+  timeout -k 30 900 "$HELM_VENV/bin/pytest" -q -rs)
+# --- END Helm chart tests ------------------------------------------------------------
 
 if cargo nextest --version >/dev/null 2>&1; then
   # Doc tests first, so that the run ends on nextest's summary line.
