@@ -46,6 +46,15 @@ def _setns(fd):
         raise OSError(ctypes.get_errno(), "setns")
 
 
+def remove_stale_namespaces():
+    """Deletes the namespaces of earlier runs whose process is gone (killed by a timeout)."""
+    for line in ip("netns", "list").stdout.splitlines():
+        m = re.match(r"emh(\d+)-\S+", line)
+        if m and not Path(f"/proc/{m.group(1)}").exists():
+            ip("netns", "del", m.group(0), check=False)
+            shutil.rmtree(Path("/etc/netns") / m.group(0), ignore_errors=True)
+
+
 def dns_names(name, namespace, domain):
     """The names a pod's resolver finds a Service by, short to fully qualified."""
     return [name, f"{name}.{namespace}", f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.{domain}"]
@@ -55,7 +64,7 @@ class Node:
     """The bridge, the pods on it, and the names they resolve."""
 
     def __init__(self, workdir, rootfs, image, namespace, domain="cluster.local"):
-        self.prefix = f"emh{os.getpid() % 100000}"
+        self.prefix = f"emh{os.getpid()}"
         self.name = f"{self.prefix}-node"
         self.workdir = Path(workdir)
         self.rootfs = rootfs
@@ -67,6 +76,7 @@ class Node:
         self.extra_hosts = {}  # name -> ip, for machines outside the cluster
         self.next_ip = 10
         self.lock = threading.Lock()
+        remove_stale_namespaces()
         ip("netns", "add", self.name)
         ip("-n", self.name, "link", "set", "lo", "up")
         ip("-n", self.name, "link", "add", "br0", "type", "bridge")
