@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -134,7 +135,8 @@ class Node:
         if not pods:
             raise RuntimeError(f"service {name} has no ready pod")
         port = next(p for p in service["spec"]["ports"] if p["name"] == port_name)
-        pod = pods[0]
+        # Any ready endpoint, as kube-proxy picks one per connection.
+        pod = random.choice(pods)
         return f"http://{pod.ip}:{pod.container_port(port.get('targetPort', port['port']))}"
 
     def write_hosts(self):
@@ -352,6 +354,12 @@ class Pod:
             shutil.rmtree(Path("/etc/netns") / self.netns, ignore_errors=True)
             self.netns = None
             self.node.write_hosts()
+
+    def resolve(self, name):
+        """The IPv4 addresses `name` resolves to inside this pod (its /etc/hosts)."""
+        out = subprocess.run(["ip", "netns", "exec", self.netns, "getent", "ahostsv4", name],
+                             capture_output=True, text=True)
+        return {line.split()[0] for line in out.stdout.splitlines()}
 
     def log(self):
         return self.log_path.read_text(errors="replace") if getattr(self, "log_path", None) else ""

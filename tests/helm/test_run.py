@@ -146,6 +146,10 @@ def test_microservices_render_runs(netns_capable, moto_server, rootfs, tmp_path)
             check_probes(pods)
             gossiping = [p for p in pods if p.labels.get("app.kubernetes.io/part-of") == "memberlist"]
             assert {p.labels["app.kubernetes.io/component"] for p in gossiping} == {"distributor", "ingester", "querier"}
+            # The join name is one name for every gossiping pod's address.
+            join = next(a for a in gossiping[0].container["args"] if a.startswith("-memberlist.join="))
+            name = join.removeprefix("-memberlist.join=dns+").rsplit(":", 1)[0]
+            assert gossiping[0].resolve(name) == {p.ip for p in gossiping}, f"{name} in a pod's resolver"
             ring_complete(gossiping)
 
             # One push through the distributor Service, read through the querier Service.
