@@ -2,6 +2,8 @@
 each supported combination of values, and refuses inconsistent values with a
 message naming the value to set."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 from kubernetes_validate import utils as kv
@@ -52,6 +54,26 @@ def test_lints_and_validates(name):
         except kv.ValidationError as e:
             pytest.fail(f"{obj['kind']} {obj['metadata']['name']} is invalid for Kubernetes {KUBERNETES}: {e}")
     check_references(objects)
+    check_config_keys(objects)
+
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "ember.example.yaml"
+
+
+def check_config_keys(objects):
+    """Every key the chart writes is one of Ember's (config/ember.example.yaml has them
+    all, and Ember refuses unknown keys); scrape jobs are the agent's own shape."""
+    known = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+
+    def walk(written, reference, path):
+        for key, value in written.items():
+            assert key in reference, f"config.yaml key {'.'.join(path + [key])} is not in {EXAMPLE_CONFIG.name}"
+            if isinstance(value, dict) and isinstance(reference[key], dict):
+                walk(value, reference[key], path + [key])
+
+    for cm in by_kind(objects, "ConfigMap").values():
+        if "config.yaml" in cm["data"]:
+            walk(yaml.safe_load(cm["data"]["config.yaml"]), known, [])
 
 
 def check_references(objects):
