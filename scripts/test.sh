@@ -5,9 +5,10 @@
 #
 # It installs only what the acceptance tests drive and is missing -- Go (for
 # `go tool pprof`, from Debian's golang-go), the pyroscope-io Python SDK and
-# moto's S3 server (each into a virtualenv under the Cargo target directory) --
-# then builds the `ember` binary and runs every test of the workspace. Any
-# failure fails the script.
+# moto's S3 server (each into a virtualenv under the Cargo target directory),
+# the Helm chart tests' Python packages and buildah -- then builds the `ember`
+# binary, runs the chart tests (tests/helm) and every test of the workspace.
+# Any failure fails the script.
 #
 # Environment: CARGO_TARGET_DIR (default ./target), EMBER_PYTHON (a Python that
 # can `import pyroscope`; found or made here otherwise), EMBER_MOTO_SERVER (a
@@ -42,6 +43,25 @@ apt_install() {
   log "apt-get install $*"
   as_root env DEBIAN_FRONTEND=noninteractive timeout 900 \
     apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# pinned_venv DIR REQUIREMENTS: a virtualenv at DIR with REQUIREMENTS installed.
+# The pins are recorded in it, so changing them reinstalls.
+pinned_venv() {
+  local venv=$1 requirements=$2 pin
+  pin="$(grep -v '^#' "$requirements" | tr -d '[:space:]')"
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.ember-pin" 2>/dev/null)" = "$pin" ]; then
+    return 0
+  fi
+  log "creating $venv with $(grep -v '^#' "$requirements" | tr '\n' ' ')"
+  mkdir -p "$(dirname "$venv")"
+  rm -rf "$venv"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    apt_install python3-venv
+    python3 -m venv "$venv"
+  fi
+  timeout 600 "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  printf '%s' "$pin" >"$venv/.ember-pin"
 }
 
 # --- Go, for `go tool pprof` --------------------------------------------------
@@ -81,22 +101,8 @@ log "python with pyroscope-io: $EMBER_PYTHON"
 # In its own virtualenv: moto[server] pulls in Flask and boto3, which the SDK
 # test's Python has no use for.
 if [ -z "${EMBER_MOTO_SERVER:-}" ]; then
-  MOTO_VENV="$CARGO_TARGET_DIR/moto-venv"
-  MOTO_PIN="$(grep -v '^#' "$S3_REQUIREMENTS" | tr -d '[:space:]')"
-  # The pin is recorded in the virtualenv, so changing it reinstalls.
-  if [ ! -x "$MOTO_VENV/bin/moto_server" ] || [ "$(cat "$MOTO_VENV/.ember-pin" 2>/dev/null)" != "$MOTO_PIN" ]; then
-    log "creating $MOTO_VENV with $MOTO_PIN"
-    mkdir -p "$CARGO_TARGET_DIR"
-    rm -rf "$MOTO_VENV"
-    if ! python3 -m venv "$MOTO_VENV" 2>/dev/null; then
-      apt_install python3-venv
-      python3 -m venv "$MOTO_VENV"
-    fi
-    timeout 600 "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check \
-      -r "$S3_REQUIREMENTS"
-    printf '%s' "$MOTO_PIN" >"$MOTO_VENV/.ember-pin"
-  fi
-  export EMBER_MOTO_SERVER="$MOTO_VENV/bin/moto_server"
+  pinned_venv "$CARGO_TARGET_DIR/moto-venv" "$S3_REQUIREMENTS"
+  export EMBER_MOTO_SERVER="$CARGO_TARGET_DIR/moto-venv/bin/moto_server"
 fi
 log "moto: $EMBER_MOTO_SERVER"
 
@@ -133,6 +139,27 @@ log "node $(node --version), npm ci in tests/node"
 # --- build and test --------------------------------------------------------------
 log "cargo build --bin ember"
 cargo build --bin ember
+
+# --- BEGIN Helm chart tests (tests/helm) -------------------------------------------
+# helm/ember rendered and linted by Helm's own engine (helm-python-sdk embeds it;
+# no helm binary), validated against Kubernetes' schemas, then the rendered pods
+# run as processes in network namespaces (root and iproute2), and an image made
+# from the binary with buildah (vfs storage, chroot isolation: no daemon).
+# Pins in tests/helm/requirements.txt, installed into $CARGO_TARGET_DIR/helm-venv.
+HELM_VENV="$CARGO_TARGET_DIR/helm-venv"
+if ! command -v buildah >/dev/null; then
+  apt_install buildah
+fi
+if ! command -v ip >/dev/null; then
+  apt_install iproute2
+fi
+pinned_venv "$HELM_VENV" "$ROOT/tests/helm/requirements.txt"
+log "Helm chart tests (tests/helm)"
+# Namespaces and mounts need root; the variables are passed on through sudo.
+(cd "$ROOT/tests/helm" && as_root env CI="${CI:-}" CARGO_TARGET_DIR="$CARGO_TARGET_DIR" \
+  EMBER_BINARY="$CARGO_TARGET_DIR/debug/ember" EMBER_MOTO_SERVER="$EMBER_MOTO_SERVER" \
+  timeout -k 30 900 "$HELM_VENV/bin/pytest" -q -rs)
+# --- END Helm chart tests ------------------------------------------------------------
 
 if cargo nextest --version >/dev/null 2>&1; then
   # Doc tests first, so that the run ends on nextest's summary line.

@@ -159,7 +159,13 @@ pub(crate) async fn join(gossip: Gossip, seeds: Vec<String>) {
 }
 
 /// Returns `seed` with `port` appended when it has none (`-memberlist.join=ingester-0`).
+///
+/// A `dns+` prefix, as dskit writes a name to resolve to every address it has
+/// (`dns+ember-memberlist.ns.svc.cluster.local:7946`, a headless Service), is
+/// dropped: every seed is resolved that way here, so Pyroscope's join flags work
+/// as they are.
 fn with_port(seed: &str, port: u16) -> String {
+    let seed = seed.strip_prefix("dns+").unwrap_or(seed);
     if seed.parse::<SocketAddr>().is_ok() {
         return seed.to_owned();
     }
@@ -287,5 +293,18 @@ mod tests {
         assert_eq!(with_port("[::1]:8000", 7946), "[::1]:8000");
         assert_eq!(with_port("10.0.0.1", 7946), "10.0.0.1:7946");
         assert_eq!(with_port("::1", 7946), "[::1]:7946");
+    }
+
+    #[test]
+    fn dns_plus_seeds_are_resolved_as_plain_names() {
+        assert_eq!(
+            with_port("dns+ember-memberlist.ns.svc.cluster.local:7946", 8000),
+            "ember-memberlist.ns.svc.cluster.local:7946"
+        );
+        assert_eq!(
+            with_port("dns+ember-memberlist", 7946),
+            "ember-memberlist:7946"
+        );
+        assert_eq!(with_port("dns+10.0.0.1", 7946), "10.0.0.1:7946");
     }
 }

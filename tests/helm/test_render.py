@@ -1,0 +1,248 @@
+"""The chart renders, lints and validates against Kubernetes' OpenAPI schemas for
+each supported combination of values, and refuses inconsistent values with a
+message naming the value to set."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes_validate import utils as kv
+
+from chart import MICRO, S3_SETS, by_kind, lint, render, render_error
+
+KUBERNETES = kv.latest_version()
+
+COMBINATIONS = {
+    "single binary (defaults)": ((), ()),
+    "single binary, S3 with an existing Secret": ((), S3_SETS),
+    "single binary, agent off": ((), ("agent.enabled=false",)),
+    "microservices, S3 with an existing Secret": (MICRO, S3_SETS),
+    "microservices, agent off": (MICRO, S3_SETS + ("agent.enabled=false",)),
+    "microservices, ServiceMonitor and datasource on": (
+        MICRO,
+        S3_SETS + ("serviceMonitor.enabled=true", "grafanaDatasource.enabled=true"),
+    ),
+    "microservices, GCS": (MICRO, ("storage.backend=gcs", "storage.gcs.bucket_name=b", "storage.gcs.existingSecret=gcs")),
+    "microservices, Azure": (
+        MICRO,
+        (
+            "storage.backend=azure",
+            "storage.azure.account_name=a",
+            "storage.azure.container_name=c",
+            "storage.azure.existingSecret=az",
+        ),
+    ),
+}
+
+# Custom resources: not in Kubernetes' own schemas; checked by hand below.
+CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+@pytest.mark.parametrize("name", COMBINATIONS)
+def test_lints_and_validates(name):
+    files, sets = COMBINATIONS[name]
+    report = lint(files, sets)
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report.get("errors", [])
+    assert not problems, f"helm lint --strict: {problems}"
+    objects = render(files, sets)
+    assert objects
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) in CRDS:
+            continue
+        try:
+            kv.validate(obj, KUBERNETES, strict=True)
+        except kv.ValidationError as e:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']} is invalid for Kubernetes {KUBERNETES}: {e}")
+    check_references(objects)
+    check_config_keys(objects)
+
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config" / "ember.example.yaml"
+
+
+def check_config_keys(objects):
+    """Every key the chart writes is one of Ember's (config/ember.example.yaml has them
+    all, and Ember refuses unknown keys); scrape jobs are the agent's own shape."""
+    known = yaml.safe_load(EXAMPLE_CONFIG.read_text())
+
+    def walk(written, reference, path):
+        for key, value in written.items():
+            assert key in reference, f"config.yaml key {'.'.join(path + [key])} is not in {EXAMPLE_CONFIG.name}"
+            if isinstance(value, dict) and isinstance(reference[key], dict):
+                walk(value, reference[key], path + [key])
+
+    for cm in by_kind(objects, "ConfigMap").values():
+        if "config.yaml" in cm["data"]:
+            walk(yaml.safe_load(cm["data"]["config.yaml"]), known, [])
+
+
+def check_references(objects):
+    """What no schema checks: names the objects give each other resolve."""
+    services = by_kind(objects, "Service")
+    config_maps = by_kind(objects, "ConfigMap")
+    accounts = by_kind(objects, "ServiceAccount")
+    for kind in ("Deployment", "StatefulSet"):
+        for name, w in by_kind(objects, kind).items():
+            pod = w["spec"]["template"]
+            labels = pod["metadata"]["labels"]
+            assert all(labels.get(k) == v for k, v in w["spec"]["selector"]["matchLabels"].items()), name
+            if kind == "StatefulSet":
+                assert w["spec"]["serviceName"] in services, f"{name}: governing Service missing"
+            assert pod["spec"]["serviceAccountName"] in accounts, name
+            for vol in pod["spec"]["volumes"]:
+                if "configMap" in vol:
+                    assert vol["configMap"]["name"] in config_maps, f"{name}: {vol}"
+            # The config file parses and is what -config.file names.
+            args = pod["spec"]["containers"][0]["args"]
+            assert "-config.file=/etc/ember/config.yaml" in args
+            for cm in config_maps.values():
+                if "config.yaml" in cm["data"]:
+                    assert isinstance(yaml.safe_load(cm["data"]["config.yaml"]), dict)
+    for name, svc in services.items():
+        selector = svc["spec"]["selector"]
+        pods = [
+            w["spec"]["template"]
+            for kind in ("Deployment", "StatefulSet")
+            for w in by_kind(objects, kind).values()
+            if all(w["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())
+        ]
+        assert pods, f"Service {name} selects no pod"
+        for port in svc["spec"]["ports"]:
+            for pod in pods:
+                named = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+                assert port["targetPort"] in named, f"Service {name}: no container port {port['targetPort']}"
+    for sm in by_kind(objects, "ServiceMonitor").values():
+        sel = sm["spec"]["selector"]
+        picked = [
+            s for s in services.values()
+            if all(s["metadata"]["labels"].get(k) == v for k, v in sel["matchLabels"].items())
+            and all(matches(e, s["metadata"]["labels"]) for e in sel.get("matchExpressions", []))
+        ]
+        components = {w["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+                      for kind in ("Deployment", "StatefulSet") for w in by_kind(objects, kind).values()}
+        # One Service per component, so each pod is scraped once.
+        assert sorted(s["metadata"]["labels"]["app.kubernetes.io/component"] for s in picked) == sorted(components)
+        for s in picked:
+            assert {p["name"] for p in s["spec"]["ports"]} >= {e["port"] for e in sm["spec"]["endpoints"]}
+
+
+def matches(expr, labels):
+    op, key = expr["operator"], expr["key"]
+    if op == "Exists":
+        return key in labels
+    if op == "DoesNotExist":
+        return key not in labels
+    if op == "In":
+        return labels.get(key) in expr["values"]
+    if op == "NotIn":
+        return labels.get(key) not in expr["values"]
+    raise AssertionError(op)
+
+
+def container(objects, kind, name):
+    return by_kind(objects, kind)[name]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_single_binary_shape():
+    objects = render()
+    sts = by_kind(objects, "StatefulSet")
+    assert list(sts) == ["ember"]
+    assert not by_kind(objects, "Deployment")
+    c = container(objects, "StatefulSet", "ember")
+    assert c["args"][0] == "-target=all"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert sts["ember"]["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert by_kind(objects, "Service")["ember"]["spec"]["ports"][0]["port"] == 4040
+    # The agent runs in-process and discovers pods through the API.
+    assert "ClusterRole" in {o["kind"] for o in objects}
+    config = yaml.safe_load(by_kind(objects, "ConfigMap")["ember-config"]["data"]["config.yaml"])
+    assert config["scrape_configs"][0]["kubernetes_sd_configs"] == [{"role": "pod"}]
+    assert "client" not in config, "the single binary's agent pushes in-process"
+
+
+def test_microservices_shape():
+    objects = render(MICRO, S3_SETS)
+    deployments = by_kind(objects, "Deployment")
+    assert sorted(deployments) == ["ember-agent", "ember-compactor", "ember-distributor", "ember-querier"]
+    ingester = by_kind(objects, "StatefulSet")["ember-ingester"]
+    assert ingester["spec"]["podManagementPolicy"] == "Parallel"
+    assert ingester["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 300
+    assert deployments["ember-compactor"]["spec"]["strategy"]["type"] == "Recreate"
+    pdbs = by_kind(objects, "PodDisruptionBudget")
+    assert pdbs["ember-ingester"]["spec"]["maxUnavailable"] == 1
+    memberlist = by_kind(objects, "Service")["ember-memberlist"]
+    assert memberlist["spec"]["clusterIP"] == "None" and memberlist["spec"]["publishNotReadyAddresses"]
+    c = container(objects, "StatefulSet", "ember-ingester")
+    assert "-memberlist.join=dns+ember-memberlist.ember.svc.cluster.local:7946" in c["args"]
+    # Credentials come from the Secret, never from the ConfigMap.
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    assert refs == {
+        "EMBER_STORAGE_S3_ACCESS_KEY_ID": {"name": "ember-s3", "key": "access_key_id"},
+        "EMBER_STORAGE_S3_SECRET_ACCESS_KEY": {"name": "ember-s3", "key": "secret_access_key"},
+    }
+    config = yaml.safe_load(by_kind(objects, "ConfigMap")["ember-config"]["data"]["config.yaml"])
+    assert config["storage"] == {
+        "backend": "s3",
+        "s3": {"bucket_name": "ember-profiles", "endpoint": "s3.example.com:9000", "region": "",
+               "insecure": False, "force_path_style": False},
+    }
+    assert config["client"]["url"] == "http://ember-distributor.ember.svc.cluster.local:4040"
+    # Only the agent gets an API token.
+    tokens = {n: d["spec"]["template"]["spec"]["automountServiceAccountToken"] for n, d in deployments.items()}
+    assert tokens == {"ember-agent": True, "ember-compactor": False, "ember-distributor": False, "ember-querier": False}
+
+
+def test_agent_off_drops_its_objects():
+    objects = render(MICRO, S3_SETS + ("agent.enabled=false",))
+    assert "ember-agent" not in by_kind(objects, "Deployment")
+    assert not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding")
+    config = yaml.safe_load(by_kind(objects, "ConfigMap")["ember-config"]["data"]["config.yaml"])
+    assert "scrape_configs" not in config and "client" not in config
+
+
+def test_component_values_override_shared_ones():
+    objects = render(MICRO, S3_SETS + (
+        "ember.extraArgs.log\\.level=debug",
+        "microservices.ingester.extraArgs.ingester\\.max-block-duration=30m",
+        "ember.nodeSelector.pool=general",
+        "microservices.querier.nodeSelector.pool=query",
+    ))
+    ingester = container(objects, "StatefulSet", "ember-ingester")
+    assert "-log.level=debug" in ingester["args"] and "-ingester.max-block-duration=30m" in ingester["args"]
+    querier = by_kind(objects, "Deployment")["ember-querier"]["spec"]["template"]["spec"]
+    assert querier["nodeSelector"] == {"pool": "query"}
+    assert by_kind(objects, "Deployment")["ember-distributor"]["spec"]["template"]["spec"]["nodeSelector"] == {"pool": "general"}
+
+
+def test_grafana_datasource_points_at_the_querier():
+    objects = render(MICRO, S3_SETS + ("grafanaDatasource.enabled=true",))
+    cm = by_kind(objects, "ConfigMap")["ember-grafana-datasource"]
+    assert cm["metadata"]["labels"]["grafana_datasource"] == "1"
+    ds = yaml.safe_load(cm["data"]["ember-datasource.yaml"])["datasources"][0]
+    assert ds["type"] == "grafana-pyroscope-datasource"
+    assert ds["url"] == "http://ember-querier.ember.svc.cluster.local:4040"
+
+
+BAD_VALUES = {
+    "microservices without object storage": (MICRO, (), "set storage.backend to s3, gcs or azure"),
+    "ingester replicas below the replication factor": (
+        MICRO, S3_SETS + ("microservices.ingester.replicas=2",), "set microservices.ingester.replicas to at least 3"),
+    "replication factor above the ingesters": (
+        MICRO, S3_SETS + ("config.distributor.replication_factor=5",), "set microservices.ingester.replicas to at least 5"),
+    "s3 without a bucket": ((), ("storage.backend=s3",), "set storage.s3.bucket_name"),
+    "an unknown backend": ((), ("storage.backend=ftp",), "storage.backend is \"ftp\": set it to one of"),
+    "a secret inlined in values": ((), S3_SETS + ("storage.s3.secret_access_key=x",), "set storage.s3.existingSecret"),
+    "storage under config": ((), ("config.storage.backend=s3",), "set storage.* instead"),
+    "two single binaries on one volume": ((), ("singleBinary.replicas=2",), "set singleBinary.replicas=1"),
+    "two compactors": (MICRO, S3_SETS + ("microservices.compactor.replicas=2",), "microservices.compactor.replicas is 2: set it to 1"),
+    "azure without a container": (
+        MICRO, ("storage.backend=azure", "storage.azure.account_name=a"), "set storage.azure.container_name"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_VALUES)
+def test_bad_values_name_the_value_to_set(name):
+    files, sets, expected = BAD_VALUES[name]
+    message = render_error(files, sets)
+    assert expected in message, message
