@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use ember_server::{
     app::App,
     config::{self, Loaded},
-    target,
+    modules, target,
 };
 use tracing::error;
 
@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     let config = match config::load(&args, &env) {
         Ok(Loaded::Run(config)) => config,
         Ok(Loaded::PrintModules) => {
-            print!("{}", target::modules_help());
+            print!("{}{}", target::modules_help(), modules::graph_help());
             return ExitCode::SUCCESS;
         }
         Ok(Loaded::PrintHelp(help)) => {

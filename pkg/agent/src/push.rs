@@ -187,7 +187,7 @@ impl PushSink for Grpc {
 }
 
 /// Returns the sink for a remote `client.url` (which must not be empty).
-pub fn remote(client: &ClientConfig) -> Result<Arc<dyn PushSink>, String> {
+pub fn remote(client: &ClientConfig) -> ember_config::Result<Arc<dyn PushSink>> {
     let send_tenant = !client.tenant_id.is_empty();
     match client.protocol {
         PushProtocol::Connect => Ok(Arc::new(Connect {
@@ -197,7 +197,9 @@ pub fn remote(client: &ClientConfig) -> Result<Arc<dyn PushSink>, String> {
         })),
         PushProtocol::Grpc => {
             let channel = tonic::transport::Endpoint::from_shared(client.url.clone())
-                .map_err(|e| format!("client.url {:?}: {e}", client.url))?
+                .map_err(|e| {
+                    ember_config::Error::invalid(format!("client.url {:?}: {e}", client.url))
+                })?
                 .connect_timeout(client.timeout)
                 .connect_lazy();
             let client = PusherServiceClient::new(channel)

@@ -1,3 +1,4 @@
+use ember_proto::error::{Code, ErrorCode};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -25,3 +26,13 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Reading or writing a block fails on storage or on corrupt data: nothing a
+/// client can fix by changing its request.
+impl ErrorCode for Error {
+    fn code(&self) -> Code {
+        Code::Internal
+    }
+}
+
+ember_proto::impl_into_status!(Error);

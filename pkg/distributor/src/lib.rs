@@ -10,9 +10,9 @@
 
 mod config;
 pub mod delta;
+mod error;
 pub mod rate;
 pub mod replication;
-mod sink;
 
 use std::{
     sync::Arc,
@@ -20,10 +20,14 @@ use std::{
 };
 
 use ember_limits::{Limits, TenantLimits};
-use ember_model::{Labels, ingest, labels::DELTA, pprof};
+use ember_model::{
+    Labels,
+    ingest::{self, IngestSink, ProfileWrite},
+    labels::DELTA,
+    pprof,
+};
 use ember_proto::{
     Tenant,
-    error::Code,
     google::v1::Profile,
     push::v1::{PushRequest, PushResponse, pusher_service_server::PusherService},
     types::v1::{GetFeatureFlagsRequest, GetFeatureFlagsResponse},
@@ -35,8 +39,8 @@ use tracing::debug;
 
 pub use config::DistributorConfig;
 pub use delta::DeltaTracker;
+pub use error::{Error, Result};
 pub use rate::RateLimiter;
-pub use sink::{IngestSink, ProfileWrite};
 
 /// Cheap to clone: clones share the sink, the limits and the per-tenant state.
 #[derive(Debug, Clone)]
@@ -48,13 +52,13 @@ pub struct Distributor {
     deltas: Arc<DeltaTracker>,
 }
 
-fn model_error(tenant: &str, e: ember_model::Error) -> Status {
+/// Names the tenant and the limit in a decoding error over the size limit.
+fn model_error(tenant: &str, e: ember_model::Error) -> Error {
     match e {
-        ember_model::Error::Malformed(m) => Code::BadRequest.status(m),
-        ember_model::Error::Unprocessable(m) => Code::Unprocessable.status(m),
-        ember_model::Error::TooLarge(m) => Code::TooLarge.status(format!(
+        ember_model::Error::TooLarge(m) => Error::TooLarge(format!(
             "tenant {tenant:?}: {m} (limits.max_decompressed_profile_size_bytes)"
         )),
+        e => Error::Profile(e),
     }
 }
 
@@ -99,7 +103,7 @@ impl Distributor {
 
     /// Charges `bytes` to the ingestion rate limit of `tenant`, refusing with
     /// 429 when its token bucket is empty.
-    pub fn charge(&self, tenant: &str, bytes: usize) -> Result<(), Status> {
+    pub fn charge(&self, tenant: &str, bytes: usize) -> Result<()> {
         let l = self.limits(tenant);
         self.charge_with(tenant, bytes, &l)
     }
@@ -112,7 +116,7 @@ impl Distributor {
             .unwrap_or_default()
     }
 
-    fn charge_with(&self, tenant: &str, bytes: usize, l: &Limits) -> Result<(), Status> {
+    fn charge_with(&self, tenant: &str, bytes: usize, l: &Limits) -> Result<()> {
         let now = self.since_epoch();
         if self.rate.allow(
             tenant,
@@ -123,15 +127,15 @@ impl Distributor {
         ) {
             return Ok(());
         }
-        Err(Code::RateLimited.status(format!(
+        Err(Error::RateLimited(format!(
             "tenant {tenant:?} is over its ingestion rate limit of {} MB/s (limits.ingestion_rate_mb) with a burst of {} MB (limits.ingestion_burst_size_mb): {bytes} bytes refused; send less often or ask for a higher limit",
             l.ingestion_rate_mb, l.ingestion_burst_size_mb
         )))
     }
 
-    fn check_labels(tenant: &str, labels: &Labels, l: &Limits) -> Result<(), Status> {
+    fn check_labels(tenant: &str, labels: &Labels, l: &Limits) -> Result<()> {
         if labels.len() > enabled(l.max_label_names_per_series) {
-            return Err(Code::Unprocessable.status(format!(
+            return Err(Error::OverLimit(format!(
                 "tenant {tenant:?}: series {labels} has {} labels, more than the limit of {} (limits.max_label_names_per_series)",
                 labels.len(),
                 l.max_label_names_per_series
@@ -139,7 +143,7 @@ impl Distributor {
         }
         for label in labels.iter() {
             if label.name.len() > enabled(l.max_label_name_length) {
-                return Err(Code::Unprocessable.status(format!(
+                return Err(Error::OverLimit(format!(
                     "tenant {tenant:?}: label name {:?} is {} bytes long, more than the limit of {} (limits.max_label_name_length)",
                     label.name,
                     label.name.len(),
@@ -147,7 +151,7 @@ impl Distributor {
                 )));
             }
             if label.value.len() > enabled(l.max_label_value_length) {
-                return Err(Code::Unprocessable.status(format!(
+                return Err(Error::OverLimit(format!(
                     "tenant {tenant:?}: value of label {:?} is {} bytes long, more than the limit of {} (limits.max_label_value_length)",
                     label.name,
                     label.value.len(),
@@ -158,9 +162,9 @@ impl Distributor {
         Ok(())
     }
 
-    fn check_profile(tenant: &str, profile: &Profile, l: &Limits) -> Result<(), Status> {
+    fn check_profile(tenant: &str, profile: &Profile, l: &Limits) -> Result<()> {
         if profile.sample.len() > enabled(l.max_samples_per_profile) {
-            return Err(Code::Unprocessable.status(format!(
+            return Err(Error::OverLimit(format!(
                 "tenant {tenant:?}: profile has {} samples, more than the limit of {} (limits.max_samples_per_profile)",
                 profile.sample.len(),
                 l.max_samples_per_profile
@@ -173,7 +177,7 @@ impl Distributor {
             .enumerate()
             .find(|(_, s)| s.location_id.len() > max_depth)
         {
-            return Err(Code::Unprocessable.status(format!(
+            return Err(Error::OverLimit(format!(
                 "tenant {tenant:?}: sample {i} has a stack of {} frames, more than the limit of {} (limits.max_stack_depth)",
                 s.location_id.len(),
                 l.max_stack_depth
@@ -185,12 +189,7 @@ impl Distributor {
     /// Decodes, validates and ingests one raw pprof with its client labels,
     /// charging its size to the tenant's ingestion rate.
     /// CPU-bound: call it off the async runtime.
-    pub fn ingest_pprof(
-        &self,
-        tenant: &str,
-        client_labels: &Labels,
-        raw: &[u8],
-    ) -> Result<(), Status> {
+    pub fn ingest_pprof(&self, tenant: &str, client_labels: &Labels, raw: &[u8]) -> Result<()> {
         let l = self.limits(tenant);
         Self::check_size(tenant, raw, &l)?;
         self.charge_with(tenant, raw.len(), &l)?;
@@ -200,9 +199,9 @@ impl Distributor {
     /// Refuses a profile larger than `max_profile_size_bytes` with 413: checked
     /// before the rate limit, so a profile that can never pass is not
     /// answered with a 429 that invites retries.
-    fn check_size(tenant: &str, raw: &[u8], l: &Limits) -> Result<(), Status> {
+    fn check_size(tenant: &str, raw: &[u8], l: &Limits) -> Result<()> {
         if raw.len() as u64 > enabled_u64(l.max_profile_size_bytes) {
-            return Err(Code::TooLarge.status(format!(
+            return Err(Error::TooLarge(format!(
                 "tenant {tenant:?}: profile is {} bytes, more than the limit of {} bytes (limits.max_profile_size_bytes)",
                 raw.len(),
                 l.max_profile_size_bytes
@@ -217,7 +216,7 @@ impl Distributor {
         client_labels: &Labels,
         raw: &[u8],
         l: &Limits,
-    ) -> Result<(), Status> {
+    ) -> Result<()> {
         // Sample and depth limits are checked here, so messages name the tenant.
         let decode_limits = pprof::DecodeLimits {
             max_decompressed_bytes: match l.decode().max_decompressed_bytes {
@@ -241,7 +240,7 @@ impl Distributor {
         tenant: &str,
         client_labels: &Labels,
         mut profile: Profile,
-    ) -> Result<(), Status> {
+    ) -> Result<()> {
         let l = self.limits(tenant);
         self.charge_with(tenant, profile.encoded_len(), &l)?;
         let decode_limits = pprof::DecodeLimits {
@@ -259,7 +258,7 @@ impl Distributor {
         client_labels: &Labels,
         mut profile: Profile,
         l: &Limits,
-    ) -> Result<(), Status> {
+    ) -> Result<()> {
         Self::check_profile(tenant, &profile, l)?;
         // `series_for` drops `__` labels, so the delta switch is read first.
         let delta = client_labels.get(DELTA) != Some("false");
@@ -282,16 +281,18 @@ impl Distributor {
             samples = profile.sample.len(),
             "ingesting profile"
         );
-        self.sink.write(
-            tenant,
-            &ProfileWrite {
-                id: ember_model::new_profile_id(),
-                profile: &profile,
-                series: &series,
-                time_nanos: time,
-                max_active_series: l.max_active_series,
-            },
-        )
+        self.sink
+            .write(
+                tenant,
+                &ProfileWrite {
+                    id: ember_model::new_profile_id(),
+                    profile: &profile,
+                    series: &series,
+                    time_nanos: time,
+                    max_active_series: l.max_active_series,
+                },
+            )
+            .map_err(Error::Write)
     }
 }
 
@@ -320,19 +321,18 @@ impl PusherService for Distributor {
                 let labels = Labels::from_proto(&series.labels);
                 for sample in &series.samples {
                     this.ingest_pprof_charged(&tenant, &labels, &sample.raw_profile, &l)
-                        .map_err(|s| {
-                            Status::with_metadata(
-                                s.code(),
-                                format!("series {i} {labels}: {}", s.message()),
-                                s.metadata().clone(),
-                            )
+                        .map_err(|e| Error::InSeries {
+                            index: i,
+                            labels: labels.to_string(),
+                            source: Box::new(e),
                         })?;
                 }
             }
-            Ok(Response::new(PushResponse {}))
+            Ok::<_, Error>(Response::new(PushResponse {}))
         })
         .await
-        .map_err(|e| Code::Internal.status(e.to_string()))?
+        .map_err(Error::from)?
+        .map_err(Status::from)
     }
 
     async fn get_feature_flags(

@@ -17,8 +17,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use ember_ingester::wire;
-use ember_model::labels::SERVICE_NAME;
+use ember_model::{
+    ingest::{IngestSink, ProfileWrite},
+    labels::SERVICE_NAME,
+    wire,
+};
 use ember_proto::{
     clients::{IngesterClients, tenant_request},
     error::Code,
@@ -30,8 +33,6 @@ use tokio::runtime::Handle;
 use tonic::Status;
 use tracing::warn;
 use xxhash_rust::xxh3::Xxh3;
-
-use crate::sink::{IngestSink, ProfileWrite};
 
 /// Finds the ingesters that own a ring key.
 pub trait Placement: Send + Sync + Debug {

@@ -3,6 +3,7 @@ use std::{io::Write, time::Duration};
 use ember_ingester::{Ingester, IngesterConfig};
 use ember_limits::{LimitsOverride, Overrides};
 use ember_model::ingest::labels_of;
+use ember_proto::error::Code;
 use ember_proto::google::v1::{Function, Line, Location, Sample, ValueType};
 use ember_time::ManualClock;
 use object_store::memory::InMemory;
@@ -61,8 +62,8 @@ fn service(name: &str) -> Labels {
     labels_of(&[("service_name", name)])
 }
 
-fn refusal(r: Result<(), Status>) -> (u16, String) {
-    let s = r.expect_err("expected a refusal");
+fn refusal(r: Result<()>) -> (u16, String) {
+    let s = Status::from(r.expect_err("expected a refusal"));
     (Code::of(&s).http(), s.message().to_owned())
 }
 

@@ -40,6 +40,19 @@ pub enum Error {
 /// Results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl ember_proto::error::ErrorCode for Error {
+    fn code(&self) -> ember_proto::error::Code {
+        use ember_proto::error::Code;
+        match self {
+            Error::Malformed(_) => Code::BadRequest,
+            Error::TooLarge(_) => Code::TooLarge,
+            Error::Unprocessable(_) => Code::Unprocessable,
+        }
+    }
+}
+
+ember_proto::impl_into_status!(Error);
+
 /// Bounds applied while converting one upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

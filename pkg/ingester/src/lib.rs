@@ -22,7 +22,6 @@ mod config;
 mod head;
 mod service;
 mod wal_record;
-pub mod wire;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -34,9 +33,15 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use ember_model::{ProfileId, ingest::SeriesSpec};
-use ember_proto::google::v1::Profile;
-use ember_query::SourceView;
+use ember_model::{
+    ProfileId,
+    ingest::{IngestSink, ProfileWrite, SeriesSpec},
+};
+use ember_proto::{
+    error::{Code, ErrorCode},
+    google::v1::Profile,
+};
+use ember_query::{Need, Plan, RecentData, RecentSources, SharedSource, SourceView};
 use ember_time::SharedClock;
 use object_store::{ObjectStore, ObjectStoreExt};
 use thiserror::Error;
@@ -69,6 +74,20 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl ErrorCode for Error {
+    fn code(&self) -> Code {
+        match self {
+            // Leaving, or a log that cannot be written: another replica, or a
+            // retry later, can take the write.
+            Error::Stopping | Error::Wal(_) => Code::Unavailable,
+            Error::SeriesLimit { .. } => Code::RateLimited,
+            Error::Block(_) => Code::Internal,
+        }
+    }
+}
+
+ember_proto::impl_into_status!(Error);
 
 #[derive(Debug)]
 struct TenantHeads {
@@ -536,5 +555,44 @@ impl Ingester {
                 warn!(error = %e, "periodic flush failed");
             }
         }
+    }
+}
+
+/// The ingester of this process as the distributor's sink (`-target=all`).
+impl IngestSink for Ingester {
+    fn write(&self, tenant: &str, w: &ProfileWrite<'_>) -> std::result::Result<(), tonic::Status> {
+        self.admit_series(tenant, w.series, w.max_active_series)?;
+        self.append(tenant, w.profile, w.series, w.time_nanos, w.id)?;
+        Ok(())
+    }
+}
+
+impl SharedSource for Head {
+    fn with_view(
+        &self,
+        f: &mut dyn FnMut(&dyn SourceView) -> ember_query::Result<()>,
+    ) -> ember_query::Result<()> {
+        f(&*self.read())
+    }
+}
+
+/// The heads of this process as a querier's recent data (`-target=all`).
+#[async_trait::async_trait]
+impl RecentData for Ingester {
+    async fn sources(
+        &self,
+        tenant: &str,
+        _plan: &Plan,
+        _need: Need,
+    ) -> std::result::Result<RecentSources, tonic::Status> {
+        let heads = self.heads(tenant);
+        Ok(RecentSources {
+            heads: heads.iter().map(|h| h.ulid).collect(),
+            views: heads
+                .into_iter()
+                .map(|h| h as Arc<dyn SharedSource>)
+                .collect(),
+            ..RecentSources::default()
+        })
     }
 }

@@ -3,10 +3,9 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use ember_model::{Labels, ProfileId, ProfileType};
+use ember_model::{Labels, ProfileId, ProfileType, wire};
 use ember_proto::{
     Tenant,
-    error::Code,
     google::v1::Profile,
     ingester::v1::{
         MergeProfilesRequest, PushRequest, PushResponse, SelectProfilesResponse, SelectRequest,
@@ -18,7 +17,7 @@ use ember_symdb::resolve::PprofBuilder;
 use rustc_hash::{FxHashMap, FxHashSet};
 use tonic::{Request, Response, Status};
 
-use crate::{Error, Ingester, wire};
+use crate::Ingester;
 
 /// The gRPC face of an [`Ingester`].
 #[derive(Debug, Clone)]
@@ -27,12 +26,9 @@ pub struct IngesterApi(pub Arc<Ingester>);
 /// Returns the plan of a select request.
 pub fn plan_of(req: &SelectRequest) -> Result<Plan, Status> {
     if !req.profile_type.is_empty() {
-        req.profile_type
-            .parse::<ProfileType>()
-            .map_err(|e| Code::BadRequest.status(e.to_string()))?;
+        req.profile_type.parse::<ProfileType>()?;
     }
-    let selectors = ember_query::parse_selectors(&req.selectors)
-        .map_err(|e| Code::BadRequest.status(e.to_string()))?;
+    let selectors = ember_query::parse_selectors(&req.selectors)?;
     Ok(Plan::new(
         (!req.profile_type.is_empty()).then(|| req.profile_type.clone()),
         selectors,
@@ -41,16 +37,14 @@ pub fn plan_of(req: &SelectRequest) -> Result<Plan, Status> {
     ))
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    Code::Internal.status(e.to_string())
-}
-
 impl IngesterApi {
     /// Runs `f` off the async runtime.
     async fn blocking<R: Send + 'static>(
         f: impl FnOnce() -> Result<R, Status> + Send + 'static,
     ) -> Result<R, Status> {
-        tokio::task::spawn_blocking(f).await.map_err(internal)?
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Status::from(ember_block::Error::from(e)))?
     }
 }
 
@@ -62,23 +56,15 @@ impl IngesterService for IngesterApi {
         let push = request.into_inner();
         Self::blocking(move || {
             let p = wire::decode_push(push)?;
-            ingester
-                .admit_series(&tenant, &p.series, p.max_active_series)
-                .map_err(|e| Code::RateLimited.status(e.to_string()))?;
-            ingester
-                .append_encoded(
-                    &tenant,
-                    &p.profile,
-                    &p.encoded,
-                    &p.series,
-                    p.time_nanos,
-                    p.id,
-                )
-                .map_err(|e| match e {
-                    // Leaving: the distributor should use another replica.
-                    Error::Stopping => Code::Unavailable.status(e.to_string()),
-                    e => internal(e),
-                })?;
+            ingester.admit_series(&tenant, &p.series, p.max_active_series)?;
+            ingester.append_encoded(
+                &tenant,
+                &p.profile,
+                &p.encoded,
+                &p.series,
+                p.time_nanos,
+                p.id,
+            )?;
             Ok(Response::new(PushResponse {}))
         })
         .await
@@ -141,7 +127,7 @@ impl IngesterService for IngesterApi {
                 }
             });
             if let Some(e) = error {
-                return Err(internal(e));
+                return Err(e.into());
             }
             out.ids = wire::encode_ids(ids);
             Ok(Response::new(out))
@@ -156,10 +142,7 @@ impl IngesterService for IngesterApi {
         let tenant = Tenant::of(&request)?;
         let req = request.into_inner();
         let select = req.select.unwrap_or_default();
-        let profile_type: ProfileType = select
-            .profile_type
-            .parse()
-            .map_err(|e: ember_model::Error| Code::BadRequest.status(e.to_string()))?;
+        let profile_type: ProfileType = select.profile_type.parse()?;
         let mut plan = plan_of(&select)?;
         let ids: FxHashSet<ProfileId> = wire::decode_ids(&req.ids)?.into_iter().collect();
         plan.profiles = ProfileFilter::Only(Arc::new(ids));
@@ -177,7 +160,7 @@ impl IngesterService for IngesterApi {
                 }
             });
             if let Some(e) = error {
-                return Err(internal(e));
+                return Err(e.into());
             }
             Ok(Response::new(
                 builder.finish(plan.start, plan.end - plan.start),

@@ -34,8 +34,6 @@ use ember_proto::google::v1::Profile;
 use prost::Message;
 use ulid::Ulid;
 
-use crate::wire;
-
 const KIND_PROFILE: u8 = 1;
 const KIND_CUT: u8 = 2;
 
@@ -204,7 +202,7 @@ fn decode_profile(mut r: Reader<'_>) -> Result<ProfileRecord, String> {
     let mut profile = Profile::decode(r.bytes()?).map_err(|e| e.to_string())?;
     // A replica logs the profile as received, before the ingester's own
     // validation repaired it (`wire::decode_push`): repair it the same way.
-    pprof::validate(&mut profile, &wire::UNBOUNDED).map_err(|e| e.to_string())?;
+    pprof::validate(&mut profile, &ember_model::wire::UNBOUNDED).map_err(|e| e.to_string())?;
     Ok(ProfileRecord {
         tenant,
         time_nanos,

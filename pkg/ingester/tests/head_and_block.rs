@@ -206,3 +206,45 @@ async fn ingester_flushes_on_stop_and_refuses_writes_after() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn heads_are_cut_when_the_clock_enters_the_next_window() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    // 10:59:50 on some day: ten seconds before the next aligned hour.
+    let clock = Arc::new(ember_time::ManualClock::new(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_002_800 - 10),
+    ));
+    let ingester = Ingester::new(IngesterConfig::default(), store.clone(), clock.clone());
+    let (_, profile) = valid_profiles()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("/cpu.pb.gz"))
+        .unwrap();
+    let series = ingest::series_for(&profile, &Labels::default());
+    let append = |time| {
+        ingester
+            .append("tenant-a", &profile, &series, time, new_profile_id())
+            .unwrap()
+    };
+    append(1);
+    ingester.flush_due().await.unwrap();
+    let listed = || ember_block::list_blocks(&store, "tenant-a");
+    assert!(listed().await.unwrap().is_empty(), "the hour is not over");
+
+    clock.advance(std::time::Duration::from_secs(9));
+    ingester.flush_due().await.unwrap();
+    assert!(listed().await.unwrap().is_empty(), "still 10:59:59");
+
+    clock.advance(std::time::Duration::from_secs(2));
+    ingester.flush_due().await.unwrap();
+    let blocks = listed().await.unwrap();
+    assert_eq!(blocks.len(), 1, "cut at 11:00:00");
+
+    // The next head was created in the new window: it is not cut again.
+    append(2);
+    clock.advance(std::time::Duration::from_secs(3598));
+    ingester.flush_due().await.unwrap();
+    assert_eq!(listed().await.unwrap(), blocks);
+    clock.advance(std::time::Duration::from_secs(1));
+    ingester.flush_due().await.unwrap();
+    assert_eq!(listed().await.unwrap().len(), 2, "and again at 12:00:00");
+}

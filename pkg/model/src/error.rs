@@ -1,3 +1,4 @@
+use ember_proto::error::{Code, ErrorCode};
 use thiserror::Error;
 
 /// Errors raised while decoding or validating profiles and selectors. Every
@@ -16,3 +17,15 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl ErrorCode for Error {
+    fn code(&self) -> Code {
+        match self {
+            Error::Malformed(_) => Code::BadRequest,
+            Error::Unprocessable(_) => Code::Unprocessable,
+            Error::TooLarge(_) => Code::TooLarge,
+        }
+    }
+}
+
+ember_proto::impl_into_status!(Error);

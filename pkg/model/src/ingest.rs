@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 
 use ember_proto::google::v1::Profile;
+use tonic::Status;
 
 use crate::{
-    Label, Labels, ProfileType,
+    Label, Labels, ProfileId, ProfileType,
     labels::{METRIC_NAME, PROFILE_TYPE, RESERVED_PREFIX, SERVICE_NAME, UNKNOWN_SERVICE},
 };
 
@@ -25,6 +26,27 @@ pub struct SeriesSpec {
     pub sample_type: usize,
     /// The samples of this series, or `None` for all of them.
     pub samples: Option<Vec<u32>>,
+}
+
+/// One accepted profile, validated and turned into deltas, on its way to storage.
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileWrite<'a> {
+    /// The ID shared by every replica of the profile.
+    pub id: ProfileId,
+    pub profile: &'a Profile,
+    pub series: &'a [SeriesSpec],
+    pub time_nanos: i64,
+    /// The tenant's active-series limit (0: none), enforced by each ingester.
+    pub max_active_series: usize,
+}
+
+/// Where the distributor writes accepted profiles: the ingester of this process
+/// (`-target=all`), or replicas on the ingesters of the ring. Blocking: called
+/// off the async runtime.
+pub trait IngestSink: Send + Sync + std::fmt::Debug {
+    /// Returns once the profile is durable (in a write-ahead log, or on a
+    /// quorum of replicas), or the status that says why it was refused.
+    fn write(&self, tenant: &str, write: &ProfileWrite<'_>) -> Result<(), Status>;
 }
 
 /// Returns the profile name Pyroscope uses for a sample type.

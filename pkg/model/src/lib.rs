@@ -5,7 +5,10 @@
 //! - [`profile_type`]: profile type IDs (`name:sample_type:sample_unit:period_type:period_unit`);
 //! - [`pprof`]: bounded decoding and validation of pprof payloads;
 //! - [`selector`]: PromQL-style label selectors;
-//! - [`flamegraph`]: the function-name call tree and its flame-graph encodings.
+//! - [`flamegraph`]: the function-name call tree and its flame-graph encodings;
+//! - [`ingest`]: how a pprof becomes series, and the [`ingest::IngestSink`] writes go to;
+//! - [`time`]: times as Pyroscope's HTTP API writes them;
+//! - [`wire`]: `ingester.v1` messages to and from the model.
 
 pub mod flamegraph;
 pub mod ingest;
@@ -13,6 +16,8 @@ pub mod labels;
 pub mod pprof;
 pub mod profile_type;
 pub mod selector;
+pub mod time;
+pub mod wire;
 
 mod error;
 

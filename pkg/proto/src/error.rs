@@ -103,6 +103,34 @@ impl Code {
     }
 }
 
+/// An error that knows which [`Code`] it is.
+///
+/// Every crate's error enum implements it, so a failure has one code wherever it
+/// is reported, and [`status`] is the one conversion to the status that gRPC,
+/// Connect and HTTP answers are made from.
+pub trait ErrorCode: std::error::Error {
+    /// Returns the kind of failure.
+    fn code(&self) -> Code;
+}
+
+/// Returns the status that reports `error`: its code and its message.
+pub fn status(error: &(impl ErrorCode + ?Sized)) -> Status {
+    error.code().status(error.to_string())
+}
+
+/// Implements `From<$error> for tonic::Status` through [`ErrorCode`], so that
+/// `?` turns a crate's error into its status at a service boundary.
+#[macro_export]
+macro_rules! impl_into_status {
+    ($error:ty) => {
+        impl ::core::convert::From<$error> for $crate::tonic::Status {
+            fn from(error: $error) -> Self {
+                $crate::error::status(&error)
+            }
+        }
+    };
+}
+
 /// Returns the Connect protocol's name of a gRPC code (`invalid_argument`, ...).
 pub fn connect_code(code: GrpcCode) -> &'static str {
     match code {

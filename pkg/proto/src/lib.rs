@@ -62,3 +62,6 @@ impl Tenant {
 
 pub mod clients;
 pub mod error;
+
+/// The gRPC crate the services are generated for, for [`impl_into_status!`].
+pub use tonic;

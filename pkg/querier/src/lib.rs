@@ -12,6 +12,7 @@
 //! ([`ProfileFilter::Once`]), whichever copies it meets. Blocks whose data a
 //! compacted block holds ([`ember_block::superseded`]) are not read at all.
 
+mod error;
 pub mod remote;
 mod series;
 
@@ -21,7 +22,6 @@ use std::{
 };
 
 use ember_block::{Block, BlockView};
-use ember_ingester::{Head, Ingester};
 use ember_model::{
     Labels, ProfileType, Selector,
     flamegraph::{self, FunctionTree},
@@ -41,10 +41,10 @@ use ember_proto::{
         LabelValuesRequest, LabelValuesResponse,
     },
 };
-use ember_query::{Plan, ProfileFilter, SourceView};
+use ember_query::{Need, Plan, ProfileFilter, RecentData, RecentSources, SourceView};
 use ember_symdb::resolve::PprofBuilder;
+pub use error::{Error, Result};
 use object_store::ObjectStore;
-use remote::{Answers, Need};
 pub use remote::{IngesterSet, RemoteIngesters};
 use tonic::{Request, Response, Status};
 use tracing::warn;
@@ -53,42 +53,25 @@ use ulid::Ulid;
 /// Flame graphs keep this many nodes unless the request asks otherwise.
 pub const DEFAULT_MAX_NODES: usize = 8192;
 
-/// Where a querier finds recent data.
-#[derive(Debug, Clone)]
-pub enum Recent {
-    /// Blocks only.
-    None,
-    /// The ingester of this process.
-    Local(Arc<Ingester>),
-    /// The ingesters of the cluster.
-    Remote(RemoteIngesters),
-}
-
 /// The querier of one process.
 #[derive(Debug)]
 pub struct Querier {
-    recent: Recent,
+    /// Where recent data comes from: the ingester of this process, the
+    /// ingesters of the cluster, or nowhere (blocks only).
+    recent: Option<Arc<dyn RecentData>>,
     store: Arc<dyn ObjectStore>,
     /// Opened blocks; blocks are immutable, so an entry never goes stale. An
     /// entry goes when its block is no longer listed (the compactor deleted it).
     blocks: Mutex<HashMap<(String, Ulid), Arc<Block>>>,
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
-    Status::internal(e.to_string())
-}
-
-fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
-}
-
 /// Converts a millisecond range to inclusive nanoseconds; `0, 0` means all time.
-fn nanos_range(start_ms: i64, end_ms: i64) -> Result<(i64, i64), Status> {
+fn nanos_range(start_ms: i64, end_ms: i64) -> Result<(i64, i64)> {
     if start_ms == 0 && end_ms == 0 {
         return Ok((i64::MIN, i64::MAX));
     }
     if end_ms < start_ms {
-        return Err(invalid(format!(
+        return Err(Error::InvalidRequest(format!(
             "end ({end_ms}) is before start ({start_ms}); both are unix milliseconds"
         )));
     }
@@ -98,8 +81,8 @@ fn nanos_range(start_ms: i64, end_ms: i64) -> Result<(i64, i64), Status> {
     ))
 }
 
-fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>, Status> {
-    ember_query::parse_selectors(matchers).map_err(invalid)
+fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>> {
+    Ok(ember_query::parse_selectors(matchers)?)
 }
 
 fn max_nodes(requested: Option<i64>) -> usize {
@@ -109,11 +92,9 @@ fn max_nodes(requested: Option<i64>) -> usize {
     }
 }
 
-/// The sources of one query: heads, answers of remote ingesters and
-/// prefetched blocks.
+/// The sources of one query: recent data and prefetched blocks.
 struct Sources {
-    heads: Vec<Arc<Head>>,
-    answers: Answers,
+    recent: RecentSources,
     blocks: Vec<BlockView>,
 }
 
@@ -124,39 +105,28 @@ impl Sources {
         self,
         plan: &Plan,
         f: &mut dyn FnMut(&dyn SourceView, &Plan) -> ember_query::Result<()>,
-    ) -> Result<(), Status> {
-        let Sources {
-            heads,
-            answers,
-            blocks,
-        } = self;
+    ) -> Result<()> {
+        let Sources { recent, blocks } = self;
         let mut plan = plan.clone();
-        plan.profiles = ProfileFilter::once_except(answers.counted);
-        for head in &heads {
-            f(&*head.read(), &plan).map_err(internal)?;
+        plan.profiles = ProfileFilter::once_except(recent.counted);
+        for source in &recent.views {
+            source.with_view(&mut |view| f(view, &plan))?;
         }
-        for view in &answers.views {
-            f(view, &plan).map_err(internal)?;
-        }
-        let preselected = remote::preselected(&plan);
-        for block in &answers.merged {
-            f(block, &preselected).map_err(internal)?;
+        let preselected = plan.preselected();
+        for block in &recent.merged {
+            f(block, &preselected)?;
         }
         for block in &blocks {
-            f(block, &plan).map_err(internal)?;
+            f(block, &plan)?;
         }
         Ok(())
     }
 }
 
 impl Querier {
-    /// Returns a querier of `store` and, if any, the ingester of this process.
-    pub fn new(ingester: Option<Arc<Ingester>>, store: Arc<dyn ObjectStore>) -> Self {
-        Self::with_recent(ingester.map_or(Recent::None, Recent::Local), store)
-    }
-
-    /// Returns a querier of `store` and the recent data of `recent`.
-    pub fn with_recent(recent: Recent, store: Arc<dyn ObjectStore>) -> Self {
+    /// Returns a querier of the blocks in `store` and, if any, the recent
+    /// data of `recent`.
+    pub fn new(recent: Option<Arc<dyn RecentData>>, store: Arc<dyn ObjectStore>) -> Self {
         Self {
             recent,
             store,
@@ -178,19 +148,18 @@ impl Querier {
     }
 
     /// Collects the sources of `tenant` that may hold data of `plan`.
-    async fn sources(&self, tenant: &str, plan: &Plan, need: Need) -> Result<Sources, Status> {
+    async fn sources(&self, tenant: &str, plan: &Plan, need: Need) -> Result<Sources> {
         let (start, end) = (plan.start, plan.end);
         let with_symbols = need == Need::Samples;
         // Heads first: see the module docs for why the order matters.
-        let (heads, answers) = match &self.recent {
-            Recent::None => (Vec::new(), Answers::default()),
-            Recent::Local(ingester) => (ingester.heads(tenant), Answers::default()),
-            Recent::Remote(remote) => (Vec::new(), remote.answers(tenant, plan, need).await?),
+        let recent = match &self.recent {
+            Some(recent) => recent
+                .sources(tenant, plan, need)
+                .await
+                .map_err(Error::Recent)?,
+            None => RecentSources::default(),
         };
-        let head_ids: HashSet<Ulid> = heads.iter().map(|h| h.ulid).collect();
-        let ulids = ember_block::list_blocks(&self.store, tenant)
-            .await
-            .map_err(internal)?;
+        let ulids = ember_block::list_blocks(&self.store, tenant).await?;
         // Forget blocks the compactor deleted.
         let listed: HashSet<Ulid> = ulids.iter().copied().collect();
         self.blocks
@@ -198,7 +167,7 @@ impl Querier {
             .expect("poisoned")
             .retain(|(t, u), _| t != tenant || listed.contains(u));
         let mut opened = Vec::new();
-        for ulid in ulids.into_iter().filter(|u| !head_ids.contains(u)) {
+        for ulid in ulids.into_iter().filter(|u| !recent.heads.contains(u)) {
             let block = match self.open_block(tenant, ulid).await {
                 Ok(b) => b,
                 Err(ember_block::Error::ObjectStore(object_store::Error::NotFound { .. })) => {
@@ -218,14 +187,10 @@ impl Querier {
         let mut blocks = Vec::new();
         for block in opened {
             if block.meta.overlaps(start, end) && !superseded.contains(&block.meta.ulid) {
-                blocks.push(block.view(with_symbols).await.map_err(internal)?);
+                blocks.push(block.view(with_symbols).await?);
             }
         }
-        Ok(Sources {
-            heads,
-            answers,
-            blocks,
-        })
+        Ok(Sources { recent, blocks })
     }
 
     /// Runs `f` over every source of the plan off the async runtime.
@@ -236,19 +201,18 @@ impl Querier {
         need: Need,
         mut acc: R,
         f: impl Fn(&dyn SourceView, &Plan, &mut R) -> ember_query::Result<()> + Send + 'static,
-    ) -> Result<R, Status> {
+    ) -> Result<R> {
         let sources = self.sources(tenant, plan, need).await?;
         let plan = plan.clone();
         tokio::task::spawn_blocking(move || {
             sources.each(&plan, &mut |view, plan| f(view, plan, &mut acc))?;
             Ok(acc)
         })
-        .await
-        .map_err(internal)?
+        .await?
     }
 
     /// Returns the labels of every series matching `plan`, de-duplicated.
-    async fn series_labels(&self, tenant: &str, plan: &Plan) -> Result<BTreeSet<Labels>, Status> {
+    async fn series_labels(&self, tenant: &str, plan: &Plan) -> Result<BTreeSet<Labels>> {
         self.evaluate(
             tenant,
             plan,
@@ -265,7 +229,7 @@ impl Querier {
     }
 
     /// Merges the selected profiles into a function-name tree.
-    pub async fn merge_tree(&self, tenant: &str, plan: &Plan) -> Result<FunctionTree, Status> {
+    pub async fn merge_tree(&self, tenant: &str, plan: &Plan) -> Result<FunctionTree> {
         self.evaluate(
             tenant,
             plan,
@@ -276,10 +240,8 @@ impl Querier {
         .await
     }
 
-    fn stacktraces_plan(req: &SelectMergeStacktracesRequest) -> Result<Plan, Status> {
-        req.profile_type_id
-            .parse::<ProfileType>()
-            .map_err(invalid)?;
+    fn stacktraces_plan(req: &SelectMergeStacktracesRequest) -> Result<Plan> {
+        req.profile_type_id.parse::<ProfileType>()?;
         let (start, end) = nanos_range(req.start, req.end)?;
         Ok(Plan::new(
             Some(req.profile_type_id.clone()),
@@ -393,7 +355,7 @@ impl QuerierService for Querier {
         let max_nodes = max_nodes(req.max_nodes);
         let flamegraph = tokio::task::spawn_blocking(move || tree.to_flamegraph(max_nodes))
             .await
-            .map_err(internal)?;
+            .map_err(Error::from)?;
         Ok(Response::new(SelectMergeStacktracesResponse {
             flamegraph: Some(flamegraph),
             tree: Vec::new(),
@@ -406,7 +368,7 @@ impl QuerierService for Querier {
     ) -> Result<Response<Profile>, Status> {
         let tenant = Tenant::of(&request)?;
         let req = request.into_inner();
-        let profile_type: ProfileType = req.profile_type_id.parse().map_err(invalid)?;
+        let profile_type: ProfileType = req.profile_type_id.parse().map_err(Error::from)?;
         let (start, end) = nanos_range(req.start, req.end)?;
         let plan = Plan::new(
             Some(req.profile_type_id.clone()),
@@ -444,7 +406,7 @@ impl QuerierService for Querier {
         let req = request.into_inner();
         req.profile_type_id
             .parse::<ProfileType>()
-            .map_err(invalid)?;
+            .map_err(Error::from)?;
         let (start, end) = nanos_range(req.start, req.end)?;
         let plan = Plan::new(
             Some(req.profile_type_id.clone()),
@@ -484,7 +446,7 @@ impl QuerierService for Querier {
         let tenant = Tenant::of(&request)?;
         let req = request.into_inner();
         let (Some(left), Some(right)) = (req.left, req.right) else {
-            return Err(invalid("diff needs both left and right"));
+            return Err(Error::InvalidRequest("diff needs both left and right".into()).into());
         };
         let (left_plan, right_plan) = (
             Self::stacktraces_plan(&left)?,
@@ -497,7 +459,7 @@ impl QuerierService for Querier {
         let max_nodes = max_nodes(left.max_nodes.or(right.max_nodes));
         let diff = tokio::task::spawn_blocking(move || flamegraph::diff(&l, &r, max_nodes))
             .await
-            .map_err(internal)?;
+            .map_err(Error::from)?;
         Ok(Response::new(DiffResponse {
             flamegraph: Some(diff),
         }))

@@ -13,21 +13,20 @@
 use std::{fmt::Debug, sync::Arc};
 
 use ember_block::{MemBlock, ProfileVisitor, SeriesEntry};
-use ember_ingester::wire;
 use ember_model::{
     Labels, ProfileId, ProfileType,
     ingest::SeriesSpec,
     labels::{Label, PROFILE_TYPE},
+    wire,
 };
 use ember_proto::{
     clients::{IngesterClients, tenant_request},
     error::Code,
     ingester::v1::{MergeProfilesRequest, SelectProfilesResponse, SelectRequest},
 };
-use ember_query::{Plan, SourceView};
+use ember_query::{Need, Plan, RecentData, RecentSources, SharedSource, SourceView};
 use ember_symdb::Symbols;
 use futures::future::join_all;
-use rustc_hash::FxHashSet;
 use tonic::Status;
 use tracing::warn;
 use ulid::Ulid;
@@ -47,17 +46,6 @@ pub struct RemoteIngesters {
     /// Writes reach a quorum of this many replicas, so a query may lose
     /// `replication_factor - quorum` ingesters and still see everything.
     pub replication_factor: usize,
-}
-
-/// What a query needs from each source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Need {
-    /// The label sets of matching series.
-    Labels,
-    /// One point (ID, series, time, total) per profile.
-    Points,
-    /// Stack traces and their values.
-    Samples,
 }
 
 /// A source made of what an ingester answered: series, and per-profile
@@ -103,21 +91,13 @@ impl SourceView for AnsweredView {
     }
 }
 
-/// What the ingesters answered for one query.
-#[derive(Debug, Default)]
-pub(crate) struct Answers {
-    /// Views evaluated with the query's plan (labels, points).
-    pub(crate) views: Vec<AnsweredView>,
-    /// Merged stack traces, already selected: evaluated with
-    /// [`preselected`].
-    pub(crate) merged: Vec<MemBlock>,
-    /// IDs that `merged` counted, so that blocks skip their copies.
-    pub(crate) counted: FxHashSet<ProfileId>,
-}
-
-/// The plan for a merged answer: the ingester already applied the selectors.
-pub(crate) fn preselected(plan: &Plan) -> Plan {
-    Plan::new(plan.profile_type.clone(), Vec::new(), plan.start, plan.end)
+impl SharedSource for AnsweredView {
+    fn with_view(
+        &self,
+        f: &mut dyn FnMut(&dyn SourceView) -> ember_query::Result<()>,
+    ) -> ember_query::Result<()> {
+        f(self)
+    }
 }
 
 fn select_request(plan: &Plan) -> SelectRequest {
@@ -167,14 +147,14 @@ impl RemoteIngesters {
     }
 
     /// Fetches what `need` asks for from every ingester.
-    pub(crate) async fn answers(
+    async fn answers(
         &self,
         tenant: &str,
         plan: &Plan,
         need: Need,
-    ) -> Result<Answers, Status> {
+    ) -> Result<RecentSources, Status> {
         let request = select_request(plan);
-        let mut out = Answers::default();
+        let mut out = RecentSources::default();
         if need == Need::Labels {
             let answers = self
                 .each("listing series", |addr| {
@@ -189,7 +169,7 @@ impl RemoteIngesters {
                 })
                 .await?;
             for (_, a) in answers {
-                out.views.push(AnsweredView {
+                out.views.push(Arc::new(AnsweredView {
                     series: a
                         .series
                         .iter()
@@ -200,7 +180,7 @@ impl RemoteIngesters {
                         .collect(),
                     rows: Vec::new(),
                     time_range: Some((plan.start, plan.end)),
-                });
+                }));
             }
             return Ok(out);
         }
@@ -218,7 +198,7 @@ impl RemoteIngesters {
             .await?;
         if need == Need::Points {
             for (_, list) in lists {
-                out.views.push(points_view(list)?);
+                out.views.push(Arc::new(points_view(list)?));
             }
             return Ok(out);
         }
@@ -237,8 +217,7 @@ impl RemoteIngesters {
             .profile_type
             .as_deref()
             .unwrap_or_default()
-            .parse()
-            .map_err(|e: ember_model::Error| Code::BadRequest.status(e.to_string()))?;
+            .parse::<ProfileType>()?;
         let merged = join_all(shares.into_iter().map(|(addr, ids)| {
             let request = MergeProfilesRequest {
                 select: Some(request.clone()),
@@ -273,6 +252,19 @@ impl RemoteIngesters {
             out.merged.push(block);
         }
         Ok(out)
+    }
+}
+
+/// The heads of the cluster's ingesters as a querier's recent data.
+#[async_trait::async_trait]
+impl RecentData for RemoteIngesters {
+    async fn sources(
+        &self,
+        tenant: &str,
+        plan: &Plan,
+        need: Need,
+    ) -> Result<RecentSources, Status> {
+        self.answers(tenant, plan, need).await
     }
 }
 

@@ -3,13 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::{Error, Result};
 use ember_model::Labels;
 use ember_proto::{
     querier::v1::SelectSeriesRequest,
     types::v1::{Point as PointProto, Series, TimeSeriesAggregationType},
 };
 use ember_query::Point;
-use tonic::Status;
 
 /// Steps of less than this would let one query ask for billions of points.
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
@@ -23,9 +23,9 @@ pub(crate) struct Bucketing {
 }
 
 impl Bucketing {
-    pub(crate) fn new(req: &SelectSeriesRequest, start_nanos: i64) -> Result<Self, Status> {
+    pub(crate) fn new(req: &SelectSeriesRequest, start_nanos: i64) -> Result<Self> {
         if !(req.step.is_finite() && req.step > 0.0) {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::InvalidRequest(format!(
                 "step must be a positive number of seconds, got {}",
                 req.step
             )));
@@ -33,7 +33,7 @@ impl Bucketing {
         let step = (req.step * 1e9) as i64;
         let span = (req.end - req.start).saturating_mul(1_000_000);
         if step > 0 && span / step.max(1) > MAX_POINTS_PER_SERIES {
-            return Err(Status::invalid_argument(format!(
+            return Err(Error::InvalidRequest(format!(
                 "step {}s over this range gives more than {MAX_POINTS_PER_SERIES} points; use a larger step",
                 req.step
             )));

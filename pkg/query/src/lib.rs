@@ -16,7 +16,10 @@ use ember_symdb::{Symbols, resolve};
 use rustc_hash::FxHashSet;
 use ulid::Ulid;
 
+mod recent;
+
 pub use ember_block::Error;
+pub use recent::{Need, RecentData, RecentSources, SharedSource};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One source of profiles, readable synchronously.
@@ -186,6 +189,12 @@ pub fn parse_selectors(matchers: &[String]) -> ember_model::Result<Vec<Selector>
 }
 
 impl Plan {
+    /// Returns the plan for a source whose series the answering ingester
+    /// already selected: the same type and range, no selectors.
+    pub fn preselected(&self) -> Plan {
+        Plan::new(self.profile_type.clone(), Vec::new(), self.start, self.end)
+    }
+
     /// Returns a plan that counts every selected profile.
     pub fn new(
         profile_type: Option<String>,

@@ -1,15 +1,19 @@
-//! Starts the components selected by `-target` and serves them until shutdown.
+//! Starts the modules that `-target` resolves to ([`crate::modules`]) and serves
+//! them until shutdown.
 //!
-//! Order matters on shutdown: readiness goes false, the server stops accepting
-//! requests and lets in-flight ones finish, the agent pushes what it buffered,
-//! and only then does the ingester stop taking writes and flush every head, so
-//! no acknowledged profile is left behind in memory.
+//! Each module's init reads what the modules before it built from a [`Context`]
+//! and adds its own part, and may leave a [`Running`] handle behind. Shutdown has
+//! two steps: every handle first hears that the process is draining (readiness
+//! goes false, an ingester turns LEAVING so distributors stop choosing it), then
+//! the handles stop in reverse start order: the server lets in-flight requests
+//! finish, the agent pushes what it buffered, the compactor finishes its merge,
+//! the ingester stops taking writes and flushes every head, and the ring is left
+//! last. No acknowledged profile is left behind in memory.
 //!
 //! In a cluster (any `-target` but `all`) every process gossips to form the
 //! ring ([`ember_ring`]): distributors write to replicas over `ingester.v1`,
 //! queriers read every ingester, and an ingester is ACTIVE (takes writes)
-//! from the moment it serves until shutdown, when it is LEAVING while it
-//! flushes, then leaves.
+//! from the moment it serves until shutdown.
 
 use std::{
     future::Future,
@@ -24,23 +28,27 @@ use std::{
 use ember_agent::{Agent, AgentOptions, InProcess, PushSink};
 use ember_compactor::{Compactor, Retention};
 use ember_distributor::{
-    Distributor, IngestSink,
+    Distributor,
     replication::{Placement, Replicas, ReplicationConfig},
 };
 use ember_ingester::{Ingester, IngesterApi};
 use ember_limits::TenantLimits;
+use ember_model::ingest::IngestSink;
 use ember_proto::clients::IngesterClients;
-use ember_querier::{IngesterSet, Querier, Recent, RemoteIngesters};
+use ember_querier::{IngesterSet, Querier, RemoteIngesters};
+use ember_query::RecentData;
 use ember_ring::{Member, Ring, Roles, State};
 use ember_time::{SharedClock, SystemClock};
+use object_store::ObjectStore;
 use thiserror::Error;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
     config::{Config, hostname},
     http::{Services, router},
     metrics::Metrics,
+    modules::{Module, resolve},
     target::{Target, expand},
 };
 
@@ -66,11 +74,11 @@ pub enum AppError {
     )]
     AgentWithoutDistributor,
     #[error("agent: {0}")]
-    Agent(String),
-    #[error("opening the ingester's write-ahead log: {0}")]
-    Wal(String),
-    #[error("flushing on shutdown: {0}")]
-    Flush(#[from] ember_ingester::Error),
+    Agent(#[from] prometheus::Error),
+    #[error("ingester: {0}")]
+    Ingester(#[from] ember_ingester::Error),
+    #[error("module {0} needs module {1}, which did not start")]
+    Missing(Module, Module),
 }
 
 /// The ring as distributors and queriers use it: ingester addresses.
@@ -101,272 +109,469 @@ impl IngesterSet for RingView {
 /// How long a call to another process may take.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts gossip for a clustered process, or describes the single process.
-async fn start_ring(
-    config: &Config,
-    targets: &std::collections::BTreeSet<Target>,
-    http_port: u16,
+/// A started module's part in the process's life after its init.
+#[async_trait::async_trait]
+trait Running: Send + Sync {
+    /// Starts background work, once every module is initialized.
+    fn start(&mut self) {}
+    /// Hears the shutdown signal, before any module stops: stop advertising.
+    fn draining(&self) {}
+    /// Stops; called in reverse start order.
+    async fn stop(self: Box<Self>) -> Result<(), AppError>;
+}
+
+/// What the modules of one process build, each in turn.
+struct Context<'a> {
+    config: &'a Config,
+    targets: std::collections::BTreeSet<Target>,
     clock: SharedClock,
-) -> Result<Arc<Ring>, AppError> {
-    let roles = Roles {
-        ingester: targets.contains(&Target::Ingester),
-        distributor: targets.contains(&Target::Distributor),
-        querier: targets.contains(&Target::Querier),
-        compactor: targets.contains(&Target::Compactor),
-    };
-    let node_name = config.memberlist.node_name(&hostname(), http_port);
-    // Agents and compactors need no ring: only the write and read paths gossip.
-    if !config.clustered() || !(roles.ingester || roles.distributor || roles.querier) {
-        return Ok(Ring::single(
-            Member {
+    metrics: Metrics,
+    clients: Arc<IngesterClients>,
+    listener: Option<TcpListener>,
+    http_port: u16,
+    store: Option<Arc<dyn ObjectStore>>,
+    ring: Option<Arc<Ring>>,
+    ingester: Option<Arc<Ingester>>,
+    distributor: Option<Distributor>,
+    querier: Option<Arc<Querier>>,
+    agent: Option<Agent>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Context<'_> {
+    fn store(&self, module: Module) -> Result<Arc<dyn ObjectStore>, AppError> {
+        self.store
+            .clone()
+            .ok_or(AppError::Missing(module, Module::Storage))
+    }
+
+    fn ring(&self, module: Module) -> Result<Arc<Ring>, AppError> {
+        self.ring
+            .clone()
+            .ok_or(AppError::Missing(module, Module::Ring))
+    }
+
+    /// Returns the ingester of this process when components talk in-process.
+    fn local_ingester(&self) -> Option<Arc<Ingester>> {
+        self.ingester.clone().filter(|_| !self.config.clustered())
+    }
+
+    /// Initializes `module`, returning its handle if it has work after init.
+    async fn init(&mut self, module: Module) -> Result<Option<Box<dyn Running>>, AppError> {
+        let config = self.config;
+        Ok(match module {
+            Module::Listener => {
+                // Bound first: ring members advertise the port they serve on.
+                let address = format!(
+                    "{}:{}",
+                    config.server.http_listen_address, config.server.http_listen_port
+                );
+                let listener = TcpListener::bind(&address)
+                    .await
+                    .map_err(|source| AppError::Listen { address, source })?;
+                self.http_port = listener.local_addr().map_err(AppError::Serve)?.port();
+                self.listener = Some(listener);
+                None
+            }
+            Module::Storage => {
+                self.store = Some(ember_objstore::build(&config.storage)?);
+                None
+            }
+            Module::Ring => {
+                let ring = self.start_ring().await?;
+                self.ring = Some(ring.clone());
+                Some(Box::new(RingModule(ring)))
+            }
+            Module::Ingester => {
+                if !config.ingester.wal_fsync {
+                    warn!(
+                        "write-ahead log fsync is off: acknowledged profiles may be lost if the machine crashes"
+                    );
+                }
+                let ingester = Arc::new(
+                    Ingester::open(
+                        config.ingester.clone(),
+                        self.store(module)?,
+                        self.clock.clone(),
+                        &config.wal_dir(),
+                    )
+                    .await?
+                    .with_id(hostname()),
+                );
+                self.ingester = Some(ingester.clone());
+                Some(Box::new(IngesterModule {
+                    ingester,
+                    ring: self.ring(module)?,
+                    flush_interval: config.ingester.flush_interval,
+                }))
+            }
+            Module::Distributor => {
+                let sink: Arc<dyn IngestSink> = match self.local_ingester() {
+                    Some(ingester) => ingester,
+                    None => Arc::new(Replicas::new(
+                        Arc::new(RingView(self.ring(module)?)),
+                        self.clients.clone(),
+                        ReplicationConfig {
+                            replication_factor: config.replication_factor(),
+                            ..ReplicationConfig::default()
+                        },
+                        self.clock.clone(),
+                    )),
+                };
+                // Each push reads its tenant's limits: `limits` with that tenant's `overrides`.
+                self.distributor = Some(Distributor::new(
+                    sink,
+                    Arc::new(config.tenant_limits()),
+                    self.clock.clone(),
+                ));
+                None
+            }
+            Module::Querier => {
+                let recent: Arc<dyn RecentData> = match self.local_ingester() {
+                    Some(ingester) => ingester,
+                    None => Arc::new(RemoteIngesters {
+                        set: Arc::new(RingView(self.ring(module)?)),
+                        clients: self.clients.clone(),
+                        replication_factor: config.replication_factor(),
+                    }),
+                };
+                self.querier = Some(Arc::new(Querier::new(Some(recent), self.store(module)?)));
+                None
+            }
+            Module::Compactor => {
+                let limits = config.tenant_limits();
+                let retention: Retention = Arc::new(move |tenant: &str| {
+                    limits.limits(tenant).compactor_blocks_retention_period
+                });
+                let compactor = Compactor::new(
+                    self.store(module)?,
+                    config.compactor.clone(),
+                    retention,
+                    self.clock.clone(),
+                )?
+                .with_id(format!("compactor@{}", hostname()));
+                Some(Box::new(CompactorModule::new(Arc::new(compactor))))
+            }
+            Module::Agent => {
+                // The agent runs when asked for by name, or with `all` when it has jobs.
+                if !config.target.contains(&Target::Agent) && config.scrape_configs.is_empty() {
+                    return Ok(None);
+                }
+                let sink: Arc<dyn PushSink> = if config.client.url.is_empty() {
+                    let distributor = self
+                        .distributor
+                        .clone()
+                        .ok_or(AppError::AgentWithoutDistributor)?;
+                    Arc::new(InProcess(Arc::new(distributor)))
+                } else {
+                    ember_agent::push::remote(&config.client)?
+                };
+                let agent = Agent::start(
+                    config.scrape_configs.clone(),
+                    config.client.clone(),
+                    sink,
+                    &self.metrics.registry,
+                    AgentOptions::default(),
+                )?;
+                self.agent = Some(agent.clone());
+                Some(Box::new(AgentModule {
+                    agent,
+                    grace: config.client.timeout,
+                }))
+            }
+            Module::Server => {
+                let listener = self
+                    .listener
+                    .take()
+                    .ok_or(AppError::Missing(module, Module::Listener))?;
+                let ring = self.ring(module)?;
+                let services = Services {
+                    distributor: self.distributor.clone(),
+                    querier: self.querier.clone(),
+                    ingester: self
+                        .ingester
+                        .clone()
+                        .filter(|_| config.clustered())
+                        .map(IngesterApi),
+                    ring: ring.clone(),
+                    metrics: self.metrics.clone(),
+                    ready: self.ready.clone(),
+                    multitenancy: config.auth.multitenancy_enabled,
+                    max_body_bytes: config.server.max_request_body_bytes as usize,
+                    max_ingester_request_bytes: config.max_ingester_request_bytes(),
+                    agent: self.agent.clone(),
+                };
+                Some(Box::new(ServerModule {
+                    listener: Some(listener),
+                    services: Some(services),
+                    ring,
+                    ready: self.ready.clone(),
+                    graceful_timeout: config.server.graceful_shutdown_timeout,
+                    task: None,
+                    stop: None,
+                }))
+            }
+        })
+    }
+
+    /// Starts gossip for a clustered process, or describes the single process.
+    async fn start_ring(&self) -> Result<Arc<Ring>, AppError> {
+        let (config, targets, port) = (self.config, &self.targets, self.http_port);
+        let roles = Roles {
+            ingester: targets.contains(&Target::Ingester),
+            distributor: targets.contains(&Target::Distributor),
+            querier: targets.contains(&Target::Querier),
+            compactor: targets.contains(&Target::Compactor),
+        };
+        let node_name = config.memberlist.node_name(&hostname(), port);
+        // Agents and compactors need no ring: only the write and read paths gossip.
+        if !config.clustered() || !(roles.ingester || roles.distributor || roles.querier) {
+            let member = Member {
                 name: node_name,
-                addr: format!("127.0.0.1:{http_port}"),
+                addr: format!("127.0.0.1:{port}"),
                 roles,
                 state: State::Active,
                 tokens: Vec::new(),
-                last_heartbeat: clock.now(),
+                last_heartbeat: self.clock.now(),
                 healthy: true,
-            },
-            clock,
-        ));
+            };
+            return Ok(Ring::single(member, self.clock.clone()));
+        }
+        let ring_config = config.memberlist.ring_config(
+            node_name,
+            roles,
+            port,
+            config.server.http_listen_address.parse().ok(),
+        )?;
+        Ok(Ring::start(ring_config, self.clock.clone()).await?)
     }
-    let ring_config = config.memberlist.ring_config(
-        node_name,
-        roles,
-        http_port,
-        config.server.http_listen_address.parse().ok(),
-    )?;
-    Ok(Ring::start(ring_config, clock).await?)
 }
 
-/// A bound, not yet serving, Ember process.
-#[derive(Debug)]
-pub struct App {
-    listener: TcpListener,
-    services: Services,
+/// The ring: left last, so the others drop this member at once.
+struct RingModule(Arc<Ring>);
+
+#[async_trait::async_trait]
+impl Running for RingModule {
+    async fn stop(self: Box<Self>) -> Result<(), AppError> {
+        self.0.leave(Duration::from_secs(5)).await;
+        Ok(())
+    }
+}
+
+/// The ingester: flushes periodically, turns LEAVING on the signal, flushes
+/// every head on stop.
+struct IngesterModule {
+    ingester: Arc<Ingester>,
     ring: Arc<Ring>,
-    ingester: Option<Arc<Ingester>>,
-    agent: Option<Agent>,
-    agent_grace: Duration,
-    graceful_timeout: Duration,
-    compactor: Option<Arc<Compactor>>,
     flush_interval: Duration,
 }
 
-impl App {
-    /// Builds the selected components and binds the listener.
-    pub async fn new(config: &Config) -> Result<Self, AppError> {
-        let targets = expand(&config.target);
-        let store = ember_objstore::build(&config.storage)?;
-        // Bound first: ring members advertise the port they serve on.
-        let address = format!(
-            "{}:{}",
-            config.server.http_listen_address, config.server.http_listen_port
-        );
-        let listener = TcpListener::bind(&address)
-            .await
-            .map_err(|source| AppError::Listen { address, source })?;
-        let http_port = listener.local_addr().map_err(AppError::Serve)?.port();
-        let clock = SystemClock::shared();
-        let ring = start_ring(config, &targets, http_port, clock.clone()).await?;
-        let ring_view = Arc::new(RingView(ring.clone()));
-        let clients = Arc::new(IngesterClients::new(PEER_TIMEOUT));
-        let replication_factor = config.replication_factor();
-        let ingester = if targets.contains(&Target::Ingester) {
-            if !config.ingester.wal_fsync {
-                warn!(
-                    "write-ahead log fsync is off: acknowledged profiles may be lost if the machine crashes"
-                );
-            }
-            let ingester = Ingester::open(
-                config.ingester.clone(),
-                store.clone(),
-                clock.clone(),
-                &config.wal_dir(),
-            )
-            .await
-            .map_err(|e| AppError::Wal(e.to_string()))?
-            .with_id(hostname());
-            Some(Arc::new(ingester))
-        } else {
-            None
-        };
-        let distributor = if targets.contains(&Target::Distributor) {
-            let sink: Arc<dyn IngestSink> = match (&ingester, config.clustered()) {
-                (Some(ingester), false) => ingester.clone(),
-                _ => Arc::new(Replicas::new(
-                    ring_view.clone(),
-                    clients.clone(),
-                    ReplicationConfig {
-                        replication_factor,
-                        ..ReplicationConfig::default()
-                    },
-                    clock.clone(),
-                )),
-            };
-            // Each push reads its tenant's limits: `limits` with that tenant's `overrides`.
-            Some(Distributor::new(
-                sink,
-                Arc::new(config.tenant_limits()),
-                clock.clone(),
-            ))
-        } else {
-            None
-        };
-        let querier = targets.contains(&Target::Querier).then(|| {
-            let recent = match (&ingester, config.clustered()) {
-                (Some(ingester), false) => Recent::Local(ingester.clone()),
-                _ => Recent::Remote(RemoteIngesters {
-                    set: ring_view.clone(),
-                    clients: clients.clone(),
-                    replication_factor,
-                }),
-            };
-            Arc::new(Querier::with_recent(recent, store.clone()))
-        });
-        let compactor = if targets.contains(&Target::Compactor) {
-            let limits = config.tenant_limits();
-            let retention: Retention = Arc::new(move |tenant: &str| {
-                limits.limits(tenant).compactor_blocks_retention_period
-            });
-            Some(Arc::new(
-                Compactor::new(
-                    store.clone(),
-                    config.compactor.clone(),
-                    retention,
-                    clock.clone(),
-                )?
-                .with_id(format!("compactor@{}", hostname())),
-            ))
-        } else {
-            None
-        };
-        let ingester_api = ingester
-            .as_ref()
-            .filter(|_| config.clustered())
-            .map(|i| IngesterApi(i.clone()));
+#[async_trait::async_trait]
+impl Running for IngesterModule {
+    fn start(&mut self) {
+        tokio::spawn(self.ingester.clone().run_flush_loop(self.flush_interval));
+    }
 
-        let metrics = Metrics::new();
-        // The agent runs when asked for by name, or with `all` when it has jobs.
-        let run_agent = config.target.contains(&Target::Agent)
-            || (targets.contains(&Target::Agent) && !config.scrape_configs.is_empty());
-        let agent = if run_agent {
-            let sink: Arc<dyn PushSink> = if config.client.url.is_empty() {
-                let distributor = distributor
-                    .clone()
-                    .ok_or(AppError::AgentWithoutDistributor)?;
-                Arc::new(InProcess(Arc::new(distributor)))
-            } else {
-                ember_agent::push::remote(&config.client).map_err(AppError::Agent)?
-            };
-            let agent = Agent::start(
-                config.scrape_configs.clone(),
-                config.client.clone(),
-                sink,
-                &metrics.registry,
-                AgentOptions::default(),
-            )
-            .map_err(|e| AppError::Agent(e.to_string()))?;
-            Some(agent)
-        } else {
-            None
-        };
+    fn draining(&self) {
+        // Distributors stop choosing this ingester before it refuses writes.
+        self.ring.set_state(State::Leaving);
+    }
 
-        Ok(Self {
-            listener,
-            services: Services {
-                distributor,
-                querier,
-                ingester: ingester_api,
-                ring: ring.clone(),
-                metrics,
-                ready: Arc::new(AtomicBool::new(false)),
-                multitenancy: config.auth.multitenancy_enabled,
-                max_body_bytes: config.server.max_request_body_bytes as usize,
-                max_ingester_request_bytes: config.max_ingester_request_bytes(),
-                agent: agent.clone(),
-            },
-            ring,
-            ingester,
-            agent,
-            agent_grace: config.client.timeout,
+    async fn stop(self: Box<Self>) -> Result<(), AppError> {
+        info!("flushing heads");
+        self.ingester.stop().await?;
+        Ok(())
+    }
+}
+
+/// The compactor: passes until stopped; finishes the merge it is in.
+struct CompactorModule {
+    compactor: Arc<Compactor>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl CompactorModule {
+    fn new(compactor: Arc<Compactor>) -> Self {
+        Self {
             compactor,
-            graceful_timeout: config.server.graceful_shutdown_timeout,
-            flush_interval: config.ingester.flush_interval,
-        })
+            stop: tokio::sync::watch::channel(false).0,
+            task: None,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Running for CompactorModule {
+    fn start(&mut self) {
+        let mut stopped = self.stop.subscribe();
+        self.task = Some(tokio::spawn(self.compactor.clone().run(async move {
+            let _ = stopped.changed().await;
+        })));
+    }
+
+    async fn stop(self: Box<Self>) -> Result<(), AppError> {
+        info!("stopping the compactor");
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+/// The agent: pushes what it buffered (in-process, into the heads) on stop.
+struct AgentModule {
+    agent: Agent,
+    grace: Duration,
+}
+
+#[async_trait::async_trait]
+impl Running for AgentModule {
+    async fn stop(self: Box<Self>) -> Result<(), AppError> {
+        info!("stopping the agent");
+        self.agent.stop(self.grace).await;
+        Ok(())
+    }
+}
+
+/// The HTTP/gRPC server: serves every module, goes unready on the signal and
+/// gives in-flight requests the graceful period on stop.
+struct ServerModule {
+    listener: Option<TcpListener>,
+    services: Option<Services>,
+    ring: Arc<Ring>,
+    ready: Arc<AtomicBool>,
+    graceful_timeout: Duration,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+#[async_trait::async_trait]
+impl Running for ServerModule {
+    fn start(&mut self) {
+        let (Some(listener), Some(services)) = (self.listener.take(), self.services.take()) else {
+            return;
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        self.stop = Some(stop_tx);
+        let server = axum::serve(listener, router(services)).with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        });
+        self.task = Some(tokio::spawn(async move { server.await }));
+        self.ready.store(true, Ordering::Release);
+        // Serving, with the write-ahead log replayed: take writes.
+        self.ring.set_state(State::Active);
+    }
+
+    fn draining(&self) {
+        info!("shutting down: no longer ready");
+        self.ready.store(false, Ordering::Release);
+    }
+
+    async fn stop(mut self: Box<Self>) -> Result<(), AppError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let Some(task) = self.task.take() else {
+            return Ok(());
+        };
+        // In-flight requests get the graceful period; then the server is dropped.
+        match tokio::time::timeout(self.graceful_timeout, task).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(AppError::Serve(e)),
+            Ok(Err(e)) => {
+                warn!(error = %e, "server task failed");
+                Ok(())
+            }
+            Err(_) => {
+                warn!("in-flight requests did not finish within the graceful shutdown timeout");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A bound, not yet serving, Ember process.
+pub struct App {
+    address: SocketAddr,
+    /// Started modules with work after init, in start order.
+    running: Vec<(Module, Box<dyn Running>)>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("address", &self.address)
+            .field(
+                "running",
+                &self.running.iter().map(|(m, _)| m).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl App {
+    /// Initializes the modules of the configured targets, in dependency order.
+    pub async fn new(config: &Config) -> Result<Self, AppError> {
+        let modules = resolve(&config.target);
+        info!(modules = ?modules, "starting modules");
+        let mut context = Context {
+            config,
+            targets: expand(&config.target),
+            clock: SystemClock::shared(),
+            metrics: Metrics::new(),
+            clients: Arc::new(IngesterClients::new(PEER_TIMEOUT)),
+            listener: None,
+            http_port: 0,
+            store: None,
+            ring: None,
+            ingester: None,
+            distributor: None,
+            querier: None,
+            agent: None,
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        let mut running = Vec::new();
+        let mut address = None;
+        for module in modules {
+            if module == Module::Server {
+                address = context.listener.as_ref().and_then(|l| l.local_addr().ok());
+            }
+            if let Some(handle) = context.init(module).await? {
+                running.push((module, handle));
+            }
+        }
+        let address = address.ok_or(AppError::Missing(Module::Server, Module::Listener))?;
+        Ok(Self { address, running })
     }
 
     /// Returns the bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(self.address)
     }
 
     /// Serves until `shutdown` completes, then stops gracefully.
     pub async fn run(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let ready = self.services.ready.clone();
-        let app = router(self.services);
-        if let Some(ingester) = &self.ingester {
-            tokio::spawn(ingester.clone().run_flush_loop(self.flush_interval));
+        for (_, module) in &mut self.running {
+            module.start();
         }
-        // The compactor finishes the merge it is in when asked to stop.
-        let (stop_compactor, compactor_stopped) = tokio::sync::watch::channel(false);
-        let compactor = self.compactor.clone().map(|c| {
-            let mut stopped = compactor_stopped.clone();
-            tokio::spawn(c.run(async move {
-                let _ = stopped.changed().await;
-            }))
-        });
-        let address = self.listener.local_addr().map_err(AppError::Serve)?;
-        let ingester = self.ingester.clone();
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-        let signal = {
-            let ready = ready.clone();
-            async move {
-                shutdown.await;
-                info!("shutting down: no longer ready");
-                ready.store(false, Ordering::Release);
-                let _ = stopped_tx.send(());
-            }
-        };
-        ready.store(true, Ordering::Release);
-        // Serving, with the write-ahead log replayed: take writes.
-        self.ring.set_state(State::Active);
-        info!(%address, "ember is serving");
-        let server = axum::serve(self.listener, app).with_graceful_shutdown(signal);
-        let server = tokio::spawn(async move { server.await });
-        let _ = stopped_rx.await;
-        // Distributors stop choosing this ingester before it refuses writes.
-        if self.ingester.is_some() {
-            self.ring.set_state(State::Leaving);
+        info!(address = %self.address, "ember is serving");
+        shutdown.await;
+        for (_, module) in self.running.iter().rev() {
+            module.draining();
         }
-        // In-flight requests get the graceful period; then the server is dropped.
-        match tokio::time::timeout(self.graceful_timeout, server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => return Err(AppError::Serve(e)),
-            Ok(Err(e)) => warn!(error = %e, "server task failed"),
-            Err(_) => {
-                warn!("in-flight requests did not finish within the graceful shutdown timeout")
+        let mut first_error = None;
+        for (name, module) in self.running.into_iter().rev() {
+            if let Err(e) = module.stop().await {
+                warn!(module = %name, error = %e, "stopping module failed");
+                first_error.get_or_insert(e);
             }
         }
-        // Buffered profiles get pushed (in-process, into the heads) before the flush.
-        if let Some(agent) = &self.agent {
-            info!("stopping the agent");
-            agent.stop(self.agent_grace).await;
-        }
-        if let Some(ingester) = ingester {
-            info!("flushing heads");
-            ingester.stop().await?;
-        }
-        if let Some(compactor) = compactor {
-            info!("stopping the compactor");
-            let _ = stop_compactor.send(true);
-            let _ = compactor.await;
-        }
-        self.ring.leave(Duration::from_secs(5)).await;
         info!("stopped");
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }

@@ -31,7 +31,9 @@ use ember_proto::{Tenant, error::Code, google::v1::Profile};
 use tonic::Status;
 use tracing::debug;
 
-use crate::{connect::error_response, time};
+use ember_time::{Clock, SystemClock};
+
+use crate::connect::error_response;
 
 const FORMATS: &str = "pprof, folded, groups, lines, speedscope, jfr";
 const DEFAULT_SAMPLE_RATE: u32 = 100;
@@ -55,14 +57,6 @@ pub(crate) fn routes(distributor: Option<Distributor>) -> Router {
         .route("/ingest", post(ingest))
         .route("/pyroscope/ingest", post(ingest))
         .with_state(state)
-}
-
-fn format_error(e: ember_formats::Error) -> Status {
-    match e {
-        ember_formats::Error::Malformed(m) => Code::BadRequest.status(m),
-        ember_formats::Error::TooLarge(m) => Code::TooLarge.status(m),
-        ember_formats::Error::Unprocessable(m) => Code::Unprocessable.status(m),
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +83,7 @@ fn parse_query(q: &HashMap<String, String>, now_ms: i64) -> Result<Request, Stat
     let name = q.get("name").ok_or_else(|| {
         Code::BadRequest.status("the name parameter is required: name=app.cpu{label=value}")
     })?;
-    let name = ember_formats::name::parse(name).map_err(format_error)?;
+    let name = ember_formats::name::parse(name)?;
     let format = match q
         .get("format")
         .map(|f| f.trim().to_ascii_lowercase())
@@ -110,7 +104,7 @@ fn parse_query(q: &HashMap<String, String>, now_ms: i64) -> Result<Request, Stat
     let time = |key: &str| -> Result<i64, Status> {
         match q.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
             None => Ok(now_ms),
-            Some(v) => v.parse::<i64>().map(time::unix_to_ms).map_err(|_| {
+            Some(v) => v.parse::<i64>().map(ember_model::time::unix_to_ms).map_err(|_| {
                 Code::BadRequest.status(format!(
                     "invalid {key} {v:?}: use a unix timestamp in seconds, milliseconds, microseconds or nanoseconds"
                 ))
@@ -173,12 +167,7 @@ fn client_labels(req: &Request) -> Labels {
 
 /// Gunzips a text or JFR body when it is gzipped, within `max` bytes.
 fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Status> {
-    ember_model::pprof::gunzip_bounded(body, max)
-        .map(|b| b.into_owned())
-        .map_err(|e| match e {
-            ember_model::Error::TooLarge(m) => Code::TooLarge.status(m),
-            other => Code::BadRequest.status(other.to_string()),
-        })
+    Ok(ember_model::pprof::gunzip_bounded(body, max)?.into_owned())
 }
 
 async fn ingest(
@@ -198,14 +187,12 @@ async fn ingest(
                 Code::BadRequest.status(format!("cannot read the request body: {}", e.body_text()))
             }
         })?;
-        let req = parse_query(&query, time::now_ms())?;
+        let req = parse_query(&query, SystemClock.now_millis())?;
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let boundary = multipart::boundary(content_type)
-            .transpose()
-            .map_err(format_error)?;
+        let boundary = multipart::boundary(content_type).transpose()?;
         let labels = client_labels(&req);
         let distributor = state.distributor.clone();
         let limits = state.limits;
@@ -233,7 +220,7 @@ fn ingest_blocking(
     limits: Limits,
 ) -> Result<(), Status> {
     let parts = match &boundary {
-        Some(b) => Some(multipart::parse(body, b).map_err(format_error)?),
+        Some(b) => Some(multipart::parse(body, b)?),
         None => None,
     };
     let part = |name: &str| {
@@ -271,11 +258,10 @@ fn ingest_blocking(
         Format::Pprof => {
             let config = part("sample_type_config")
                 .map(sample_type_config::parse)
-                .transpose()
-                .map_err(format_error)?;
+                .transpose()?;
             let Some(config) = config.filter(|c| !c.is_empty()) else {
                 debug!(tenant, "ingesting pprof from /ingest");
-                return distributor.ingest_pprof(tenant, &labels, payload);
+                return Ok(distributor.ingest_pprof(tenant, &labels, payload)?);
             };
             let raw = gunzip(payload, limits.max_input_bytes)?;
             let mut profile = ember_model::pprof::decode(
@@ -285,12 +271,7 @@ fn ingest_blocking(
                     max_samples: limits.max_samples,
                     max_stack_depth: limits.max_stack_depth,
                 },
-            )
-            .map_err(|e| match e {
-                ember_model::Error::Malformed(m) => Code::BadRequest.status(m),
-                ember_model::Error::Unprocessable(m) => Code::Unprocessable.status(m),
-                ember_model::Error::TooLarge(m) => Code::TooLarge.status(m),
-            })?;
+            )?;
             sample_type_config::apply(&mut profile, &config);
             cumulative = config.values().any(|c| c.cumulative == Some(true));
             vec![(None, profile)]
@@ -307,8 +288,7 @@ fn ingest_blocking(
                 ember_formats::folded::parse(&text, &options)
             } else {
                 ember_formats::folded::parse_lines(&text, &options)
-            }
-            .map_err(format_error)?;
+            }?;
             vec![(Some(options.kind.name), profile)]
         }
         Format::Speedscope => {
@@ -320,8 +300,7 @@ fn ingest_blocking(
                 time_nanos,
                 duration_nanos,
             };
-            ember_formats::speedscope::parse_named(&json, &options)
-                .map_err(format_error)?
+            ember_formats::speedscope::parse_named(&json, &options)?
                 .into_iter()
                 .map(|(n, p)| (Some(n), p))
                 .collect()
@@ -340,8 +319,7 @@ fn ingest_blocking(
                 time_nanos,
                 duration_nanos,
             };
-            ember_formats::jfr::parse(&data, &options)
-                .map_err(format_error)?
+            ember_formats::jfr::parse(&data, &options)?
                 .into_iter()
                 .map(|(n, p)| (Some(n), p))
                 .collect()

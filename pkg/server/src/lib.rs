@@ -7,7 +7,7 @@ mod connect;
 pub mod http;
 mod ingest;
 pub mod metrics;
+pub mod modules;
 mod render;
 mod server_config;
 pub mod target;
-pub mod time;

@@ -23,7 +23,10 @@ use ember_querier::Querier;
 use serde_json::json;
 use tonic::Status;
 
-use crate::{connect::error_response, time::parse_time};
+use ember_model::time::parse as parse_time;
+use ember_time::{Clock, SystemClock};
+
+use crate::connect::error_response;
 
 pub(crate) fn routes(querier: Option<Arc<Querier>>) -> Router {
     let Some(querier) = querier else {
@@ -85,11 +88,9 @@ fn range_query(
     })?;
     let (profile_type, _) = Selector::parse_profile_query(q).map_err(|e| bad(e.to_string()))?;
     let selector = q.find('{').map(|i| q[i..].to_owned()).unwrap_or_default();
-    let now_ms = crate::time::now_ms();
-    let from_ms =
-        parse_time(params.get(from).map_or("now-1h", String::as_str), now_ms).map_err(bad)?;
-    let until_ms =
-        parse_time(params.get(until).map_or("now", String::as_str), now_ms).map_err(bad)?;
+    let now_ms = SystemClock.now_millis();
+    let from_ms = parse_time(params.get(from).map_or("now-1h", String::as_str), now_ms)?;
+    let until_ms = parse_time(params.get(until).map_or("now", String::as_str), now_ms)?;
     if until_ms < from_ms {
         return Err(bad(format!("{until} is before {from}")));
     }

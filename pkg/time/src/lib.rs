@@ -21,6 +21,11 @@ pub trait Clock: Send + Sync + fmt::Debug {
     fn now_nanos(&self) -> i64 {
         unix_nanos(self.now())
     }
+
+    /// Returns the current time in unix milliseconds.
+    fn now_millis(&self) -> i64 {
+        self.now_nanos().div_euclid(1_000_000)
+    }
 }
 
 /// A clock handle shared by the parts of a process.

@@ -19,16 +19,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use ember_model::{Selector, flamegraph::FunctionTree};
+use ember_model::{Selector, flamegraph::FunctionTree, time};
 use ember_proto::{
     Tenant,
     error::Code,
     querier::v1::{SelectMergeStacktracesRequest, querier_service_server::QuerierService},
 };
 use ember_querier::Querier;
+use ember_time::{Clock, SystemClock};
 use tonic::Status;
-
-mod time;
 
 /// One embedded file of the UI.
 struct Asset {
@@ -142,15 +141,17 @@ struct Selection {
     end_ms: i64,
 }
 
-fn selection(params: &[(String, String)], now_ms: i64) -> Result<Selection, String> {
+fn selection(params: &[(String, String)], now_ms: i64) -> ember_model::Result<Selection> {
+    let bad = |m: &str| ember_model::Error::Malformed(m.to_owned());
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let query = get("query").ok_or("missing query: use query=<profile type ID>{selector}")?;
-    let (profile_type, _) = Selector::parse_profile_query(query).map_err(|e| e.to_string())?;
+    let query =
+        get("query").ok_or_else(|| bad("missing query: use query=<profile type ID>{selector}"))?;
+    let (profile_type, _) = Selector::parse_profile_query(query)?;
     let selector = query.find('{').map(|i| &query[i..]).unwrap_or("{}");
     let start_ms = time::parse(get("from").unwrap_or("now-1h"), now_ms)?;
     let end_ms = time::parse(get("until").unwrap_or("now"), now_ms)?;
     if end_ms < start_ms {
-        return Err("until is before from".to_owned());
+        return Err(bad("until is before from"));
     }
     Ok(Selection {
         profile_type_id: profile_type.id(),
@@ -165,7 +166,7 @@ async fn render_svg(
     tenant: Tenant,
     params: &[(String, String)],
 ) -> Result<String, Status> {
-    let s = selection(params, time::now_ms()).map_err(|m| Code::BadRequest.status(m))?;
+    let s = selection(params, SystemClock.now_millis())?;
     let mut request = tonic::Request::new(SelectMergeStacktracesRequest {
         profile_type_id: s.profile_type_id.clone(),
         label_selector: s.selector.clone(),
@@ -287,6 +288,7 @@ mod tests {
         assert!(
             selection(&params(&[]), 0)
                 .unwrap_err()
+                .to_string()
                 .contains("missing query")
         );
         assert!(

@@ -1,9 +1,11 @@
-//! Conversions between `ingester.v1` messages and the ingester's own types.
+//! Conversions between `ingester.v1` messages and the model: the one place both
+//! sides of the distributor-to-ingester and querier-to-ingester calls share, so
+//! neither reaches into the other.
 
-use ember_model::{Labels, ProfileId, ProfileType, ingest::SeriesSpec, pprof};
-use ember_proto::{error::Code, google::v1::Profile, ingester::v1 as pb};
+use ember_proto::{google::v1::Profile, ingester::v1 as pb};
 use prost::Message;
-use tonic::Status;
+
+use crate::{Error, Labels, ProfileId, ProfileType, Result, ingest::SeriesSpec, pprof};
 
 /// Returns the push request for one profile; the profile is encoded once for
 /// every replica.
@@ -33,7 +35,7 @@ pub fn push_request(
 }
 
 /// Validation without limits: the distributor enforced the tenant's.
-pub(crate) const UNBOUNDED: pprof::DecodeLimits = pprof::DecodeLimits {
+pub const UNBOUNDED: pprof::DecodeLimits = pprof::DecodeLimits {
     max_decompressed_bytes: usize::MAX >> 1,
     max_samples: 0,
     max_stack_depth: 0,
@@ -51,13 +53,13 @@ pub struct Push {
     pub max_active_series: usize,
 }
 
-fn bad(message: String) -> Status {
-    Code::BadRequest.status(message)
+fn bad(message: String) -> Error {
+    Error::Malformed(message)
 }
 
 /// Decodes and checks a push request: every series must name a sample type
 /// and samples the profile has.
-pub fn decode_push(request: pb::PushRequest) -> Result<Push, Status> {
+pub fn decode_push(request: pb::PushRequest) -> Result<Push> {
     let id = decode_id(&request.id)?;
     let mut profile =
         Profile::decode(request.profile.as_slice()).map_err(|e| bad(format!("profile: {e}")))?;
@@ -96,7 +98,7 @@ pub fn decode_push(request: pb::PushRequest) -> Result<Push, Status> {
                 samples: s.has_samples.then_some(s.samples),
             })
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     Ok(Push {
         id,
         time_nanos: request.time_nanos,
@@ -108,7 +110,7 @@ pub fn decode_push(request: pb::PushRequest) -> Result<Push, Status> {
 }
 
 /// Decodes one 16-byte profile ID.
-pub fn decode_id(bytes: &[u8]) -> Result<ProfileId, Status> {
+pub fn decode_id(bytes: &[u8]) -> Result<ProfileId> {
     let bytes: [u8; 16] = bytes
         .try_into()
         .map_err(|_| bad(format!("a profile ID has 16 bytes, not {}", bytes.len())))?;
@@ -116,7 +118,7 @@ pub fn decode_id(bytes: &[u8]) -> Result<ProfileId, Status> {
 }
 
 /// Decodes concatenated 16-byte profile IDs.
-pub fn decode_ids(bytes: &[u8]) -> Result<Vec<ProfileId>, Status> {
+pub fn decode_ids(bytes: &[u8]) -> Result<Vec<ProfileId>> {
     if !bytes.len().is_multiple_of(16) {
         return Err(bad(format!(
             "profile IDs take 16 bytes each; {} bytes is not a multiple",
