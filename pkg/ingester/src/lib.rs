@@ -171,6 +171,9 @@ impl Ingester {
         wal_dir: &Path,
     ) -> Result<Self> {
         let options = config.wal_options();
+        // Locked before it is read: another process must not replay or append
+        // to the same segments.
+        let lock = ember_wal::DirLock::acquire(wal_dir)?;
         let dir = wal_dir.to_path_buf();
         let (entries, report) = tokio::task::spawn_blocking(move || -> Result<_> {
             let (records, report) = ember_wal::replay(&dir)?;
@@ -253,7 +256,7 @@ impl Ingester {
                 already_uploaded,
                 "replayed write-ahead log"
             );
-            let wal = ember_wal::Wal::open(&dir, options)?;
+            let wal = ember_wal::Wal::open_locked(lock, options)?;
             for (tenant, ulid) in uncut {
                 wal.append(&wal_record::encode_cut(&tenant, ulid))?;
             }

@@ -67,6 +67,66 @@ pub enum Error {
     TooLarge(usize),
     #[error("the write-ahead log failed earlier and accepts no more writes: {0}")]
     Failed(String),
+    #[error(
+        "write-ahead log directory {} is in use by another process (it holds {}); give each ingester its own directory with -ingester.wal-dir",
+        dir.display(),
+        dir.join(LOCK_FILE).display()
+    )]
+    Locked { dir: PathBuf },
+}
+
+/// The file a process holds locked while it owns a log directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Exclusive ownership of a log directory, as Prometheus locks its TSDB
+/// directory: two processes appending to and replaying the same segments would
+/// each replay the other's profiles as their own. The lock is an `flock` on
+/// [`LOCK_FILE`], released by the kernel when the process ends however it ends,
+/// so a crash never leaves a stale lock behind.
+#[derive(Debug)]
+pub struct DirLock {
+    dir: PathBuf,
+    _file: File,
+}
+
+impl DirLock {
+    /// Takes the lock of `dir` (created if missing), or fails at once with
+    /// [`Error::Locked`] when another process holds it.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        // SAFETY: the descriptor is open and owned by `file` for this call.
+        let rc = unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc != 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::WouldBlock {
+                return Err(Error::Locked {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            return Err(io_err(&path)(error));
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            _file: file,
+        })
+    }
+
+    /// Returns the locked directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -281,21 +341,31 @@ struct State {
 #[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
+    /// Held for as long as the log is open.
+    _lock: DirLock,
     options: WalOptions,
     state: Mutex<State>,
     done: Condvar,
 }
 
 impl Wal {
-    /// Opens the log in `dir` (created if missing) for appending. Appends go to a
-    /// new segment after the existing ones; [`replay`] them before.
+    /// Opens the log in `dir` (created if missing) for appending, after taking
+    /// its lock. Appends go to a new segment after the existing ones; [`replay`]
+    /// them before.
     pub fn open(dir: &Path, options: WalOptions) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        Self::open_locked(DirLock::acquire(dir)?, options)
+    }
+
+    /// [`Wal::open`] in a directory already locked, e.g. while it was replayed.
+    pub fn open_locked(lock: DirLock, options: WalOptions) -> Result<Self> {
+        let dir = lock.dir().to_path_buf();
+        let dir = dir.as_path();
         let seq = segments(dir)?.last().map_or(1, |s| s + 1);
         let file = create_segment(dir, seq)?;
         info!(dir = %dir.display(), segment = seq, "opened write-ahead log");
         Ok(Self {
             dir: dir.to_path_buf(),
+            _lock: lock,
             options,
             state: Mutex::new(State {
                 file: Arc::new(file),

@@ -202,3 +202,21 @@ fn unknown_version_is_an_error() {
         Err(Error::Version { version: 99, .. })
     ));
 }
+
+#[test]
+fn a_second_process_cannot_open_a_locked_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    // flock is per open file description: a second open in this process
+    // contends like another process would.
+    let err = Wal::open(dir.path(), WalOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("-ingester.wal-dir"), "{message}");
+    drop(wal);
+    Wal::open(dir.path(), WalOptions::default()).expect("free once the first one closed");
+}

@@ -62,3 +62,26 @@ fn sigkill_during_pushes_loses_no_acknowledged_profile() {
         "flushed segments are deleted; only the open one remains"
     );
 }
+
+#[test]
+fn a_second_process_on_the_same_write_ahead_log_refuses_to_start() {
+    let ember = EmberProcess::start(&[]);
+    let dir = ember.data_dir().display().to_string();
+    let output = std::process::Command::new(ember_tests::process::ember_binary())
+        .args([
+            "-server.http-listen-port=0",
+            "-memberlist.bind-port=0",
+            &format!("-storage.filesystem.dir={dir}"),
+        ])
+        .output()
+        .expect("run ember");
+    assert!(!output.status.success(), "a second owner started");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    assert!(
+        text.contains(&format!("{dir}/wal")) && text.contains("-ingester.wal-dir"),
+        "the refusal names the directory and the flag: {text}"
+    );
+    // The first owner is untouched.
+    assert!(ember.client().is_ready());
+}
