@@ -8,8 +8,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use ember_config::{Documented, duration};
+use ember_config::{Documented, Secret, duration};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 use crate::ProfileKind;
 
@@ -274,6 +275,45 @@ pub struct ClientConfig {
     /// Default 30s.
     #[serde(with = "duration")]
     pub max_backoff: Duration,
+    /// Bearer token sent with every push; empty: none.
+    ///
+    /// For a distributor with `-auth.tokens-file`.
+    pub bearer_token: Secret,
+    /// Basic auth credentials sent with every push.
+    pub basic_auth: BasicAuth,
+    /// CA bundle (PEM) that verifies an https distributor; empty: the system's roots.
+    pub tls_ca_path: PathBuf,
+}
+
+/// Basic auth credentials (`client.basic_auth`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
+#[serde(default, deny_unknown_fields)]
+pub struct BasicAuth {
+    /// Basic auth username sent with every push; empty: none.
+    pub username: String,
+    /// Basic auth password.
+    pub password: Secret,
+}
+
+impl ClientConfig {
+    /// Returns the `Authorization` header value of a push, if credentials are set.
+    pub fn authorization(&self) -> Option<String> {
+        use base64::Engine as _;
+        if !self.bearer_token.is_empty() {
+            return Some(format!("Bearer {}", self.bearer_token.expose()));
+        }
+        (!self.basic_auth.username.is_empty()).then(|| {
+            let pair = format!(
+                "{}:{}",
+                self.basic_auth.username,
+                self.basic_auth.password.expose()
+            );
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        })
+    }
 }
 
 impl Default for ClientConfig {
@@ -289,6 +329,9 @@ impl Default for ClientConfig {
             buffer_max_bytes: 128 * MIB,
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
+            bearer_token: Secret::default(),
+            basic_auth: BasicAuth::default(),
+            tls_ca_path: PathBuf::new(),
         }
     }
 }
@@ -369,6 +412,15 @@ pub fn validate(
         return err(
             "client.buffer_max_profiles and client.buffer_max_bytes must be greater than 0".into(),
         );
+    }
+    if c.protocol == PushProtocol::Grpc && !c.tls_ca_path.as_os_str().is_empty() {
+        return err("client.tls_ca_path needs client.protocol connect (https)".into());
+    }
+    if !c.bearer_token.is_empty() && !c.basic_auth.username.is_empty() {
+        return err("client.bearer_token and client.basic_auth are exclusive: set one".into());
+    }
+    if c.basic_auth.username.is_empty() != c.basic_auth.password.is_empty() {
+        return err("client.basic_auth needs both username and password, or neither".into());
     }
     if c.min_backoff.is_zero() || c.max_backoff < c.min_backoff {
         return err(

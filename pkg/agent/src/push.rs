@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 use tonic::transport::Channel;
 use tracing::{debug, warn};
 
-use crate::client::{HttpClient, http_client};
+use crate::client::{HttpClient, http_client, http_client_trusting, roots_from};
 use crate::config::{ClientConfig, PushProtocol};
 use crate::metrics::AgentMetrics;
 
@@ -98,6 +98,8 @@ struct Connect {
     http: HttpClient,
     url: String,
     send_tenant: bool,
+    /// `Authorization` of every push, from `client.bearer_token` or `client.basic_auth`.
+    authorization: Option<String>,
 }
 
 impl PushSink for Connect {
@@ -112,6 +114,7 @@ impl PushSink for Connect {
             self.url.trim_end_matches('/')
         );
         let send_tenant = self.send_tenant;
+        let authorization = self.authorization.clone();
         Box::pin(async move {
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             let body = gz
@@ -127,6 +130,9 @@ impl PushSink for Connect {
                 .header("connect-protocol-version", "1");
             if send_tenant {
                 builder = builder.header("x-scope-orgid", &tenant);
+            }
+            if let Some(authorization) = &authorization {
+                builder = builder.header("authorization", authorization);
             }
             let request = builder
                 .body(Full::new(Bytes::from(body)))
@@ -162,6 +168,7 @@ impl PushSink for Connect {
 struct Grpc {
     client: PusherServiceClient<Channel>,
     send_tenant: bool,
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl PushSink for Grpc {
@@ -172,10 +179,14 @@ impl PushSink for Grpc {
     ) -> BoxFuture<'static, Result<(), PushError>> {
         let mut client = self.client.clone();
         let send_tenant = self.send_tenant;
+        let authorization = self.authorization.clone();
         Box::pin(async move {
             let mut request = tonic::Request::new(request);
             if send_tenant && let Ok(value) = tenant.parse() {
                 request.metadata_mut().insert("x-scope-orgid", value);
+            }
+            if let Some(value) = authorization {
+                request.metadata_mut().insert("authorization", value);
             }
             client
                 .push(request)
@@ -189,11 +200,18 @@ impl PushSink for Grpc {
 /// Returns the sink for a remote `client.url` (which must not be empty).
 pub fn remote(client: &ClientConfig) -> ember_config::Result<Arc<dyn PushSink>> {
     let send_tenant = !client.tenant_id.is_empty();
+    let invalid = |m: String| ember_config::Error::invalid(format!("client: {m}"));
+    let authorization = client.authorization();
     match client.protocol {
         PushProtocol::Connect => Ok(Arc::new(Connect {
-            http: http_client(),
+            http: if client.tls_ca_path.as_os_str().is_empty() {
+                http_client()
+            } else {
+                http_client_trusting(roots_from(&client.tls_ca_path).map_err(invalid)?)
+            },
             url: client.url.clone(),
             send_tenant,
+            authorization,
         })),
         PushProtocol::Grpc => {
             let channel = tonic::transport::Endpoint::from_shared(client.url.clone())
@@ -207,6 +225,10 @@ pub fn remote(client: &ClientConfig) -> ember_config::Result<Arc<dyn PushSink>> 
             Ok(Arc::new(Grpc {
                 client,
                 send_tenant,
+                authorization: authorization
+                    .map(|a| a.parse())
+                    .transpose()
+                    .map_err(|_| invalid("the credentials are not a valid header value".into()))?,
             }))
         }
     }

@@ -13,9 +13,11 @@ extern crate self as ember_config;
 mod docs;
 pub mod duration;
 mod load;
+mod secret;
 
 pub use docs::Documented;
 pub use load::{Key, Keys, Loaded, Loader, split_list, yaml_scalar_text};
+pub use secret::Secret;
 
 /// Errors from loading or checking configuration; each names the key, flag,
 /// variable or file at fault.

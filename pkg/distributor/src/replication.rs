@@ -22,11 +22,7 @@ use ember_model::{
     labels::SERVICE_NAME,
     wire,
 };
-use ember_proto::{
-    clients::{IngesterClients, tenant_request},
-    error::Code,
-    ingester::v1::PushRequest,
-};
+use ember_proto::{clients::IngesterClients, error::Code, ingester::v1::PushRequest};
 use ember_time::SharedClock;
 use rustc_hash::FxHashMap;
 use tokio::runtime::Handle;
@@ -178,6 +174,7 @@ impl IngestSink for Replicas {
         let request = Arc::new(request);
         for addr in replicas {
             let client = self.clients.get(&addr);
+            let clients = self.clients.clone();
             let request = request.clone();
             let tenant = tenant.to_owned();
             let done = done_tx.clone();
@@ -186,7 +183,7 @@ impl IngestSink for Replicas {
                 let result = async {
                     let mut client = client?;
                     client
-                        .push(tenant_request(&tenant, PushRequest::clone(&request))?)
+                        .push(clients.request(&tenant, PushRequest::clone(&request))?)
                         .await
                         .map(|_| ())
                 }

@@ -15,10 +15,20 @@ use crate::ingester::v1::ingester_service_client::IngesterServiceClient;
 pub const TENANT_HEADER: &str = "x-scope-orgid";
 
 /// Clients of `ingester.v1.IngesterService`, by address (`host:port`).
-#[derive(Debug)]
 pub struct IngesterClients {
     timeout: Duration,
+    /// `Authorization` sent on every call: the cluster's shared token.
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
     channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl std::fmt::Debug for IngesterClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngesterClients")
+            .field("timeout", &self.timeout)
+            .field("authenticated", &self.authorization.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl IngesterClients {
@@ -26,8 +36,30 @@ impl IngesterClients {
     pub fn new(timeout: Duration) -> Self {
         Self {
             timeout,
+            authorization: None,
             channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sends `token` as a bearer token on every call, so that ingesters which
+    /// require authentication know the caller is a peer.
+    pub fn with_token(mut self, token: &str) -> Result<Self, tonic::Status> {
+        let value = format!("Bearer {token}").parse().map_err(|_| {
+            tonic::Status::invalid_argument("the cluster token is not a valid header value")
+        })?;
+        self.authorization = Some(value);
+        Ok(self)
+    }
+
+    /// Returns `message` as a request of `tenant`, with the cluster token.
+    pub fn request<T>(&self, tenant: &str, message: T) -> Result<Request<T>, tonic::Status> {
+        let mut request = tenant_request(tenant, message)?;
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
     }
 
     /// Returns a client of the ingester at `addr`. Connecting is lazy: a dead

@@ -16,8 +16,10 @@ pub enum Code {
     Unprocessable,
     /// The tenant sends faster than its limit (429).
     RateLimited,
-    /// No or bad tenant (401).
+    /// No or bad tenant, or no or bad credentials (401).
     Unauthenticated,
+    /// Credentials that may not do what was asked, e.g. use a tenant (403).
+    Forbidden,
     /// The service cannot take the request now, e.g. shutting down (503).
     Unavailable,
     /// A bug or an infrastructure failure (500).
@@ -25,12 +27,13 @@ pub enum Code {
 }
 
 impl Code {
-    const ALL: [Code; 7] = [
+    const ALL: [Code; 8] = [
         Code::BadRequest,
         Code::TooLarge,
         Code::Unprocessable,
         Code::RateLimited,
         Code::Unauthenticated,
+        Code::Forbidden,
         Code::Unavailable,
         Code::Internal,
     ];
@@ -40,6 +43,7 @@ impl Code {
             Code::BadRequest | Code::Unprocessable => GrpcCode::InvalidArgument,
             Code::TooLarge | Code::RateLimited => GrpcCode::ResourceExhausted,
             Code::Unauthenticated => GrpcCode::Unauthenticated,
+            Code::Forbidden => GrpcCode::PermissionDenied,
             Code::Unavailable => GrpcCode::Unavailable,
             Code::Internal => GrpcCode::Internal,
         }
@@ -52,6 +56,7 @@ impl Code {
             Code::Unprocessable => 422,
             Code::RateLimited => 429,
             Code::Unauthenticated => 401,
+            Code::Forbidden => 403,
             Code::Unavailable => 503,
             Code::Internal => 500,
         }
@@ -64,6 +69,7 @@ impl Code {
             Code::Unprocessable => "unprocessable",
             Code::RateLimited => "rate_limited",
             Code::Unauthenticated => "unauthenticated",
+            Code::Forbidden => "forbidden",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
@@ -94,7 +100,8 @@ impl Code {
                 Code::BadRequest
             }
             GrpcCode::ResourceExhausted => Code::RateLimited,
-            GrpcCode::Unauthenticated | GrpcCode::PermissionDenied => Code::Unauthenticated,
+            GrpcCode::Unauthenticated => Code::Unauthenticated,
+            GrpcCode::PermissionDenied => Code::Forbidden,
             GrpcCode::Unavailable | GrpcCode::Cancelled | GrpcCode::DeadlineExceeded => {
                 Code::Unavailable
             }

@@ -20,7 +20,7 @@ use ember_model::{
     wire,
 };
 use ember_proto::{
-    clients::{IngesterClients, tenant_request},
+    clients::IngesterClients,
     error::Code,
     ingester::v1::{MergeProfilesRequest, SelectProfilesResponse, SelectRequest},
 };
@@ -162,7 +162,7 @@ impl RemoteIngesters {
                     async move {
                         let mut client = self.clients.get(&addr)?;
                         Ok(client
-                            .series(tenant_request(tenant, request)?)
+                            .series(self.clients.request(tenant, request)?)
                             .await?
                             .into_inner())
                     }
@@ -190,7 +190,7 @@ impl RemoteIngesters {
                 async move {
                     let mut client = self.clients.get(&addr)?;
                     Ok(client
-                        .select_profiles(tenant_request(tenant, request)?)
+                        .select_profiles(self.clients.request(tenant, request)?)
                         .await?
                         .into_inner())
                 }
@@ -226,7 +226,7 @@ impl RemoteIngesters {
             async move {
                 let mut client = self.clients.get(&addr)?;
                 let profile = client
-                    .merge_profiles(tenant_request(tenant, request)?)
+                    .merge_profiles(self.clients.request(tenant, request)?)
                     .await
                     .map_err(|e| {
                         unavailable(format!(

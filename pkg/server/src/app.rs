@@ -45,6 +45,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
+    auth::Authenticator,
     config::{Config, hostname},
     http::{Services, router},
     metrics::Metrics,
@@ -77,6 +78,8 @@ pub enum AppError {
     Agent(#[from] prometheus::Error),
     #[error("ingester: {0}")]
     Ingester(#[from] ember_ingester::Error),
+    #[error(transparent)]
+    Credentials(#[from] crate::auth::FileError),
     #[error("module {0} needs module {1}, which did not start")]
     Missing(Module, Module),
 }
@@ -109,6 +112,21 @@ impl IngesterSet for RingView {
 /// How long a call to another process may take.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Returns the clients of other processes, sending the cluster token if set.
+fn peer_clients(config: &Config) -> Result<IngesterClients, AppError> {
+    let clients = IngesterClients::new(PEER_TIMEOUT);
+    let token = &config.auth.cluster_token;
+    if token.is_empty() {
+        return Ok(clients);
+    }
+    clients.with_token(token.expose()).map_err(|s| {
+        AppError::Config(ember_config::Error::invalid(format!(
+            "auth.cluster_token: {}",
+            s.message()
+        )))
+    })
+}
+
 /// A started module's part in the process's life after its init.
 #[async_trait::async_trait]
 trait Running: Send + Sync {
@@ -135,6 +153,7 @@ struct Context<'a> {
     distributor: Option<Distributor>,
     querier: Option<Arc<Querier>>,
     agent: Option<Agent>,
+    auth: Option<Arc<Authenticator>>,
     ready: Arc<AtomicBool>,
 }
 
@@ -285,6 +304,10 @@ impl Context<'_> {
                     .take()
                     .ok_or(AppError::Missing(module, Module::Listener))?;
                 let ring = self.ring(module)?;
+                if config.auth.enabled() {
+                    let auth = Authenticator::open(&config.auth.tokens_file)?;
+                    self.auth = Some(Arc::new(auth));
+                }
                 let services = Services {
                     distributor: self.distributor.clone(),
                     querier: self.querier.clone(),
@@ -300,8 +323,11 @@ impl Context<'_> {
                     max_body_bytes: config.server.max_request_body_bytes as usize,
                     max_ingester_request_bytes: config.max_ingester_request_bytes(),
                     agent: self.agent.clone(),
+                    auth: self.auth.clone(),
+                    cluster_token: config.auth.cluster_token.clone(),
                 };
                 Some(Box::new(ServerModule {
+                    auth: self.auth.clone(),
                     listener: Some(listener),
                     services: Some(services),
                     ring,
@@ -438,6 +464,8 @@ impl Running for AgentModule {
 /// The HTTP/gRPC server: serves every module, goes unready on the signal and
 /// gives in-flight requests the graceful period on stop.
 struct ServerModule {
+    /// Watched for changes of the credentials file while serving.
+    auth: Option<Arc<Authenticator>>,
     listener: Option<TcpListener>,
     services: Option<Services>,
     ring: Arc<Ring>,
@@ -459,6 +487,9 @@ impl Running for ServerModule {
             let _ = stop_rx.await;
         });
         self.task = Some(tokio::spawn(async move { server.await }));
+        if let Some(auth) = &self.auth {
+            tokio::spawn(auth.clone().watch());
+        }
         self.ready.store(true, Ordering::Release);
         // Serving, with the write-ahead log replayed: take writes.
         self.ring.set_state(State::Active);
@@ -521,7 +552,7 @@ impl App {
             targets: expand(&config.target),
             clock: SystemClock::shared(),
             metrics: Metrics::new(),
-            clients: Arc::new(IngesterClients::new(PEER_TIMEOUT)),
+            clients: Arc::new(peer_clients(config)?),
             listener: None,
             http_port: 0,
             store: None,
@@ -530,6 +561,7 @@ impl App {
             distributor: None,
             querier: None,
             agent: None,
+            auth: None,
             ready: Arc::new(AtomicBool::new(false)),
         };
         let mut running = Vec::new();

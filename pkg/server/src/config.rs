@@ -169,6 +169,7 @@ impl Config {
             return Err(ConfigError::invalid("target must name at least one target"));
         }
         self.server.validate()?;
+        self.auth.validate(self.clustered())?;
         self.memberlist.validate()?;
         self.ingester.validate()?;
         self.compactor.validate()?;
@@ -952,7 +953,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = loader().keys::<Config>();
-        assert_eq!(keys.list.len(), 57);
+        assert_eq!(keys.list.len(), 63);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(

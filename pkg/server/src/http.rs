@@ -13,11 +13,12 @@ use axum::{
     Router,
     body::{Body, Bytes},
     extract::{DefaultBodyLimit, Request, State},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use ember_config::Secret;
 use ember_distributor::Distributor;
 use ember_proto::{
     Tenant,
@@ -29,7 +30,12 @@ use ember_querier::Querier;
 use tonic::codec::CompressionEncoding;
 use tower::ServiceExt;
 
-use crate::{connect, metrics::Metrics, render};
+use crate::{
+    auth::{self, AuthError, Authenticator},
+    connect,
+    metrics::Metrics,
+    render,
+};
 
 /// What the HTTP layer serves; absent services answer 404.
 #[derive(Debug, Clone)]
@@ -50,11 +56,90 @@ pub struct Services {
     pub max_ingester_request_bytes: usize,
     /// The agent, whose `/targets` page is served when it runs.
     pub agent: Option<ember_agent::Agent>,
+    /// Who may call, when `-auth.tokens-file` is set.
+    pub auth: Option<Arc<Authenticator>>,
+    /// The token cluster peers present (`-auth.cluster-token`).
+    pub cluster_token: Secret,
 }
 
-/// Puts the request's [`Tenant`] into its extensions, or refuses it.
-async fn tenant(State(multitenancy): State<bool>, mut request: Request, next: Next) -> Response {
-    let tenant = if multitenancy {
+/// Paths anyone may call, whatever the authentication: health and metrics.
+const OPEN_PATHS: &[&str] = &["/ready", "/metrics"];
+
+/// How a request's tenant is found.
+#[derive(Debug)]
+struct Tenancy {
+    multitenancy: bool,
+    auth: Option<Arc<Authenticator>>,
+    cluster_token: Secret,
+}
+
+/// Returns the answer to a request whose credentials were refused.
+fn refused(error: &AuthError) -> Response {
+    let code = match error {
+        AuthError::Forbidden { .. } => Code::Forbidden,
+        _ => Code::Unauthenticated,
+    };
+    let mut response = connect::error_response(&code.status(error.to_string()));
+    if code == Code::Unauthenticated {
+        for challenge in auth::CHALLENGES {
+            response.headers_mut().append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+    }
+    response
+}
+
+/// Returns whether the request carries the cluster's token.
+fn from_peer(headers: &HeaderMap, token: &Secret) -> bool {
+    use subtle::ConstantTimeEq;
+    !token.is_empty()
+        && headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|v| bool::from(v.trim().as_bytes().ct_eq(token.expose().as_bytes())))
+}
+
+/// Puts the request's [`Tenant`] into its extensions, or refuses it: from its
+/// credentials when authentication is on, else from `X-Scope-OrgID`.
+async fn tenant(State(tenancy): State<Arc<Tenancy>>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if OPEN_PATHS.contains(&path) {
+        return next.run(request).await;
+    }
+    if let Some(auth) = tenancy.auth.clone() {
+        let tenant = if from_peer(request.headers(), &tenancy.cluster_token) {
+            match request
+                .headers()
+                .get("x-scope-orgid")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+            {
+                Some(t) if valid_tenant(t) => t.to_owned(),
+                _ => {
+                    return connect::error_response(
+                        &Code::BadRequest
+                            .status("a call between Ember processes needs a valid X-Scope-OrgID"),
+                    );
+                }
+            }
+        } else {
+            let headers = request.headers().clone();
+            // A new basic-auth credential costs a bcrypt verification.
+            match tokio::task::spawn_blocking(move || auth.tenant(&headers)).await {
+                Ok(Ok(tenant)) => tenant,
+                Ok(Err(e)) => return refused(&e),
+                Err(e) => {
+                    return connect::error_response(&Code::Internal.status(e.to_string()));
+                }
+            }
+        };
+        request.extensions_mut().insert(Tenant(tenant));
+        return next.run(request).await;
+    }
+    let tenant = if tenancy.multitenancy {
         match request
             .headers()
             .get("x-scope-orgid")
@@ -66,8 +151,7 @@ async fn tenant(State(multitenancy): State<bool>, mut request: Request, next: Ne
                 "invalid tenant {t:?} in X-Scope-OrgID: use up to 150 letters, digits and !-_.*'()"
             ))),
             None => {
-                let path = request.uri().path();
-                if path == "/ready" || path == "/metrics" || path == "/targets" {
+                if path == "/targets" {
                     return next.run(request).await;
                 }
                 return connect::error_response(
@@ -83,7 +167,7 @@ async fn tenant(State(multitenancy): State<bool>, mut request: Request, next: Ne
 }
 
 /// Tenant IDs become object-storage prefixes, so only safe characters pass.
-fn valid_tenant(t: &str) -> bool {
+pub(crate) fn valid_tenant(t: &str) -> bool {
     !t.is_empty()
         && t.len() <= 150
         && t != "."
@@ -256,7 +340,14 @@ pub fn router(s: Services) -> Router {
     });
     Router::new()
         .fallback_service(dispatch)
-        .layer(middleware::from_fn_with_state(s.multitenancy, tenant))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(Tenancy {
+                multitenancy: s.multitenancy,
+                auth: s.auth.clone(),
+                cluster_token: s.cluster_token.clone(),
+            }),
+            tenant,
+        ))
         .layer(middleware::from_fn_with_state(
             s.metrics.clone(),
             crate::metrics::record,

@@ -2,6 +2,7 @@
 //! `-target`, and one port serving gRPC, Connect and the HTTP API.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 mod connect;
 pub mod http;

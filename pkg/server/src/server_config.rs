@@ -1,8 +1,9 @@
 //! The sections the server itself reads: the listener (`server`) and tenancy (`auth`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use ember_config::{Documented, duration};
+use ember_config::{Documented, Secret, duration};
 use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1024 * 1024;
@@ -58,10 +59,43 @@ impl ServerConfig {
     }
 }
 
-/// Tenancy (`auth`).
+/// Tenancy and authentication (`auth`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Read the tenant from X-Scope-OrgID; when off every request is tenant anonymous.
+    ///
+    /// With `tokens_file` the tenant always comes from the credential (and
+    /// `X-Scope-OrgID` picks one of its tenants), whatever this says.
     pub multitenancy_enabled: bool,
+    /// YAML file of credentials (bearer tokens, basic auth) and their tenants; empty: no authentication.
+    ///
+    /// When set, every request but `/ready`, the liveness endpoint and
+    /// `/metrics` needs a credential of the file; the file is read again when
+    /// it changes. See `docs/operations.md`.
+    pub tokens_file: PathBuf,
+    /// Bearer token Ember processes of a cluster send each other; required with tokens_file in a cluster.
+    ///
+    /// Ingesters take `ingester.v1` calls, and any tenant, from a caller that
+    /// presents it. Set it from a secret (`EMBER_AUTH_CLUSTER_TOKEN`); it never
+    /// appears in `Debug` output.
+    pub cluster_token: Secret,
+}
+
+impl AuthConfig {
+    /// Returns whether requests need credentials.
+    pub fn enabled(&self) -> bool {
+        !self.tokens_file.as_os_str().is_empty()
+    }
+
+    /// Checks what serde cannot; `clustered` is whether the targets run as
+    /// separate processes.
+    pub fn validate(&self, clustered: bool) -> ember_config::Result<()> {
+        if self.enabled() && clustered && self.cluster_token.is_empty() {
+            return Err(ember_config::Error::invalid(
+                "auth.cluster_token is required with auth.tokens_file in a cluster, so that ingesters can tell their peers from clients: set EMBER_AUTH_CLUSTER_TOKEN on every process",
+            ));
+        }
+        Ok(())
+    }
 }
