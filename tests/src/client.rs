@@ -1,7 +1,7 @@
 //! A small blocking client for Ember's Connect (HTTP/1.1) API.
 
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::Duration;
 
 use ember_proto::google::v1::Profile;
@@ -15,12 +15,12 @@ use ember_proto::types::v1::{
     LabelNamesRequest, LabelNamesResponse, LabelPair, LabelValuesRequest, LabelValuesResponse,
     Labels, ProfileType, Series,
 };
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use prost::Message;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+pub use ember_testkit::pprof::gzip;
 
 /// The Connect path of `push.v1.PusherService/Push`.
 pub const PUSH_PATH: &str = "/push.v1.PusherService/Push";
@@ -275,15 +275,7 @@ impl Client {
         for (k, v) in headers {
             req = req.set(k, v);
         }
-        let result = match body {
-            Some(body) => req.send_bytes(body),
-            None => req.call(),
-        };
-        let resp = match result {
-            Ok(resp) => resp,
-            Err(ureq::Error::Status(_, resp)) => resp,
-            Err(e) => return Err(format!("{method} {url}: {e}")),
-        };
+        let resp = send(req, body).map_err(|e| format!("{method} {url}: {e}"))?;
         let status = resp.status();
         let content_type = resp.header("content-type").unwrap_or("").to_string();
         let mut body = Vec::new();
@@ -613,11 +605,18 @@ pub fn push_request(labels: &[(&str, &str)], pprof: &[u8]) -> PushRequest {
     }
 }
 
-/// Returns `data` gzipped.
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
-    enc.write_all(data).expect("gzip");
-    enc.finish().expect("gzip")
+/// Sends `req` with `body` and returns the response whatever its status; `Err`
+/// (what went wrong) only when no HTTP response came back (connection refused
+/// or reset).
+pub(crate) fn send(req: ureq::Request, body: Option<&[u8]>) -> Result<ureq::Response, String> {
+    let result = match body {
+        Some(body) => req.send_bytes(body),
+        None => req.call(),
+    };
+    match result {
+        Ok(resp) | Err(ureq::Error::Status(_, resp)) => Ok(resp),
+        Err(ureq::Error::Transport(e)) => Err(e.to_string()),
+    }
 }
 
 fn decode_response<Resp: Message + Default + DeserializeOwned>(

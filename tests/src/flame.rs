@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ember_proto::querier::v1::FlameGraph;
 
+pub use ember_testkit::flame::design_example;
+
 /// One node of a flame graph with absolute position and its parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
@@ -218,26 +220,6 @@ pub fn named_levels(fg: &FlameGraph) -> Vec<Vec<(i64, i64, i64, String)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_proto::querier::v1::Level;
-
-    /// The example of DESIGN.md §2: stacks `a;b;e=1, a;c=2, a;c;d=1`.
-    pub(crate) fn design_example() -> FlameGraph {
-        let lv = |v: &[i64]| Level { values: v.to_vec() };
-        FlameGraph {
-            names: ["total", "a", "c", "d", "b", "e"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            levels: vec![
-                lv(&[0, 4, 0, 0]),
-                lv(&[0, 4, 0, 1]),
-                lv(&[0, 1, 0, 4, 0, 3, 2, 2]),
-                lv(&[0, 1, 1, 5, 2, 1, 1, 3]),
-            ],
-            total: 4,
-            max_self: 2,
-        }
-    }
 
     #[test]
     fn decodes_the_design_example() {

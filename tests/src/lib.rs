@@ -4,7 +4,9 @@
 //!
 //! The tests in `tests/tests/e2e/*.rs` are written against the contract in
 //! `shared/DESIGN.md`, not against Ember's crates: they only share its wire types
-//! (`ember-proto`). That keeps them honest about what a user of the binary sees.
+//! (`ember-proto`) and the test support every crate shares (`ember-testkit`:
+//! the shared profiles, the pprof builder, ports, launching). That keeps them
+//! honest about what a user of the binary sees.
 //!
 //! - [`EmberProcess`] spawns and stops the binary (SIGTERM, exit code checked).
 //! - [`Client`] is a small blocking Connect client (`application/json` and
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub use client::{
     Client, Codec, ConnectError, HttpResponse, PUSH_PATH, PushEncoding, TimeRange, querier_path,
 };
-pub use process::{EmberProcess, MULTITENANCY};
+pub use process::{EmberProcess, MULTITENANCY, free_port};
 
 /// Returns the current time in nanoseconds since the unix epoch.
 pub fn now_nanos() -> i64 {

@@ -1,5 +1,6 @@
 //! Reading pprof profiles for expectations, rewriting their timestamps, and
-//! building small synthetic ones.
+//! building small synthetic ones (with `ember_testkit::pprof`'s builder,
+//! re-exported here with its gzip helpers).
 //!
 //! Stack conventions of pprof, which the expectations follow: a sample's
 //! `location_id[0]` is the leaf (innermost) frame and the last one the root; a
@@ -9,37 +10,14 @@
 //! function names is every location's lines, innermost first, reversed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 
-use ember_proto::google::v1::{Function, Label, Line, Location, Profile, Sample, ValueType};
+use ember_proto::google::v1::{Function, Line, Location, Profile, Sample, ValueType};
 use flate2::Compression;
-use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use prost::Message;
 
-/// Returns whether `data` starts with the gzip magic bytes `1f 8b`.
-pub fn is_gzip(data: &[u8]) -> bool {
-    data.starts_with(&[0x1f, 0x8b])
-}
-
-/// Returns `data` decompressed when it is gzipped, else unchanged.
-pub fn gunzip_if_needed(data: &[u8]) -> Result<Vec<u8>, String> {
-    if !is_gzip(data) {
-        return Ok(data.to_vec());
-    }
-    let mut out = Vec::new();
-    GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("gunzip: {e}"))?;
-    Ok(out)
-}
-
-/// Decodes a pprof profile, gzipped or not. Fails on anything that is not a
-/// valid `Profile` message, including strings that are not UTF-8.
-pub fn decode(data: &[u8]) -> Result<Profile, String> {
-    let raw = gunzip_if_needed(data)?;
-    Profile::decode(raw.as_slice()).map_err(|e| format!("pprof decode: {e}"))
-}
+pub use ember_testkit::pprof::{PprofBuilder, decode, gunzip_if_needed, gzip, is_gzip};
 
 /// Returns `data` (a pprof, gzipped or not) with `time_nanos` set to `time_nanos`,
 /// gzipped again if it was gzipped.
@@ -305,144 +283,6 @@ pub fn lossy_sums(data: &[u8]) -> Result<Vec<TypeSum>, String> {
         .collect())
 }
 
-/// Builds small pprof profiles with one location (one line) per function.
-#[derive(Debug, Default)]
-pub struct PprofBuilder {
-    profile: Profile,
-    strings: HashMap<String, i64>,
-    functions: HashMap<String, u64>,
-}
-
-impl PprofBuilder {
-    /// Returns a builder for a profile with the given sample types (type, unit).
-    pub fn new(sample_types: &[(&str, &str)]) -> Self {
-        let mut b = PprofBuilder::default();
-        b.intern("");
-        for (t, u) in sample_types {
-            let vt = ValueType {
-                r#type: b.intern(t),
-                unit: b.intern(u),
-            };
-            b.profile.sample_type.push(vt);
-        }
-        b
-    }
-
-    /// Returns a CPU profile builder like Go's: `samples/count` and `cpu/nanoseconds`,
-    /// period type `cpu/nanoseconds`, period 10 ms.
-    pub fn go_cpu() -> Self {
-        PprofBuilder::new(&[("samples", "count"), ("cpu", "nanoseconds")]).period_type(
-            "cpu",
-            "nanoseconds",
-            10_000_000,
-        )
-    }
-
-    /// Sets the period type and period.
-    pub fn period_type(mut self, t: &str, unit: &str, period: i64) -> Self {
-        self.profile.period_type = Some(ValueType {
-            r#type: self.intern(t),
-            unit: self.intern(unit),
-        });
-        self.profile.period = period;
-        self
-    }
-
-    /// Sets `time_nanos` and `duration_nanos`.
-    pub fn time(mut self, time_nanos: i64, duration_nanos: i64) -> Self {
-        self.profile.time_nanos = time_nanos;
-        self.profile.duration_nanos = duration_nanos;
-        self
-    }
-
-    /// Adds a sample whose stack is `root_first` (function names, root first) with
-    /// one value per sample type.
-    pub fn sample(self, root_first: &[&str], values: &[i64]) -> Self {
-        self.sample_with_labels(root_first, values, &[])
-    }
-
-    /// Adds a sample with pprof string labels.
-    pub fn sample_with_labels(
-        mut self,
-        root_first: &[&str],
-        values: &[i64],
-        labels: &[(&str, &str)],
-    ) -> Self {
-        assert_eq!(
-            values.len(),
-            self.profile.sample_type.len(),
-            "one value per sample type"
-        );
-        let location_id = root_first
-            .iter()
-            .rev()
-            .map(|name| self.location(name))
-            .collect();
-        let label = labels
-            .iter()
-            .map(|(k, v)| Label {
-                key: self.intern(k),
-                str: self.intern(v),
-                ..Default::default()
-            })
-            .collect();
-        self.profile.sample.push(Sample {
-            location_id,
-            value: values.to_vec(),
-            label,
-        });
-        self
-    }
-
-    /// Returns the profile.
-    pub fn build(self) -> Profile {
-        self.profile
-    }
-
-    /// Returns the profile encoded (not gzipped).
-    pub fn encode(self) -> Vec<u8> {
-        self.profile.encode_to_vec()
-    }
-
-    fn intern(&mut self, s: &str) -> i64 {
-        if let Some(&i) = self.strings.get(s) {
-            return i;
-        }
-        let i = self.profile.string_table.len() as i64;
-        self.profile.string_table.push(s.to_string());
-        self.strings.insert(s.to_string(), i);
-        i
-    }
-
-    fn location(&mut self, function: &str) -> u64 {
-        if let Some(&id) = self.functions.get(function) {
-            return id;
-        }
-        let id = self.profile.function.len() as u64 + 1;
-        let name = self.intern(function);
-        let filename = self.intern("synthetic.go");
-        self.profile.function.push(Function {
-            id,
-            name,
-            system_name: name,
-            filename,
-            start_line: 1,
-        });
-        self.profile.location.push(Location {
-            id,
-            address: 0x1000 * id,
-            line: vec![Line {
-                function_id: id,
-                line: id as i64,
-                column: 0,
-            }],
-            ..Default::default()
-        });
-        self.functions.insert(function.to_string(), id);
-        id
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,7 +298,7 @@ mod tests {
             decode(&rewritten).unwrap().time_nanos,
             1_700_000_000_000_000_000
         );
-        let gz = crate::client::gzip(&bytes);
+        let gz = gzip(&bytes);
         let rewritten = with_time_nanos(&gz, 42);
         assert!(is_gzip(&rewritten));
         assert_eq!(decode(&rewritten).unwrap().time_nanos, 42);

@@ -1,15 +1,19 @@
-//! Starting and stopping the real `ember` binary.
+//! Starting and stopping the real `ember` binary, on `ember_testkit::process`
+//! (finding the binary, logging, waiting for `/ready`) and
+//! `ember_testkit::ports`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
+use ember_testkit::process::{self as launch, NotReady};
 use tempfile::TempDir;
 
 use crate::client::Client;
+
+pub use ember_testkit::ports::free_port;
 
 /// The flag that turns multi-tenancy on (tenant from `X-Scope-OrgID`).
 pub const MULTITENANCY: &str = "-auth.multitenancy-enabled=true";
@@ -120,21 +124,20 @@ impl EmberProcess {
     fn try_launch(&mut self) -> Result<(), StartFailure> {
         let bin = ember_binary();
         let port = free_port();
-        let memberlist_port = free_port();
+        let mut cmd = launch::ember_command(&bin, port, &self.data_dir);
         // `-target=all` unless the test names its own targets (e.g. `-target=agent`).
         let own_target = self
             .args
             .iter()
             .any(|a| a.starts_with("-target=") || a.starts_with("--target="));
-        let mut argv: Vec<String> = vec![
-            if own_target { "" } else { "-target=all" }.into(),
-            "-server.http-listen-address=127.0.0.1".into(),
-            format!("-server.http-listen-port={port}"),
-            format!("-memberlist.bind-port={memberlist_port}"),
-            format!("-storage.filesystem.dir={}", self.data_dir.display()),
-        ];
-        argv.extend(self.args.iter().cloned());
-        argv.retain(|a| !a.is_empty());
+        if !own_target {
+            cmd.arg("-target=all");
+        }
+        cmd.arg(format!(
+            "-memberlist.bind-port={}",
+            ember_testkit::ports::free_gossip_port()
+        ))
+        .args(&self.args);
 
         self.starts += 1;
         let mut log = OpenOptions::new()
@@ -142,6 +145,7 @@ impl EmberProcess {
             .append(true)
             .open(&self.log_path)
             .expect("open log file");
+        let argv: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
         writeln!(
             log,
             "===== ember start #{} ({}): {} {}",
@@ -151,27 +155,13 @@ impl EmberProcess {
             argv.join(" ")
         )
         .expect("write log file");
-        let stderr = log.try_clone().expect("clone log file");
         self.log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        launch::log_output(&mut cmd, &self.log_path).expect("open log file");
 
-        let mut cmd = Command::new(&bin);
-        // The server reads its configuration from `EMBER_*` variables and refuses
-        // unknown ones; the harness configures it by flags alone, so none of the
-        // test's own variables (EMBER_BIN, EMBER_PYTHON...) nor a developer's
-        // settings leak into it.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("EMBER_") {
-                cmd.env_remove(key);
-            }
-        }
         let child = cmd
-            .args(&argv)
             // Keep a stray default `./data` out of the repository.
             .current_dir(self._log_dir.path())
             .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(stderr))
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -187,35 +177,23 @@ impl EmberProcess {
 
     fn wait_ready(&mut self) -> Result<(), StartFailure> {
         let timeout = env_duration("EMBER_TEST_READY_TIMEOUT_SECS", READY_TIMEOUT);
-        let deadline = Instant::now() + timeout;
         let url = format!("{}/ready", self.base_url());
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(2))
-            .build();
-        loop {
-            let child = self.child.as_mut().expect("child");
-            if let Some(status) = child.try_wait().expect("try_wait") {
+        let child = self.child.as_mut().expect("child");
+        match launch::wait_ready(child, &url, timeout) {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited(status)) => {
                 self.child = None;
                 let log = self.log_since_start().to_lowercase();
                 if log.contains("address already in use") || log.contains("addrinuse") {
                     return Err(StartFailure::PortTaken);
                 }
-                return Err(StartFailure::Other(format!(
+                Err(StartFailure::Other(format!(
                     "ember exited before it was ready: {status}"
-                )));
+                )))
             }
-            let last = match agent.get(&url).call() {
-                Ok(resp) if resp.status() == 200 => return Ok(()),
-                Ok(resp) => format!("GET /ready answered {}", resp.status()),
-                Err(ureq::Error::Status(code, _)) => format!("GET /ready answered {code}"),
-                Err(e) => format!("GET /ready failed: {e}"),
-            };
-            if Instant::now() >= deadline {
-                return Err(StartFailure::Other(format!(
-                    "ember was not ready after {timeout:?} ({last})"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+            Err(NotReady::TimedOut { timeout, last }) => Err(StartFailure::Other(format!(
+                "ember was not ready after {timeout:?} ({last})"
+            ))),
         }
     }
 
@@ -274,8 +252,7 @@ impl EmberProcess {
     /// Kills the process with SIGKILL (a crash: nothing is flushed) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            launch::kill(&mut child);
         }
     }
 
@@ -301,12 +278,7 @@ impl EmberProcess {
 
     /// Returns the last lines of the server's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let from = lines.len().saturating_sub(LOG_TAIL_LINES);
-        lines[from..].join("\n")
+        launch::log_tail(&self.log_path, LOG_TAIL_LINES)
     }
 
     fn log_since_start(&self) -> String {
@@ -317,9 +289,7 @@ impl EmberProcess {
 
     /// Returns the whole log of the server so far.
     pub fn log(&self) -> String {
-        std::fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        launch::read_log(&self.log_path)
     }
 
     fn fail(&self, why: &str) -> ! {
@@ -350,33 +320,10 @@ impl Drop for EmberProcess {
     }
 }
 
-/// Returns the `ember` binary: `EMBER_BIN`, else `ember` in the Cargo target
-/// directory of this test binary (`target/<profile>/deps/<test>` → `target/<profile>/ember`).
+/// Returns the `ember` binary (see [`launch::ember_binary`]), panicking with
+/// how to build it when there is none.
 pub fn ember_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("EMBER_BIN") {
-        return PathBuf::from(bin);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = profile_dir.join("ember");
-    assert!(
-        bin.exists(),
-        "{} does not exist: build it with `cargo build --bin ember` (scripts/test.sh does), \
-         or set EMBER_BIN",
-        bin.display()
-    );
-    bin
-}
-
-/// Returns a loopback port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    launch::ember_binary().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn signal(pid: libc::pid_t, sig: libc::c_int) {

@@ -17,12 +17,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use ember_testkit::process as launch;
 use tempfile::TempDir;
 
 use crate::process::free_port;
@@ -137,38 +138,22 @@ impl S3Server {
 
     fn launch(&mut self, binary: &Path) -> Result<(), String> {
         let port = free_port();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("open moto log");
-        let child = Command::new(binary)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(self._dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("clone log")))
-            .stderr(Stdio::from(log))
+        let mut cmd = Command::new(binary);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(self._dir.path());
+        launch::log_output(&mut cmd, &self.log_path).expect("open moto log");
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
         self.port = port;
-        self.child = Some(child);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            let child = self.child.as_mut().expect("child");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return Err(format!("it exited with {status}"));
-            }
-            let last = match self.agent.get(&format!("{}/", self.endpoint())).call() {
-                Ok(_) => return Ok(()),
-                Err(ureq::Error::Status(code, _)) => format!("GET / answered {code}"),
-                Err(e) => format!("GET / failed: {e}"),
-            };
-            if Instant::now() >= deadline {
+        let url = format!("{}/", self.endpoint());
+        let child = self.child.insert(child);
+        match launch::wait_ready(child, &url, START_TIMEOUT) {
+            Ok(()) => Ok(()),
+            Err(why) => {
                 self.kill();
-                return Err(format!("not answering after {START_TIMEOUT:?} ({last})"));
+                Err(why.to_string())
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -212,15 +197,8 @@ impl S3Server {
             .agent
             .request(method, &url)
             .set("Authorization", AUTHORIZATION);
-        let result = match body {
-            Some(body) => req.send_bytes(body),
-            None => req.call(),
-        };
-        let resp = match result {
-            Ok(resp) => resp,
-            Err(ureq::Error::Status(_, resp)) => resp,
-            Err(e) => self.fail(&format!("{method} {url}: {e}")),
-        };
+        let resp = crate::client::send(req, body)
+            .unwrap_or_else(|e| self.fail(&format!("{method} {url}: {e}")));
         let status = resp.status();
         let mut bytes = Vec::new();
         resp.into_reader()
@@ -312,17 +290,12 @@ impl S3Server {
 
     /// Returns the last lines of moto's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read(&self.log_path)
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        launch::log_tail(&self.log_path, 40)
     }
 
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            launch::kill(&mut child);
         }
     }
 

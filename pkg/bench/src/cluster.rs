@@ -12,12 +12,10 @@
 //! itself (`PR_SET_PDEATHSIG`).
 
 use std::{
-    fs::File,
     io::{Read, Write},
-    net::TcpListener,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::Child,
     sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -25,6 +23,10 @@ use std::{
 use ember_proto::{
     push::v1::{PushRequest, RawProfileSeries, RawSample},
     types::v1::LabelPair,
+};
+use ember_testkit::{
+    ports::{free_gossip_port, free_port},
+    process,
 };
 use flate2::{Compress, Compression, FlushCompress};
 use prost::Message;
@@ -124,29 +126,6 @@ fn now_nanos() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
-/// Returns a loopback port that was free a moment ago.
-fn free_port() -> BoxResult<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Returns the `ember` binary: `EMBER_BIN`, else `ember` next to this bench
-/// (both are in `target/release` after `cargo build --release`).
-fn ember_binary() -> BoxResult<PathBuf> {
-    if let Some(bin) = std::env::var_os("EMBER_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    let exe = std::env::current_exe()?;
-    let bin = exe.with_file_name("ember");
-    if !bin.exists() {
-        return Err(format!(
-            "{} does not exist: build it with `cargo build --release --bin ember`, or set EMBER_BIN",
-            bin.display()
-        )
-        .into());
-    }
-    Ok(bin)
-}
-
 /// Returns the user + system CPU time of process `pid` (`self` for the bench).
 fn cpu_time(pid: &str) -> Duration {
     // SAFETY: sysconf has no memory-safety preconditions.
@@ -186,9 +165,7 @@ impl Process {
     }
 
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+        process::log_tail(&self.log, 30)
     }
 
     /// Returns an error with the end of the log if the process has exited.
@@ -219,7 +196,7 @@ struct Processes {
 impl Processes {
     fn new() -> BoxResult<Self> {
         Ok(Self {
-            bin: ember_binary()?,
+            bin: process::ember_binary()?,
             running: Vec::new(),
             dir: tempfile::Builder::new()
                 .prefix("ember-bench-cluster-")
@@ -230,27 +207,13 @@ impl Processes {
     /// Starts `ember` with `args` after the loopback, port and storage flags
     /// and waits until it is ready; `name` names its directory and log.
     fn start(&mut self, role: &'static str, name: &str, args: &[String]) -> BoxResult<usize> {
-        let port = free_port()?;
+        let port = free_port();
         let data = self.dir.path().join(name);
         std::fs::create_dir_all(&data)?;
         let log = self.dir.path().join(format!("{name}.log"));
-        let out = File::create(&log)?;
-        let mut cmd = Command::new(&self.bin);
-        // The server refuses unknown `EMBER_*` variables (EMBER_BIN...).
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("EMBER_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.arg("-server.http-listen-address=127.0.0.1")
-            .arg(format!("-server.http-listen-port={port}"))
-            .arg(format!("-storage.filesystem.dir={}", data.display()))
-            .args(LIMIT_FLAGS)
-            .args(args)
-            .current_dir(&data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone()?))
-            .stderr(Stdio::from(out));
+        let mut cmd = process::ember_command(&self.bin, port, &data);
+        cmd.args(LIMIT_FLAGS).args(args).current_dir(&data);
+        process::log_output(&mut cmd, &log)?;
         // SAFETY: prctl is async-signal-safe and touches no memory of ours.
         unsafe {
             cmd.pre_exec(|| {
@@ -270,21 +233,16 @@ impl Processes {
             port,
             log,
         });
-        let i = self.running.len() - 1;
-        let url = format!("{}/ready", self.running[i].url());
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(2))
-            .build();
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            self.running[i].check_running()?;
-            if agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
-                return Ok(i);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("ember {name} not ready after {START_TIMEOUT:?}").into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        let p = self.running.last_mut().expect("just pushed");
+        let url = format!("{}/ready", p.url());
+        match process::wait_ready(&mut p.child, &url, START_TIMEOUT) {
+            Ok(()) => Ok(self.running.len() - 1),
+            Err(why) => Err(format!(
+                "ember {name} did not get ready: {why}; end of {}:\n{}",
+                p.log.display(),
+                p.log_tail()
+            )
+            .into()),
         }
     }
 
@@ -324,8 +282,7 @@ impl Processes {
 impl Drop for Processes {
     fn drop(&mut self) {
         for p in &mut self.running {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
+            process::kill(&mut p.child);
         }
     }
 }
@@ -347,14 +304,14 @@ fn start(topology: Topology) -> BoxResult<(Processes, usize)> {
         Topology::Single { fsync } => {
             let args = [
                 "-target=all".to_string(),
-                format!("-memberlist.bind-port={}", free_port()?),
+                format!("-memberlist.bind-port={}", free_gossip_port()),
                 format!("-ingester.wal-fsync={fsync}"),
             ];
             let i = procs.start("all", "all", &args)?;
             Ok((procs, i))
         }
         Topology::Cluster => {
-            let seed = free_port()?;
+            let seed = free_gossip_port();
             let args = [
                 "-target=distributor".to_string(),
                 format!("-memberlist.bind-port={seed}"),
@@ -366,7 +323,7 @@ fn start(topology: Topology) -> BoxResult<(Processes, usize)> {
                 let args = [
                     "-target=ingester".to_string(),
                     format!("-memberlist.join=127.0.0.1:{seed}"),
-                    format!("-memberlist.bind-port={}", free_port()?),
+                    format!("-memberlist.bind-port={}", free_gossip_port()),
                     format!("-memberlist.node-name={name}"),
                 ];
                 procs.start("ingester", &name, &args)?;

@@ -8,10 +8,7 @@ use std::{
 
 use ember_model::{Labels, ingest::labels_of, pprof};
 use ember_proto::google::v1::Profile;
-
-/// Files of the corpus that are crafted to be invalid; they test error
-/// paths, not throughput.
-const MALFORMED: &[&str] = &["malformed", "invalid_utf8.pb.gz"];
+use ember_testkit::testdata;
 
 /// Decode limits of the benchmark: the defaults, but no sample or depth cap,
 /// so that every real file is accepted.
@@ -56,21 +53,10 @@ impl Corpus {
     }
 }
 
-/// Returns the shared corpus directory, found relative to this crate.
-pub(crate) fn default_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/profiles")
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(())
+/// Returns the shared corpus directory (`EMBER_TESTDATA`, else found beside
+/// the workspace), or where it looked.
+pub(crate) fn default_dir() -> Result<PathBuf, String> {
+    testdata::find_profiles_dir()
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -79,31 +65,21 @@ fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     enc.finish()
 }
 
-/// Loads every file under `dir` that decodes as pprof, except the malformed
-/// fixtures, sorted by path.
+/// Loads every profile file under `dir` (see
+/// [`testdata::profiles_in`]) that decodes as pprof, except the crafted bad
+/// inputs, which test error paths, not throughput; sorted by path.
 pub(crate) fn load(dir: &Path) -> std::io::Result<Corpus> {
-    let mut paths = Vec::new();
-    walk(dir, &mut paths)?;
-    paths.sort();
     let limits = unlimited();
     let mut corpus = Corpus {
         inputs: Vec::new(),
         skipped: Vec::new(),
     };
-    for path in paths {
-        let name = path
-            .strip_prefix(dir)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .into_owned();
-        if name.ends_with(".json") || name.ends_with(".md") {
-            continue;
-        }
-        if MALFORMED.iter().any(|m| name.starts_with(m)) {
+    for name in testdata::profiles_in(dir)? {
+        if testdata::is_bad_input(&name) {
             corpus.skipped.push((name, "malformed fixture".into()));
             continue;
         }
-        let raw = std::fs::read(&path)?;
+        let raw = std::fs::read(dir.join(&name))?;
         let profile = match pprof::decode(&raw, &limits) {
             Ok(p) => p,
             Err(e) => {

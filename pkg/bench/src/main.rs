@@ -80,10 +80,12 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         profiles: 10_000,
         variant_profiles: VARIANT_PROFILES,
-        corpus: corpus::default_dir(),
+        // Set once the flags are read: finding the default may fail.
+        corpus: PathBuf::new(),
         per_file: false,
         cluster: None,
     };
+    let mut corpus = None;
     let mut cluster = cluster::Options {
         clients: 8,
         warmup: Duration::from_secs(5),
@@ -101,7 +103,7 @@ fn parse_args() -> Result<Args, String> {
             "--variant-profiles" => {
                 args.variant_profiles = number(it.next(), "--variant-profiles")?;
             }
-            "--corpus" => args.corpus = it.next().map(PathBuf::from).ok_or(USAGE)?,
+            "--corpus" => corpus = Some(it.next().map(PathBuf::from).ok_or(USAGE)?),
             "--per-file" => args.per_file = true,
             "--cluster" => cluster_mode = true,
             "--seconds" => {
@@ -124,6 +126,10 @@ fn parse_args() -> Result<Args, String> {
     if cluster_mode {
         args.cluster = Some(cluster);
     }
+    args.corpus = match corpus {
+        Some(dir) => dir,
+        None => corpus::default_dir().map_err(|e| format!("{e}; or pass --corpus DIR"))?,
+    };
     Ok(args)
 }
 

@@ -11,7 +11,6 @@
 //! The setup is not timed.
 
 use std::{
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant, UNIX_EPOCH},
 };
@@ -20,6 +19,7 @@ use ember_block::MemBlock;
 use ember_compactor::{Compactor, CompactorConfig};
 use ember_model::{ingest, new_profile_id, pprof};
 use ember_proto::google::v1::Profile;
+use ember_testkit::testdata;
 use ember_time::ManualClock;
 use object_store::{ObjectStore, local::LocalFileSystem};
 
@@ -27,29 +27,16 @@ const SECOND: i64 = 1_000_000_000;
 const HOUR: i64 = 3600 * SECOND;
 const BASE: i64 = 1_704_067_200 * SECOND;
 
+/// Every shared profile that decodes with no sample or depth limit.
 fn profiles() -> Vec<Profile> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/profiles");
-    let mut files = Vec::new();
-    let mut dirs = vec![dir];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("shared test data") {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if !path.extension().is_some_and(|e| e == "json" || e == "md") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
     let limits = pprof::DecodeLimits {
         max_samples: 0,
         max_stack_depth: 0,
         ..Default::default()
     };
-    files
-        .iter()
-        .filter_map(|p| pprof::decode(&std::fs::read(p).unwrap(), &limits).ok())
+    testdata::decode_all(1, |raw| pprof::decode(raw, &limits))
+        .into_iter()
+        .map(|(_, p)| p)
         .collect()
 }
 

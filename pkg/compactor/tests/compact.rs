@@ -6,7 +6,6 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::PathBuf,
     sync::{Arc, OnceLock},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -23,6 +22,7 @@ use ember_model::{
 use ember_proto::google::v1::Profile;
 use ember_query::{Plan, ProfileFilter, SourceView};
 use ember_symdb::resolve::PprofBuilder;
+use ember_testkit::testdata;
 use ember_time::ManualClock;
 use futures::TryStreamExt;
 use object_store::{
@@ -44,40 +44,12 @@ fn at(nanos: i64) -> SystemTime {
 fn profiles() -> &'static [(String, Profile)] {
     static PROFILES: OnceLock<Vec<(String, Profile)>> = OnceLock::new();
     PROFILES.get_or_init(|| {
-        let dir =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/profiles");
-        assert!(
-            dir.is_dir(),
-            "shared test data not found at {}",
-            dir.display()
-        );
-        let mut out = Vec::new();
-        let mut dirs = vec![dir];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if !path.extension().is_some_and(|e| e == "json" || e == "md") {
-                    let raw = std::fs::read(&path).unwrap();
-                    let limits = pprof::DecodeLimits {
-                        max_samples: 0,
-                        max_stack_depth: 0,
-                        ..Default::default()
-                    };
-                    if let Ok(p) = pprof::decode(&raw, &limits) {
-                        out.push((path.display().to_string(), p));
-                    }
-                }
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        assert!(
-            out.len() >= 20,
-            "expected the shared profiles, found {}",
-            out.len()
-        );
-        out
+        let limits = pprof::DecodeLimits {
+            max_samples: 0,
+            max_stack_depth: 0,
+            ..Default::default()
+        };
+        testdata::decode_all(20, |raw| pprof::decode(raw, &limits))
     })
 }
 
@@ -167,6 +139,16 @@ async fn replicate(store: &Arc<dyn ObjectStore>, tenant: &str, pushes: &[Push]) 
         .await,
         ingest(store, tenant, "ingester-c", &shuffled, hour).await,
     ]
+}
+
+/// [`replicate`]s the pushes of `hours` hours with at most [`LIGHT`] samples
+/// for [`TENANT`]; returns every block written.
+async fn replicate_light(store: &Arc<dyn ObjectStore>, hours: i64) -> Vec<Ulid> {
+    replicate(store, TENANT, &pushes_of(hours, LIGHT))
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn config() -> CompactorConfig {
@@ -293,11 +275,13 @@ fn canonical_pprof(p: &Profile) -> BTreeMap<PprofStack, i64> {
 fn answers(views: &[BlockView], filter: impl Fn() -> ProfileFilter) -> Answers {
     let views: Vec<&dyn SourceView> = views.iter().map(|v| v as &dyn SourceView).collect();
     let all = |profile_type: Option<&str>| Plan {
-        profile_type: profile_type.map(str::to_owned),
-        selectors: Vec::new(),
-        start: i64::MIN,
-        end: i64::MAX,
         profiles: filter(),
+        ..Plan::new(
+            profile_type.map(str::to_owned),
+            Vec::new(),
+            i64::MIN,
+            i64::MAX,
+        )
     };
     let mut labels = BTreeSet::new();
     let plan = all(None);
@@ -483,21 +467,10 @@ async fn replicas_merge_into_one_block_per_range() {
 #[tokio::test]
 async fn querier_skips_superseded_blocks() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let pushes = pushes_of(2, LIGHT);
-    let originals: Vec<Ulid> = replicate(&store, TENANT, &pushes)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let originals = replicate_light(&store, 2).await;
     let querier = ember_querier::Querier::new(None, store.clone());
     let t = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
-    let plan = Plan {
-        profile_type: Some(t.into()),
-        selectors: Vec::new(),
-        start: i64::MIN,
-        end: i64::MAX,
-        profiles: ProfileFilter::All,
-    };
+    let plan = Plan::new(Some(t.into()), Vec::new(), i64::MIN, i64::MAX);
     let before = querier.merge_tree(TENANT, &plan).await.unwrap();
     assert!(before.total() > 0);
 
@@ -571,12 +544,7 @@ async fn marked_blocks_are_deleted_after_the_delay() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
-    let pushes = pushes_of(1, LIGHT);
-    let originals: Vec<Ulid> = replicate(&store, TENANT, &pushes)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let originals = replicate_light(&store, 1).await;
     let marked_at = BASE + HOUR + 2 * 60 * SECOND;
     let clock = Arc::new(ManualClock::new(at(marked_at)));
     let compactor = compactor(&store, &clock);
@@ -766,12 +734,7 @@ async fn format_1_blocks_keep_every_profile() {
 #[tokio::test]
 async fn unmarked_sources_of_a_merged_block_get_marked() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let pushes = pushes_of(1, LIGHT);
-    let originals: Vec<Ulid> = replicate(&store, TENANT, &pushes)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let originals = replicate_light(&store, 1).await;
     let clock = Arc::new(ManualClock::new(at(BASE + HOUR + 2 * 60 * SECOND)));
     let compactor = compactor(&store, &clock);
     compactor.run_once().await.unwrap();
@@ -794,7 +757,7 @@ async fn unmarked_sources_of_a_merged_block_get_marked() {
 #[tokio::test]
 async fn run_stops_on_shutdown() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    replicate(&store, TENANT, &pushes_of(1, LIGHT)).await;
+    replicate_light(&store, 1).await;
     let clock = Arc::new(ManualClock::new(at(BASE + HOUR + 2 * 60 * SECOND)));
     let compactor = Arc::new(compactor(&store, &clock));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

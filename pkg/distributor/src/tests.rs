@@ -1,43 +1,25 @@
-use std::{io::Write, time::Duration};
+use std::time::Duration;
 
 use ember_ingester::{Ingester, IngesterConfig};
 use ember_limits::{LimitsOverride, Overrides};
 use ember_model::ingest::labels_of;
 use ember_proto::error::Code;
-use ember_proto::google::v1::{Function, Line, Location, Sample, ValueType};
+use ember_testkit::pprof::{PprofBuilder, gzip};
 use ember_time::ManualClock;
 use object_store::memory::InMemory;
 
 use super::*;
 
+/// A CPU profile of `samples` samples of 10, each `depth` frames of `main`
+/// (strings 1 and 2 are the sample type and unit).
 fn cpu(samples: usize, depth: usize) -> Profile {
-    Profile {
-        string_table: vec!["".into(), "cpu".into(), "nanoseconds".into(), "main".into()],
-        sample_type: vec![ValueType { r#type: 1, unit: 2 }],
-        function: vec![Function {
-            id: 1,
-            name: 3,
-            ..Default::default()
-        }],
-        location: vec![Location {
-            id: 1,
-            line: vec![Line {
-                function_id: 1,
-                line: 1,
-                column: 0,
-            }],
-            ..Default::default()
-        }],
-        sample: (0..samples)
-            .map(|_| Sample {
-                location_id: vec![1; depth],
-                value: vec![10],
-                label: vec![],
-            })
-            .collect(),
-        time_nanos: 1_000_000_000,
-        ..Default::default()
-    }
+    let stack = vec!["main"; depth];
+    (0..samples)
+        .fold(
+            PprofBuilder::new(&[("cpu", "nanoseconds")]).time(1_000_000_000, 0),
+            |b, _| b.sample(&stack, &[10]),
+        )
+        .build()
 }
 
 fn distributor(limits: impl TenantLimits + 'static) -> (Distributor, Arc<ManualClock>) {
@@ -169,12 +151,6 @@ fn limits_come_from_the_tenant_and_messages_name_them() {
             "{message}"
         );
     }
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
 }
 
 #[test]

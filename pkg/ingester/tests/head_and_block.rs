@@ -1,7 +1,7 @@
 //! A head and the block it is flushed into answer every query identically,
 //! for every real profile in the shared test data.
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use ember_block::Block;
 use ember_ingester::{Head, Ingester, IngesterConfig};
@@ -10,60 +10,30 @@ use ember_model::{
 };
 use ember_query::{Plan, SourceView};
 use ember_symdb::resolve::PprofBuilder;
+use ember_testkit::testdata;
 use ember_time::SystemClock;
 use object_store::{ObjectStore, memory::InMemory};
 
-fn testdata() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/profiles");
-    assert!(
-        dir.is_dir(),
-        "shared test data not found at {}",
-        dir.display()
-    );
-    dir
-}
-
-/// Every profile file that decodes, with its path.
+/// Every shared profile that decodes, with its path.
 fn valid_profiles() -> Vec<(String, ember_proto::google::v1::Profile)> {
-    let mut out = Vec::new();
-    let mut dirs = vec![testdata()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if !path.extension().is_some_and(|e| e == "json" || e == "md") {
-                let raw = std::fs::read(&path).unwrap();
-                if let Ok(p) = pprof::decode(
-                    &raw,
-                    &pprof::DecodeLimits {
-                        max_samples: 0,
-                        max_stack_depth: 0,
-                        ..Default::default()
-                    },
-                ) {
-                    out.push((path.display().to_string(), p));
-                }
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(
-        out.len() >= 20,
-        "expected the shared profiles, found {}",
-        out.len()
-    );
-    out
+    let limits = pprof::DecodeLimits {
+        max_samples: 0,
+        max_stack_depth: 0,
+        ..Default::default()
+    };
+    testdata::decode_all(20, |raw| pprof::decode(raw, &limits))
+        .into_iter()
+        .map(|(name, p)| (testdata::path(&name).display().to_string(), p))
+        .collect()
 }
 
 fn all_time(profile_type: &str) -> Plan {
-    Plan {
-        profile_type: Some(profile_type.to_owned()),
-        selectors: Vec::new(),
-        start: i64::MIN,
-        end: i64::MAX,
-        profiles: Default::default(),
-    }
+    Plan::new(
+        Some(profile_type.to_owned()),
+        Vec::new(),
+        i64::MIN,
+        i64::MAX,
+    )
 }
 
 fn profile_types(view: &dyn SourceView) -> Vec<String> {

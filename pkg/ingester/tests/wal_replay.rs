@@ -2,34 +2,23 @@
 //! crash) answers the same after it is opened again from the log, and drops
 //! the log's segments once their blocks are uploaded.
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+use std::{collections::BTreeMap, path::Path, sync::Arc};
 
 use ember_ingester::{Ingester, IngesterConfig};
 use ember_model::{flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, new_profile_id, pprof};
 use ember_query::{Plan, SourceView};
+use ember_testkit::testdata;
 use ember_time::SystemClock;
 use object_store::{ObjectStore, memory::InMemory};
 
+/// Every shared profile that decodes within the default limits.
 fn profiles() -> Vec<ember_proto::google::v1::Profile> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/profiles");
-    let mut out = Vec::new();
-    let mut dirs = vec![dir];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if !path.extension().is_some_and(|e| e == "json" || e == "md") {
-                let raw = std::fs::read(&path).unwrap();
-                if let Ok(p) = pprof::decode(&raw, &pprof::DecodeLimits::default()) {
-                    out.push((path, p));
-                }
-            }
-        }
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    assert!(out.len() >= 10, "shared test profiles not found");
-    out.into_iter().map(|(_, p)| p).collect()
+    testdata::decode_all(10, |raw| {
+        pprof::decode(raw, &pprof::DecodeLimits::default())
+    })
+    .into_iter()
+    .map(|(_, p)| p)
+    .collect()
 }
 
 /// Every tenant's flame graph per profile type, over all its heads.
@@ -49,13 +38,7 @@ fn answers(ingester: &Ingester) -> BTreeMap<(String, String), String> {
         types.sort();
         types.dedup();
         for t in types {
-            let plan = Plan {
-                profile_type: Some(t.clone()),
-                selectors: Vec::new(),
-                start: i64::MIN,
-                end: i64::MAX,
-                profiles: Default::default(),
-            };
+            let plan = Plan::new(Some(t.clone()), Vec::new(), i64::MIN, i64::MAX);
             let mut tree = FunctionTree::new();
             ingester.with_heads(&tenant, &mut |v: &dyn SourceView| {
                 ember_query::merge_tree(v, &plan, &mut tree).unwrap()
@@ -69,7 +52,25 @@ fn answers(ingester: &Ingester) -> BTreeMap<(String, String), String> {
     out
 }
 
-fn segment_files(dir: &std::path::Path) -> usize {
+/// Opens an ingester with its write-ahead log in `wal`, replaying it.
+async fn open(store: Arc<dyn ObjectStore>, wal: &Path) -> Ingester {
+    Ingester::open(IngesterConfig::default(), store, SystemClock::shared(), wal)
+        .await
+        .unwrap()
+}
+
+/// Opens an ingester on `wal` and appends one profile to tenant `a`.
+async fn with_one_profile(store: Arc<dyn ObjectStore>, wal: &Path) -> Ingester {
+    let ingester = open(store, wal).await;
+    let profile = profiles().remove(0);
+    let series = ingest::series_for(&profile, &ingest::labels_of(&[("service_name", "s")]));
+    ingester
+        .append("a", &profile, &series, 1, new_profile_id())
+        .unwrap();
+    ingester
+}
+
+fn segment_files(dir: &Path) -> usize {
     ember_wal::segments(dir).unwrap().len()
 }
 
@@ -77,14 +78,7 @@ fn segment_files(dir: &std::path::Path) -> usize {
 async fn replayed_wal_answers_like_the_lost_heads() {
     let wal = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = Ingester::open(
-        IngesterConfig::default(),
-        store.clone(),
-        SystemClock::shared(),
-        wal.path(),
-    )
-    .await
-    .unwrap();
+    let ingester = open(store.clone(), wal.path()).await;
     for (i, profile) in profiles().iter().enumerate() {
         let tenant = if i % 2 == 0 { "tenant-a" } else { "tenant-b" };
         let client = ingest::labels_of(&[("service_name", &format!("svc-{}", i % 3))]);
@@ -98,14 +92,7 @@ async fn replayed_wal_answers_like_the_lost_heads() {
     // A crash: nothing is flushed.
     drop(ingester);
 
-    let ingester = Ingester::open(
-        IngesterConfig::default(),
-        store.clone(),
-        SystemClock::shared(),
-        wal.path(),
-    )
-    .await
-    .unwrap();
+    let ingester = open(store.clone(), wal.path()).await;
     assert_eq!(answers(&ingester), before);
 
     // Once flushed, the blocks hold the data and the log is emptied.
@@ -126,14 +113,7 @@ async fn replayed_wal_answers_like_the_lost_heads() {
         "only the open segment is left"
     );
     drop(ingester);
-    let ingester = Ingester::open(
-        IngesterConfig::default(),
-        store,
-        SystemClock::shared(),
-        wal.path(),
-    )
-    .await
-    .unwrap();
+    let ingester = open(store, wal.path()).await;
     assert!(answers(&ingester).is_empty(), "nothing is replayed twice");
 }
 
@@ -141,32 +121,13 @@ async fn replayed_wal_answers_like_the_lost_heads() {
 async fn segments_of_unflushed_heads_are_kept() {
     let wal = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = Ingester::open(
-        IngesterConfig::default(),
-        store.clone(),
-        SystemClock::shared(),
-        wal.path(),
-    )
-    .await
-    .unwrap();
-    let profile = profiles().remove(0);
-    let series = ingest::series_for(&profile, &ingest::labels_of(&[("service_name", "s")]));
-    ingester
-        .append("a", &profile, &series, 1, new_profile_id())
-        .unwrap();
+    let ingester = with_one_profile(store.clone(), wal.path()).await;
     let before = answers(&ingester);
     assert!(!before.is_empty());
     // Flushing with nothing cut keeps the active head's segment.
     ingester.flush_due().await.unwrap();
     drop(ingester);
-    let ingester = Ingester::open(
-        IngesterConfig::default(),
-        store,
-        SystemClock::shared(),
-        wal.path(),
-    )
-    .await
-    .unwrap();
+    let ingester = open(store, wal.path()).await;
     assert_eq!(answers(&ingester), before);
 }
 
@@ -175,19 +136,7 @@ async fn crash_after_upload_before_segment_deletion_counts_once() {
     let wal = tempfile::tempdir().unwrap();
     let crashed = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = Ingester::open(
-        IngesterConfig::default(),
-        store.clone(),
-        SystemClock::shared(),
-        wal.path(),
-    )
-    .await
-    .unwrap();
-    let profile = profiles().remove(0);
-    let series = ingest::series_for(&profile, &ingest::labels_of(&[("service_name", "s")]));
-    ingester
-        .append("a", &profile, &series, 1, new_profile_id())
-        .unwrap();
+    let ingester = with_one_profile(store.clone(), wal.path()).await;
     // Hard links keep the segments as they are when the flush deletes them:
     // the log a crash right after the upload would leave behind.
     for seq in ember_wal::segments(wal.path()).unwrap() {
@@ -199,14 +148,7 @@ async fn crash_after_upload_before_segment_deletion_counts_once() {
     assert_eq!(blocks.len(), 1);
     assert!(segment_files(crashed.path()) >= 1);
 
-    let reopened = Ingester::open(
-        IngesterConfig::default(),
-        store.clone(),
-        SystemClock::shared(),
-        crashed.path(),
-    )
-    .await
-    .unwrap();
+    let reopened = open(store.clone(), crashed.path()).await;
     assert!(
         answers(&reopened).is_empty(),
         "profiles already in block {} are not replayed",
@@ -220,14 +162,7 @@ async fn crash_after_upload_before_segment_deletion_counts_once() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
     }
-    let reopened = Ingester::open(
-        IngesterConfig::default(),
-        empty,
-        SystemClock::shared(),
-        copy.path(),
-    )
-    .await
-    .unwrap();
+    let reopened = open(empty, copy.path()).await;
     assert!(!answers(&reopened).is_empty());
     assert_eq!(reopened.heads("a")[0].ulid, blocks[0]);
 }

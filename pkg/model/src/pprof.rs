@@ -217,41 +217,15 @@ impl FromIterator<u64> for IdSet {
 
 #[cfg(test)]
 mod tests {
+    use ember_testkit::pprof::{PprofBuilder, gzip};
+
     use super::*;
-    use ember_proto::google::v1::{Function, Line, Location, Sample, ValueType};
 
+    /// One sample of 5 on the stack `main`: function 1, location 1.
     fn tiny() -> Profile {
-        Profile {
-            string_table: vec!["".into(), "cpu".into(), "nanoseconds".into(), "main".into()],
-            sample_type: vec![ValueType { r#type: 1, unit: 2 }],
-            function: vec![Function {
-                id: 1,
-                name: 3,
-                ..Default::default()
-            }],
-            location: vec![Location {
-                id: 1,
-                line: vec![Line {
-                    function_id: 1,
-                    line: 10,
-                    column: 0,
-                }],
-                ..Default::default()
-            }],
-            sample: vec![Sample {
-                location_id: vec![1],
-                value: vec![5],
-                label: vec![],
-            }],
-            ..Default::default()
-        }
-    }
-
-    fn gzip(bytes: &[u8]) -> Vec<u8> {
-        use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(bytes).unwrap();
-        enc.finish().unwrap()
+        PprofBuilder::new(&[("cpu", "nanoseconds")])
+            .sample(&["main"], &[5])
+            .build()
     }
 
     #[test]

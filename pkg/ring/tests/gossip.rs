@@ -134,12 +134,8 @@ async fn failure_detection_removes_a_member_that_stops_without_leaving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_retries_until_a_seed_starts() {
-    // Reserve a port for the seed, then let it go so the seed can bind it.
-    let port = std::net::UdpSocket::bind((LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port for the seed, free for now; the seed binds it later.
+    let port = ember_testkit::ports::free_gossip_port();
     let seed_addr = SocketAddr::new(LOCALHOST, port);
     let early = start("retry-early", &[seed_addr]).await;
     tokio::time::sleep(Duration::from_millis(700)).await;

@@ -3,33 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use ember_proto::querier::v1::{FlameGraph, Level};
 use ember_tests::checks::{service_selector, the_type_with_data};
+use ember_tests::flame::design_example;
 use ember_tests::pprof::PprofBuilder;
 use ember_tests::{Codec, EmberProcess, MULTITENANCY, TimeRange, flame, now_nanos};
 
 const TENANT: Option<&str> = Some("flamegraph");
-
-/// DESIGN.md §2: stacks `a;b;e=1, a;c=2, a;c;d=1` give
-/// `names=[total,a,c,d,b,e]`,
-/// `levels=[[0,4,0,0],[0,4,0,1],[0,1,0,4,0,3,2,2],[0,1,1,5,2,1,1,3]]`, `total=4`, `max_self=2`.
-fn design_example() -> FlameGraph {
-    let lv = |v: &[i64]| Level { values: v.to_vec() };
-    FlameGraph {
-        names: ["total", "a", "c", "d", "b", "e"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        levels: vec![
-            lv(&[0, 4, 0, 0]),
-            lv(&[0, 4, 0, 1]),
-            lv(&[0, 1, 0, 4, 0, 3, 2, 2]),
-            lv(&[0, 1, 1, 5, 2, 1, 1, 3]),
-        ],
-        total: 4,
-        max_self: 2,
-    }
-}
 
 #[test]
 fn design_example_is_reproduced_exactly() {

@@ -294,20 +294,11 @@ fn s3_outage_during_flushes_loses_and_doubles_nothing() {
     let Some(rig) = OutageRig::start() else {
         return;
     };
-    let OutageRig {
-        s3,
-        proxy,
-        mut ember,
-        client,
-        start,
-        mut pushed,
-        blocks_before,
-        data,
-        _conf,
-    } = rig;
+    // What changes as the test goes on; the rest stays the rig's.
+    let (mut ember, client, mut pushed) = (rig.ember, rig.client, rig.pushed);
 
     // The outage: a minute of pushes, each one acknowledged.
-    proxy.pause();
+    rig.proxy.pause();
     let outage_start = Instant::now();
     let mut held = BTreeSet::new();
     while outage_start.elapsed() < OUTAGE {
@@ -320,7 +311,7 @@ fn s3_outage_during_flushes_loses_and_doubles_nothing() {
         std::thread::sleep(PUSH_EVERY);
     }
     let segments = wal_segments(ember.data_dir());
-    let refused = proxy.refused();
+    let refused = rig.proxy.refused();
     eprintln!(
         "outage of {:?}: {pushed} pushes acknowledged, {refused} S3 connections refused, \
          write-ahead log segments {segments:?}",
@@ -331,8 +322,8 @@ fn s3_outage_during_flushes_loses_and_doubles_nothing() {
         "ember did not try to reach S3 during the outage: were heads cut and flushed?"
     );
     assert_eq!(
-        s3.blocks(TENANT),
-        blocks_before,
+        rig.s3.blocks(TENANT),
+        rig.blocks_before,
         "no block can be uploaded while S3 is unreachable"
     );
     assert!(
@@ -351,21 +342,26 @@ fn s3_outage_during_flushes_loses_and_doubles_nothing() {
     );
 
     // S3 is back: the queued heads are uploaded and the log is checkpointed.
-    proxy.resume();
+    rig.proxy.resume();
     let resumed = Instant::now();
-    let blocks_after = wait_all_uploaded(&ember, &s3, &blocks_before, Duration::from_secs(120));
+    let blocks_after = wait_all_uploaded(
+        &ember,
+        &rig.s3,
+        &rig.blocks_before,
+        Duration::from_secs(120),
+    );
     eprintln!(
         "uploaded {} blocks {:?} after the outage ended",
-        blocks_after.len() - blocks_before.len(),
+        blocks_after.len() - rig.blocks_before.len(),
         resumed.elapsed()
     );
-    let range = TimeRange::new(start / 1_000_000, now_nanos() / 1_000_000 + 60_000);
+    let range = TimeRange::new(rig.start / 1_000_000, now_nanos() / 1_000_000 + 60_000);
     assert_exactly_once(&client, range, pushed, "after the outage");
 
     // What the bucket holds alone: a second process on an empty disk, reading
     // the S3 server directly.
     let reader_conf = tempfile::tempdir().unwrap();
-    let reader_config = config_flag(reader_conf.path(), &s3, &s3.endpoint(), "");
+    let reader_config = config_flag(reader_conf.path(), &rig.s3, &rig.s3.endpoint(), "");
     let mut reader = EmberProcess::start(&[&reader_config]);
     assert_exactly_once(&reader.client(), range, pushed, "from the bucket alone");
     reader.stop();
@@ -378,8 +374,8 @@ fn s3_outage_during_flushes_loses_and_doubles_nothing() {
     push_acked(&ember, &client, pushed, "after the restart");
     pushed += 1;
     ember.stop();
-    assert_eq!(wal_segments(data.path()).len(), 1, "everything flushed");
-    let blocks_final = s3.blocks(TENANT);
+    assert_eq!(wal_segments(rig.data.path()).len(), 1, "everything flushed");
+    let blocks_final = rig.s3.blocks(TENANT);
     assert!(
         blocks_final.is_superset(&blocks_after),
         "blocks are never removed"
@@ -403,26 +399,17 @@ fn s3_crash_during_outage_restarts_without_s3() {
     let Some(rig) = OutageRig::start() else {
         return;
     };
-    let OutageRig {
-        s3,
-        proxy,
-        mut ember,
-        client,
-        start,
-        mut pushed,
-        blocks_before,
-        data,
-        _conf,
-    } = rig;
+    // What changes as the test goes on; the rest stays the rig's.
+    let (mut ember, client, mut pushed) = (rig.ember, rig.client, rig.pushed);
 
-    proxy.pause();
+    rig.proxy.pause();
     let outage = Instant::now();
     while outage.elapsed() < Duration::from_secs(10) {
         push_acked(&ember, &client, pushed, "during the outage");
         pushed += 1;
         std::thread::sleep(PUSH_EVERY);
     }
-    let segments = wal_segments(data.path());
+    let segments = wal_segments(rig.data.path());
     assert!(
         segments.len() >= 2,
         "cut heads keep their segments: {segments:?}"
@@ -447,18 +434,27 @@ fn s3_crash_during_outage_restarts_without_s3() {
         std::thread::sleep(PUSH_EVERY);
     }
     assert!(
-        segments.is_subset(&wal_segments(data.path())),
+        segments.is_subset(&wal_segments(rig.data.path())),
         "the replayed segments are kept until their heads are uploaded"
     );
-    assert_eq!(s3.blocks(TENANT), blocks_before, "S3 was unreachable");
+    assert_eq!(
+        rig.s3.blocks(TENANT),
+        rig.blocks_before,
+        "S3 was unreachable"
+    );
 
-    proxy.resume();
-    wait_all_uploaded(&ember, &s3, &blocks_before, Duration::from_secs(120));
-    let range = TimeRange::new(start / 1_000_000, now_nanos() / 1_000_000 + 60_000);
+    rig.proxy.resume();
+    wait_all_uploaded(
+        &ember,
+        &rig.s3,
+        &rig.blocks_before,
+        Duration::from_secs(120),
+    );
+    let range = TimeRange::new(rig.start / 1_000_000, now_nanos() / 1_000_000 + 60_000);
     assert_exactly_once(&client, range, pushed, "after the outage");
     ember.stop();
     let reader_conf = tempfile::tempdir().unwrap();
-    let reader_config = config_flag(reader_conf.path(), &s3, &s3.endpoint(), "");
+    let reader_config = config_flag(reader_conf.path(), &rig.s3, &rig.s3.endpoint(), "");
     let mut reader = EmberProcess::start(&[&reader_config]);
     assert_exactly_once(&reader.client(), range, pushed, "from the bucket alone");
     reader.stop();

@@ -1,65 +1,26 @@
 use ember_model::{Labels, ingest::series_for};
-use ember_proto::google::v1::{Function, Line, Location, Sample, ValueType};
+use ember_testkit::pprof::PprofBuilder;
 
 use super::*;
 
 /// A Go-like heap profile: alloc_objects, alloc_space, inuse_space, with
-/// stacks given as function names (leaf first) and fresh pprof IDs each time.
+/// stacks given as function names (leaf first) and pprof IDs from
+/// `id_offset + 1` on, so that each profile can number them afresh.
 fn heap(stacks: &[(&[&str], [i64; 3])], id_offset: u64) -> Profile {
-    let mut strings: Vec<String> = [
-        "",
-        "alloc_objects",
-        "count",
-        "alloc_space",
-        "bytes",
-        "inuse_space",
-        "space",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut p = Profile {
-        sample_type: vec![
-            ValueType { r#type: 1, unit: 2 },
-            ValueType { r#type: 3, unit: 4 },
-            ValueType { r#type: 5, unit: 4 },
-        ],
-        period_type: Some(ValueType { r#type: 6, unit: 4 }),
-        ..Default::default()
-    };
-    let mut ids: HashMap<String, u64> = HashMap::new();
-    for (frames, values) in stacks {
-        let mut location_id = Vec::new();
-        for f in *frames {
-            let next = ids.len() as u64 + 1 + id_offset;
-            let id = *ids.entry(f.to_string()).or_insert_with(|| {
-                strings.push(f.to_string());
-                p.function.push(Function {
-                    id: next,
-                    name: strings.len() as i64 - 1,
-                    ..Default::default()
-                });
-                p.location.push(Location {
-                    id: next,
-                    line: vec![Line {
-                        function_id: next,
-                        line: 1,
-                        column: 0,
-                    }],
-                    ..Default::default()
-                });
-                next
-            });
-            location_id.push(id);
-        }
-        p.sample.push(Sample {
-            location_id,
-            value: values.to_vec(),
-            label: vec![],
-        });
-    }
-    p.string_table = strings;
-    p
+    let builder = PprofBuilder::new(&[
+        ("alloc_objects", "count"),
+        ("alloc_space", "bytes"),
+        ("inuse_space", "bytes"),
+    ])
+    .period_type("space", "bytes", 0)
+    .id_offset(id_offset);
+    stacks
+        .iter()
+        .fold(builder, |b, (leaf_first, values)| {
+            let root_first: Vec<&str> = leaf_first.iter().rev().copied().collect();
+            b.sample(&root_first, values)
+        })
+        .build()
 }
 
 /// Returns (profile type's sample type, sum) of what would be stored.
