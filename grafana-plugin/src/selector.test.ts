@@ -76,6 +76,8 @@ describe('completion', () => {
     ['|', 'service_name', '{service_name="|"}'],
     ['serv|', 'service_name', '{service_name="|"}'],
     ['{|}', 'service_name', '{service_name="|"}'],
+    ['{|', 'service_name', '{service_name="|"}'],
+    ['{a="b",|', 'env', '{a="b",env="|"}'],
     ['{a="b",|}', 'env', '{a="b",env="|"}'],
     ['{ser|vice}', 'service_name', '{service_name="|"}'],
     ['{env|="x"}', 'environment', '{environment|="x"}'],

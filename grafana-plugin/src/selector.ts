@@ -197,12 +197,13 @@ export function applyCompletion(
   let tail = rest;
   if (!head.includes('{')) {
     head = `{${head.trimStart()}`;
-    if (!tail.includes('}')) {
-      tail = hasOp ? `${tail}}` : `"}${tail}`;
-    }
-  } else if (!hasOp && !tail.trimStart().startsWith('"')) {
+  }
+  if (!hasOp && !tail.trimStart().startsWith('"')) {
     // Close the value's quote now, so the selector stays whole while the value is typed.
     tail = `"${tail}`;
+  }
+  if (!tail.includes('}')) {
+    tail = `${tail}}`;
   }
   return { text: head + insert + tail, cursor: head.length + insert.length };
 }
