@@ -6,9 +6,10 @@
 # It installs only what the acceptance tests drive and is missing -- Go (for
 # `go tool pprof`, from Debian's golang-go), the pyroscope-io Python SDK and
 # moto's S3 server (each into a virtualenv under the Cargo target directory),
-# the Helm chart tests' Python packages and buildah -- then builds the `ember`
-# binary, runs the chart tests (tests/helm) and every test of the workspace.
-# Any failure fails the script.
+# the Helm chart tests' Python packages and buildah -- then checks and builds the
+# Grafana plugin (grafana-plugin/: npm ci, type check, lint, unit tests, build),
+# builds the `ember` binary, runs the chart tests (tests/helm) and every test of
+# the workspace. Any failure fails the script.
 #
 # Environment: CARGO_TARGET_DIR (default ./target), EMBER_PYTHON (a Python that
 # can `import pyroscope`; found or made here otherwise), EMBER_MOTO_SERVER (a
@@ -135,6 +136,27 @@ fi
 log "node $(node --version), npm ci in tests/node"
 (cd "$ROOT/tests/node" && timeout 600 npm ci --no-audit --no-fund --loglevel=error)
 # --- END ingest formats -------------------------------------------------------
+
+# --- BEGIN grafana plugin (grafana-plugin/, tests/tests/e2e/grafana_plugin.rs) ---------
+# The plugin's packages from package-lock.json (npm registry only), then its type check,
+# lint, unit tests and production build; any failure stops the run. The browser test
+# (grafana_plugin.rs) uses Debian's Chromium, installed above for the web UI test.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_install nodejs npm
+fi
+log "grafana plugin: npm ci, typecheck, lint, unit tests, build"
+(
+  cd "$ROOT/grafana-plugin"
+  timeout 900 npm ci --no-audit --no-fund --loglevel=error
+  timeout 600 npm run typecheck
+  timeout 600 npm run lint
+  timeout 900 npm run test:ci
+  timeout 600 npm run build
+  test -s dist/module.js
+  node -e 'const p = require("./dist/plugin.json"); if (p.id !== "ember-datasource" || p.type !== "datasource" || /%/.test(p.info.version)) { console.error("dist/plugin.json is not a valid plugin.json:", p); process.exit(1); }'
+)
+mkdir -p "$ROOT/target/plugin-screenshots"
+# --- END grafana plugin -------------------------------------------------------------
 
 # --- build and test --------------------------------------------------------------
 log "cargo build --bin ember"

@@ -15,6 +15,7 @@ mod filtering;
 mod flamegraph_format;
 mod go_pprof;
 mod grafana;
+mod grafana_plugin;
 mod ingest_formats;
 mod ingest_jfr;
 mod ingest_node;
