@@ -3,7 +3,7 @@
 It spends about 90% of its CPU time in `ember_hot_loop` and the rest in
 `ember_light_loop`, then shuts the SDK down, which flushes the last profile.
 
-usage: busy_app.py --server URL --app NAME [--tenant ID] [--seconds N]
+usage: busy_app.py --server URL --app NAME [--tenant ID] [--seconds N] [--basic-auth USER:PASS]
 """
 
 import argparse
@@ -33,10 +33,14 @@ def main():
     parser.add_argument("--app", required=True)
     parser.add_argument("--tenant", default="")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--basic-auth", default="", help="user:password")
     args = parser.parse_args()
 
+    user, _, password = args.basic_auth.partition(":")
     pyroscope.configure(
         application_name=args.app,
+        basic_auth_username=user,
+        basic_auth_password=password,
         server_address=args.server,
         tenant_id=args.tenant,
         sample_rate=100,

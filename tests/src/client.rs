@@ -128,6 +128,8 @@ pub struct HttpResponse {
     pub content_type: String,
     /// The body as received.
     pub body: Vec<u8>,
+    /// Every `WWW-Authenticate` challenge, in order.
+    pub www_authenticate: Vec<String>,
 }
 
 impl HttpResponse {
@@ -278,6 +280,11 @@ impl Client {
         let resp = send(req, body).map_err(|e| format!("{method} {url}: {e}"))?;
         let status = resp.status();
         let content_type = resp.header("content-type").unwrap_or("").to_string();
+        let www_authenticate = resp
+            .all("www-authenticate")
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let mut body = Vec::new();
         resp.into_reader()
             .take(1 << 30)
@@ -287,6 +294,7 @@ impl Client {
             status,
             content_type,
             body,
+            www_authenticate,
         })
     }
 

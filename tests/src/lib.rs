@@ -115,3 +115,18 @@ pub fn eventually<T>(
         }
     }
 }
+
+/// Returns a Python interpreter that can `import pyroscope`: `EMBER_PYTHON`
+/// (scripts/test.sh points it at its virtualenv), else `python3`.
+pub fn python_with_sdk() -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("EMBER_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("python3"));
+    std::process::Command::new(&python)
+        .args(["-c", "import pyroscope"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        .then_some(python)
+}

@@ -76,12 +76,9 @@ fn sigkill_during_pushes_loses_no_acknowledged_profile() {
 fn a_second_process_on_the_same_write_ahead_log_refuses_to_start() {
     let ember = EmberProcess::start(&[]);
     let dir = ember.data_dir().display().to_string();
-    let output = std::process::Command::new(ember_tests::process::ember_binary())
-        .args([
-            "-server.http-listen-port=0",
-            "-memberlist.bind-port=0",
-            &format!("-storage.filesystem.dir={dir}"),
-        ])
+    let binary = ember_tests::process::ember_binary();
+    let output = ember_testkit::process::ember_command(&binary, 0, ember.data_dir())
+        .arg("-memberlist.bind-port=0")
         .output()
         .expect("run ember");
     assert!(!output.status.success(), "a second owner started");

@@ -8,6 +8,7 @@ mod agent_buffer;
 mod agent_go;
 mod agent_kubernetes;
 mod agent_support;
+mod auth;
 mod bad_input;
 mod cluster;
 mod crash_recovery;

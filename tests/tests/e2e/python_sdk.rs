@@ -6,8 +6,7 @@
 //! `X-Scope-OrgID`, labels `service_name`, `__name__=process_cpu` and the tags,
 //! and an uncompressed pprof of `cpu/nanoseconds` samples.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use ember_tests::checks::{service_selector, the_type_with_data};
@@ -18,24 +17,9 @@ use ember_tests::{
 
 const TENANT: &str = "python-sdk";
 
-/// Returns a Python interpreter that can `import pyroscope`: `EMBER_PYTHON`
-/// (scripts/test.sh points it at its virtualenv), else `python3`.
-fn python_with_sdk() -> Option<PathBuf> {
-    let python = std::env::var_os("EMBER_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    Command::new(&python)
-        .args(["-c", "import pyroscope"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        .then_some(python)
-}
-
 #[test]
 fn python_sdk_profile_shows_its_busiest_function() {
-    let Some(python) = python_with_sdk() else {
+    let Some(python) = ember_tests::python_with_sdk() else {
         skip_or_fail_missing_tool(
             "the pyroscope-io Python SDK",
             "pip install pyroscope-io (or run scripts/test.sh, which sets EMBER_PYTHON)",
