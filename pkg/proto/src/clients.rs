@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Mutex, time::Duration};
 use tonic::{
     Request,
     metadata::MetadataValue,
-    transport::{Channel, Endpoint},
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
 use crate::ingester::v1::ingester_service_client::IngesterServiceClient;
@@ -19,6 +19,8 @@ pub struct IngesterClients {
     timeout: Duration,
     /// `Authorization` sent on every call: the cluster's shared token.
     authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+    /// Set: ingesters serve HTTPS and are verified with it.
+    tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -37,8 +39,25 @@ impl IngesterClients {
         Self {
             timeout,
             authorization: None,
+            tls: None,
             channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Calls ingesters over TLS, verifying them with the PEM CA bundle
+    /// `ca_pem` (the system's roots when `None`) and, when given, as
+    /// `server_name` rather than the address dialled.
+    pub fn with_tls(mut self, ca_pem: Option<Vec<u8>>, server_name: Option<String>) -> Self {
+        let mut tls = ClientTlsConfig::new();
+        tls = match ca_pem {
+            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+            None => tls.with_native_roots(),
+        };
+        if let Some(name) = server_name {
+            tls = tls.domain_name(name);
+        }
+        self.tls = Some(tls);
+        self
     }
 
     /// Sends `token` as a bearer token on every call, so that ingesters which
@@ -69,10 +88,16 @@ impl IngesterClients {
         let channel = match channels.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-                    .map_err(|e| {
-                        tonic::Status::invalid_argument(format!("ingester address {addr:?}: {e}"))
-                    })?
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                let invalid = |e: tonic::transport::Error| {
+                    tonic::Status::invalid_argument(format!("ingester address {addr:?}: {e}"))
+                };
+                let mut endpoint =
+                    Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(invalid)?;
+                if let Some(tls) = &self.tls {
+                    endpoint = endpoint.tls_config(tls.clone()).map_err(invalid)?;
+                }
+                let endpoint = endpoint
                     .connect_timeout(self.timeout.min(Duration::from_secs(2)))
                     .timeout(self.timeout)
                     .tcp_nodelay(true);

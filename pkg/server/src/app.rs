@@ -80,6 +80,8 @@ pub enum AppError {
     Ingester(#[from] ember_ingester::Error),
     #[error(transparent)]
     Credentials(#[from] crate::auth::FileError),
+    #[error("server TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("module {0} needs module {1}, which did not start")]
     Missing(Module, Module),
 }
@@ -112,19 +114,34 @@ impl IngesterSet for RingView {
 /// How long a call to another process may take.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Returns the clients of other processes, sending the cluster token if set.
+/// Returns the clients of other processes: over TLS when `ingester_client`
+/// says so, sending the cluster token when one is set.
 fn peer_clients(config: &Config) -> Result<IngesterClients, AppError> {
-    let clients = IngesterClients::new(PEER_TIMEOUT);
+    let invalid = |m: String| AppError::Config(ember_config::Error::invalid(m));
+    let mut clients = IngesterClients::new(PEER_TIMEOUT);
+    let tls = &config.ingester_client;
+    if tls.tls_enabled {
+        let ca = if tls.tls_ca_path.as_os_str().is_empty() {
+            None
+        } else {
+            Some(std::fs::read(&tls.tls_ca_path).map_err(|e| {
+                invalid(format!(
+                    "ingester_client.tls_ca_path {}: {e}",
+                    tls.tls_ca_path.display()
+                ))
+            })?)
+        };
+        let name = (!tls.tls_server_name.is_empty()).then(|| tls.tls_server_name.clone());
+        clients = clients.with_tls(ca, name);
+        info!("calling ingesters over TLS");
+    }
     let token = &config.auth.cluster_token;
     if token.is_empty() {
         return Ok(clients);
     }
-    clients.with_token(token.expose()).map_err(|s| {
-        AppError::Config(ember_config::Error::invalid(format!(
-            "auth.cluster_token: {}",
-            s.message()
-        )))
-    })
+    clients
+        .with_token(token.expose())
+        .map_err(|s| invalid(format!("auth.cluster_token: {}", s.message())))
 }
 
 /// A started module's part in the process's life after its init.
@@ -326,7 +343,20 @@ impl Context<'_> {
                     auth: self.auth.clone(),
                     cluster_token: config.auth.cluster_token.clone(),
                 };
+                let tls = if config.server.tls() {
+                    let s = &config.server;
+                    let ca = (!s.http_tls_ca_path.as_os_str().is_empty())
+                        .then_some(s.http_tls_ca_path.as_path());
+                    Some(crate::tls::server_config(
+                        &s.http_tls_cert_path,
+                        &s.http_tls_key_path,
+                        ca,
+                    )?)
+                } else {
+                    None
+                };
                 Some(Box::new(ServerModule {
+                    tls,
                     auth: self.auth.clone(),
                     listener: Some(listener),
                     services: Some(services),
@@ -464,6 +494,8 @@ impl Running for AgentModule {
 /// The HTTP/gRPC server: serves every module, goes unready on the signal and
 /// gives in-flight requests the graceful period on stop.
 struct ServerModule {
+    /// Set: the port serves HTTPS.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Watched for changes of the credentials file while serving.
     auth: Option<Arc<Authenticator>>,
     listener: Option<TcpListener>,
@@ -483,10 +515,17 @@ impl Running for ServerModule {
         };
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         self.stop = Some(stop_tx);
-        let server = axum::serve(listener, router(services)).with_graceful_shutdown(async {
+        let app = router(services);
+        let stopped = async {
             let _ = stop_rx.await;
+        };
+        self.task = Some(match self.tls.clone() {
+            Some(tls) => tokio::spawn(crate::tls::serve(listener, app, tls, stopped)),
+            None => {
+                let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                tokio::spawn(async move { server.await })
+            }
         });
-        self.task = Some(tokio::spawn(async move { server.await }));
         if let Some(auth) = &self.auth {
             tokio::spawn(auth.clone().watch());
         }

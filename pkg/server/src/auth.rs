@@ -63,10 +63,10 @@ pub enum AuthError {
 /// Why a credentials file cannot be used; the message names the entry.
 #[derive(Debug, Error)]
 pub enum FileError {
-    #[error("cannot read credentials file {}: {source}", path.display())]
+    #[error("cannot read credentials file {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("credentials file {}: {message}", path.display())]
     Invalid { path: PathBuf, message: String },
@@ -265,9 +265,9 @@ impl Authenticator {
     }
 
     fn read(path: &Path) -> Result<Credentials, FileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| FileError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Credentials::parse(path, &text)
     }

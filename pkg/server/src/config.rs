@@ -39,7 +39,7 @@ use ember_objstore::StorageConfig;
 use ember_ring::MemberlistConfig;
 use serde::{Deserialize, Serialize};
 
-pub use crate::server_config::{AuthConfig, ServerConfig};
+pub use crate::server_config::{AuthConfig, IngesterClientConfig, ServerConfig};
 use crate::target::{Target, deserialize_targets};
 
 /// Prefix of the environment variables that set configuration keys.
@@ -70,8 +70,10 @@ pub struct Config {
     pub memberlist: MemberlistConfig,
     /// The distributor.
     pub distributor: DistributorConfig,
-    /// Tenancy.
+    /// Tenancy and authentication.
     pub auth: AuthConfig,
+    /// How this process calls the ingesters of its cluster.
+    pub ingester_client: IngesterClientConfig,
     /// Object storage for blocks.
     pub storage: StorageConfig,
     /// The ingester.
@@ -96,6 +98,7 @@ impl Default for Config {
             memberlist: MemberlistConfig::default(),
             distributor: DistributorConfig::default(),
             auth: AuthConfig::default(),
+            ingester_client: IngesterClientConfig::default(),
             storage: StorageConfig::default(),
             ingester: IngesterConfig::default(),
             compactor: CompactorConfig::default(),
@@ -953,7 +956,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = loader().keys::<Config>();
-        assert_eq!(keys.list.len(), 63);
+        assert_eq!(keys.list.len(), 69);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(

@@ -12,3 +12,4 @@ pub mod modules;
 mod render;
 mod server_config;
 pub mod target;
+pub mod tls;

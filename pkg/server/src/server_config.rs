@@ -29,6 +29,15 @@ pub struct ServerConfig {
     ///
     /// Default 16 MiB.
     pub max_request_body_bytes: u64,
+    /// PEM certificate chain to serve HTTPS with; empty: plain HTTP.
+    ///
+    /// Read again when the file changes. HTTP, Connect and gRPC share the port
+    /// and so the certificate.
+    pub http_tls_cert_path: PathBuf,
+    /// PEM private key of http_tls_cert_path.
+    pub http_tls_key_path: PathBuf,
+    /// PEM CA bundle of client certificates; set, every client must present one it signed.
+    pub http_tls_ca_path: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +47,9 @@ impl Default for ServerConfig {
             http_listen_port: 4040,
             graceful_shutdown_timeout: Duration::from_secs(30),
             max_request_body_bytes: 16 * MIB,
+            http_tls_cert_path: PathBuf::new(),
+            http_tls_key_path: PathBuf::new(),
+            http_tls_ca_path: PathBuf::new(),
         }
     }
 }
@@ -55,8 +67,36 @@ impl ServerConfig {
                 "server.max_request_body_bytes must be greater than 0",
             ));
         }
+        let set = |p: &PathBuf| !p.as_os_str().is_empty();
+        if set(&self.http_tls_cert_path) != set(&self.http_tls_key_path) {
+            return Err(ember_config::Error::invalid(
+                "server.http_tls_cert_path and server.http_tls_key_path go together: set both or neither",
+            ));
+        }
+        if set(&self.http_tls_ca_path) && !set(&self.http_tls_cert_path) {
+            return Err(ember_config::Error::invalid(
+                "server.http_tls_ca_path needs server.http_tls_cert_path and server.http_tls_key_path",
+            ));
+        }
         Ok(())
     }
+
+    /// Returns whether the port serves HTTPS.
+    pub fn tls(&self) -> bool {
+        !self.http_tls_cert_path.as_os_str().is_empty()
+    }
+}
+
+/// How this process calls the ingesters of its cluster (`ingester_client`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Documented)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngesterClientConfig {
+    /// Call ingesters over TLS (they serve HTTPS with -server.http-tls-cert-path).
+    pub tls_enabled: bool,
+    /// PEM CA bundle that verifies ingesters' certificates; empty: the system's roots.
+    pub tls_ca_path: PathBuf,
+    /// Name the ingesters' certificates are issued to; empty: the address dialled.
+    pub tls_server_name: String,
 }
 
 /// Tenancy and authentication (`auth`).

@@ -26,4 +26,5 @@ mod python_sdk;
 mod restart_blocks;
 mod s3;
 mod shared_profiles;
+mod tls;
 mod ui;
