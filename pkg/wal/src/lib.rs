@@ -32,7 +32,7 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, Read, Write},
+    io::{self, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
     sync::{Arc, Condvar, Mutex, MutexGuard},
 };
@@ -67,6 +67,8 @@ pub enum Error {
     TooLarge(usize),
     #[error("the write-ahead log failed earlier and accepts no more writes: {0}")]
     Failed(String),
+    #[error("writing the write-ahead log failed, nothing of this write was kept: {0}")]
+    Write(String),
     #[error(
         "write-ahead log directory {} is in use by another process (it holds {}); give each ingester its own directory with -ingester.wal-dir",
         dir.display(),
@@ -329,12 +331,28 @@ struct State {
     queue: Vec<u8>,
     /// Ticket of the last record queued.
     queued: u64,
-    /// Every ticket up to this one is durable.
+    /// Every ticket up to this one is written: durable, unless it is in
+    /// `failed_batches`.
     synced: u64,
     /// A leader is writing outside the lock.
     writing: bool,
-    /// A write failed; the log takes no more records.
+    /// Groups whose write failed (a full disk, say) and were cut off the
+    /// segment again: their tickets get the error. Each entry goes once every
+    /// appender of it has been told.
+    failed_batches: Vec<FailedBatch>,
+    /// The segment could not be restored after a failed write; the log takes
+    /// no more records.
     failed: Option<String>,
+}
+
+/// Tickets `from..=to` were not written, for `why`.
+#[derive(Debug)]
+struct FailedBatch {
+    from: u64,
+    to: u64,
+    why: String,
+    /// Appenders of the batch not yet told.
+    waiting: u64,
 }
 
 /// An open write-ahead log.
@@ -375,6 +393,7 @@ impl Wal {
                 queued: 0,
                 synced: 0,
                 writing: false,
+                failed_batches: Vec::new(),
                 failed: None,
             }),
             done: Condvar::new(),
@@ -397,6 +416,10 @@ impl Wal {
 
     /// Appends `payload` and returns once it is durable (written and fsynced),
     /// with the sequence of a segment at or before the one that holds it.
+    ///
+    /// A write that fails (the disk is full) fails the appends of its group
+    /// and is cut off the segment again, so the next appends are tried afresh:
+    /// the log recovers by itself when space returns.
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
         let len = u32::try_from(payload.len())
             .ok()
@@ -418,6 +441,19 @@ impl Wal {
                 return Err(Error::Failed(why.clone()));
             }
             if s.synced >= ticket {
+                if let Some(i) = s
+                    .failed_batches
+                    .iter()
+                    .position(|b| (b.from..=b.to).contains(&ticket))
+                {
+                    let batch = &mut s.failed_batches[i];
+                    let why = batch.why.clone();
+                    batch.waiting -= 1;
+                    if batch.waiting == 0 {
+                        s.failed_batches.swap_remove(i);
+                    }
+                    return Err(Error::Write(why));
+                }
                 return Ok(segment);
             }
             if s.writing {
@@ -433,8 +469,10 @@ impl Wal {
     fn write_queued<'a>(&'a self, mut s: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         let batch = std::mem::take(&mut s.queue);
         let target = s.queued;
+        let first = s.synced + 1;
         let file = s.file.clone();
         let seq = s.seq;
+        let good = s.size;
         s.writing = true;
         drop(s);
         let result = (&*file).write_all(&batch).and_then(|()| {
@@ -453,13 +491,33 @@ impl Wal {
                 if s.size >= self.options.max_segment_bytes
                     && let Err(e) = self.rotate_locked(&mut s)
                 {
-                    s.failed = Some(e.to_string());
+                    // Not fatal: the current segment grows until a rotation works.
+                    warn!(error = %e, "starting a new write-ahead log segment failed");
                 }
             }
             Err(e) => {
                 let path = segment_path(&self.dir, seq);
                 warn!(path = %path.display(), error = %e, "write-ahead log write failed");
-                s.failed = Some(format!("{}: {e}", path.display()));
+                // Cut the partial group off, so the segment ends at its last
+                // whole record and the next group is written after it.
+                let restored = file
+                    .set_len(good)
+                    .and_then(|()| (&*file).seek(SeekFrom::Start(good)).map(|_| ()));
+                match restored {
+                    Ok(()) => {
+                        s.failed_batches.push(FailedBatch {
+                            from: first,
+                            to: target,
+                            why: format!("{}: {e}", path.display()),
+                            waiting: target - first + 1,
+                        });
+                        s.synced = target;
+                    }
+                    Err(cut) => {
+                        warn!(path = %path.display(), error = %cut, "cutting a failed write off the write-ahead log failed");
+                        s.failed = Some(format!("{}: {e}; then {cut}", path.display()));
+                    }
+                }
             }
         }
         self.done.notify_all();
