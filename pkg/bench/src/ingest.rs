@@ -140,6 +140,9 @@ pub(crate) struct IngestResults {
     pub(crate) append_wal: Rate,
     /// `append` with the write-ahead log, fsync off: the cost of encoding and writing.
     pub(crate) append_wal_nosync: Rate,
+    /// Bytes of write-ahead log segments `append_wal_nosync` left, to compare
+    /// with the gzipped bytes it took (`append_wal_nosync.bytes`).
+    pub(crate) wal_bytes: u64,
 }
 
 pub(crate) fn new_ingester() -> Arc<Ingester> {
@@ -211,6 +214,13 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
     )?
     .into_iter();
     let mut next = || rates.next().expect("one rate per loop");
+    let wal_bytes = ember_wal::segments(wal_dirs.1.path())?
+        .into_iter()
+        .map(|seq| {
+            let path = wal_dirs.1.path().join(format!("{seq:020}.wal"));
+            std::fs::metadata(path).map_or(0, |m| m.len())
+        })
+        .sum();
     Ok(IngestResults {
         decode: next(),
         gunzip: next(),
@@ -218,6 +228,7 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
         append: next(),
         append_wal: next(),
         append_wal_nosync: next(),
+        wal_bytes,
     })
 }
 

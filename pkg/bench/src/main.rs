@@ -409,6 +409,12 @@ fn print_results(r: &Results) {
         us(ing.append_wal_nosync.per_profile()),
         us(ing.append_wal.per_profile())
     );
+    println!(
+        "| (b) write-ahead log bytes per gzipped byte received | {:.2} ({:.1} MB of log for {:.1} MB of pushes) |",
+        ing.wal_bytes as f64 / ing.append_wal_nosync.bytes.max(1) as f64,
+        ing.wal_bytes as f64 / 1e6,
+        ing.append_wal_nosync.bytes as f64 / 1e6
+    );
     for (step, f) in [
         ("(e) folded", &r.formats.folded),
         ("(f) JFR", &r.formats.jfr),

@@ -79,7 +79,7 @@ fn torn_last_record_is_truncated_and_reported() {
     drop(wal);
     let path = segment_path(dir.path(), 1);
     let full = fs::metadata(&path).unwrap().len();
-    let last_len = RECORD_HEADER_LEN + record(9).len() as u64;
+    let last_len = RECORD_HEADER_LEN + compress(&record(9)).len() as u64;
     // Cut the last record in the middle of its payload.
     let cut = full - last_len / 2;
     fs::OpenOptions::new()
@@ -120,7 +120,7 @@ fn flipped_byte_skips_one_record_and_keeps_the_rest() {
     let mut offset = HEADER_LEN;
     for i in 0..10 {
         offsets.push(offset);
-        offset += RECORD_HEADER_LEN + record(i).len() as u64;
+        offset += RECORD_HEADER_LEN + compress(&record(i)).len() as u64;
         wal.append(&record(i)).unwrap();
     }
     drop(wal);
@@ -139,7 +139,7 @@ fn flipped_byte_skips_one_record_and_keeps_the_rest() {
         vec![Skipped {
             segment: 1,
             offset: offsets[4],
-            bytes: RECORD_HEADER_LEN + record(4).len() as u64,
+            bytes: RECORD_HEADER_LEN + compress(&record(4)).len() as u64,
             damage: Damage::BadChecksum,
         }]
     );
@@ -219,4 +219,43 @@ fn a_second_process_cannot_open_a_locked_directory() {
     assert!(message.contains("-ingester.wal-dir"), "{message}");
     drop(wal);
     Wal::open(dir.path(), WalOptions::default()).expect("free once the first one closed");
+}
+
+#[test]
+fn version_1_segments_of_uncompressed_records_still_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = Vec::from(&MAGIC[..]);
+    data.extend_from_slice(&UNCOMPRESSED_VERSION.to_le_bytes());
+    for payload in [&b"one"[..], b"two"] {
+        data.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        data.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        data.extend_from_slice(payload);
+    }
+    fs::write(segment_path(dir.path(), 1), &data).unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    wal.append(b"three").unwrap();
+    drop(wal);
+    let (records, report) = replay(dir.path()).unwrap();
+    assert_eq!(
+        payloads(&records),
+        vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
+    assert!(report.skipped.is_empty());
+}
+
+#[test]
+fn records_are_stored_compressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    let payload = b"main;work;hot_function ".repeat(1000);
+    wal.append(&payload).unwrap();
+    drop(wal);
+    let size = fs::metadata(segment_path(dir.path(), 1)).unwrap().len();
+    assert!(
+        size < payload.len() as u64 / 10,
+        "{size} bytes for {}",
+        payload.len()
+    );
+    let (records, _) = replay(dir.path()).unwrap();
+    assert_eq!(records[0].payload, payload);
 }

@@ -15,6 +15,19 @@ fn set_file_size_limit(bytes: u64) {
     assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
 }
 
+/// Returns `n` bytes that do not compress (records are stored compressed).
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 #[test]
 fn a_full_disk_fails_the_appends_that_do_not_fit_and_the_log_recovers() {
     // SAFETY: ignoring a signal is always sound.
@@ -24,14 +37,14 @@ fn a_full_disk_fails_the_appends_that_do_not_fit_and_the_log_recovers() {
     wal.append(b"before the disk filled").unwrap();
 
     set_file_size_limit(4096);
-    let err = wal.append(&vec![7u8; 8192]).unwrap_err();
+    let err = wal.append(&noise(8192, 7)).unwrap_err();
     assert!(matches!(err, Error::Write(_)), "{err}");
-    assert!(wal.append(&vec![8u8; 8192]).is_err(), "still full");
+    assert!(wal.append(&noise(8192, 8)).is_err(), "still full");
     // A record that fits is taken: the failed ones were cut off again.
     wal.append(b"small").unwrap();
 
     set_file_size_limit(libc::RLIM_INFINITY);
-    wal.append(&vec![9u8; 8192]).unwrap();
+    wal.append(&noise(8192, 9)).unwrap();
     drop(wal);
 
     let (records, report) = replay(dir.path()).unwrap();
@@ -41,7 +54,7 @@ fn a_full_disk_fails_the_appends_that_do_not_fit_and_the_log_recovers() {
         vec![
             b"before the disk filled".to_vec(),
             b"small".to_vec(),
-            vec![9u8; 8192]
+            noise(8192, 9)
         ]
     );
     assert_eq!(report.skipped_count(), 0, "no damage left behind");
