@@ -12,6 +12,25 @@ from chart import MICRO, S3_SETS, by_kind, lint, render, render_error
 
 KUBERNETES = kv.latest_version()
 
+
+def zones(*names, **per_zone):
+    """Sets zone-aware replication over the zones `names`, each with the
+    `per_zone[key]` format of its letter; one --set string, since the list it
+    sets replaces the values' list whole."""
+    sets = []
+    for i, name in enumerate(names):
+        sets.append(f"zoneAwareReplication.zones[{i}].name={name}")
+        for key, value in per_zone.items():
+            sets.append(f"zoneAwareReplication.zones[{i}].{key}={value.format(letter='abcdefgh'[i])}")
+    return ("zoneAwareReplication.enabled=true", ",".join(sets))
+
+
+# Three zones of two ingesters, each pinned to its zone's nodes.
+ZONES = zones(
+    "zone-a", "zone-b", "zone-c",
+    **{"nodeSelector.topology\\.kubernetes\\.io/zone": "eu-west-1{letter}"},
+) + ("microservices.ingester.replicas=6", "microservices.ingester.nodeSelector.pool=ingest")
+
 COMBINATIONS = {
     "single binary (defaults)": ((), ()),
     "single binary, S3 with an existing Secret": ((), S3_SETS),
@@ -22,6 +41,7 @@ COMBINATIONS = {
         MICRO,
         S3_SETS + ("serviceMonitor.enabled=true", "grafanaDatasource.enabled=true"),
     ),
+    "microservices, zone-aware, 3 zones of 2 ingesters pinned to their zones": (MICRO, S3_SETS + ZONES),
     "microservices, GCS": (MICRO, ("storage.backend=gcs", "storage.gcs.bucket_name=b", "storage.gcs.existingSecret=gcs")),
     "microservices, Azure": (
         MICRO,
@@ -224,6 +244,63 @@ def test_grafana_datasource_points_at_the_querier():
     assert ds["url"] == "http://ember-querier.ember.svc.cluster.local:4040"
 
 
+def test_zone_aware_replication_runs_a_statefulset_per_zone():
+    objects = render(MICRO, S3_SETS + ZONES)
+    sts = by_kind(objects, "StatefulSet")
+    assert sorted(sts) == ["ember-ingester-zone-a", "ember-ingester-zone-b", "ember-ingester-zone-c"]
+    selectors = set()
+    for zone, letter in zip(("zone-a", "zone-b", "zone-c"), "abc"):
+        s = sts[f"ember-ingester-{zone}"]
+        assert s["spec"]["replicas"] == 2
+        assert s["spec"]["podManagementPolicy"] == "Parallel" and s["spec"]["minReadySeconds"] == 5
+        assert s["spec"]["serviceName"] == "ember-ingester-headless"
+        assert s["metadata"]["labels"]["zone"] == zone
+        assert s["spec"]["selector"]["matchLabels"]["zone"] == zone
+        assert s["spec"]["template"]["metadata"]["labels"]["zone"] == zone
+        selectors.add(tuple(sorted(s["spec"]["selector"]["matchLabels"].items())))
+        pod = s["spec"]["template"]["spec"]
+        # The zone's own node selector goes over the ingester's.
+        assert pod["nodeSelector"] == {"pool": "ingest", "topology.kubernetes.io/zone": f"eu-west-1{letter}"}
+        args = pod["containers"][0]["args"]
+        assert f"-ingester.availability-zone={zone}" in args and "-target=ingester" in args
+        assert "-memberlist.node-name=$(POD_NAME)" in args
+        assert s["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    assert len(selectors) == 3, "each StatefulSet owns only its zone's pods"
+    # A budget per zone, each over that zone's pods only.
+    pdbs = by_kind(objects, "PodDisruptionBudget")
+    assert "ember-ingester" not in pdbs
+    for zone in ("zone-a", "zone-b", "zone-c"):
+        pdb = pdbs[f"ember-ingester-{zone}"]["spec"]
+        assert pdb["maxUnavailable"] == 1 and pdb["selector"]["matchLabels"]["zone"] == zone
+    # One Service for every zone's ingesters; only ingesters name a zone.
+    selector = by_kind(objects, "Service")["ember-ingester"]["spec"]["selector"]
+    assert "zone" not in selector
+    for name, d in by_kind(objects, "Deployment").items():
+        assert not any(a.startswith("-ingester.availability-zone") for a in d["spec"]["template"]["spec"]["containers"][0]["args"]), name
+    # Distributors, queriers and ingesters all read zone awareness from the file.
+    config = yaml.safe_load(by_kind(objects, "ConfigMap")["ember-config"]["data"]["config.yaml"])
+    assert config["distributor"] == {"zone_awareness_enabled": True}
+
+
+def test_zone_replicas_split_the_ingesters_or_are_given_per_zone():
+    def replicas(*sets):
+        objects = render(MICRO, S3_SETS + sets)
+        return {n: s["spec"]["replicas"] for n, s in by_kind(objects, "StatefulSet").items()}
+
+    # The values' three zones share the 3 ingesters of values-micro-services.yaml.
+    assert replicas("zoneAwareReplication.enabled=true") == {
+        "ember-ingester-zone-a": 1, "ember-ingester-zone-b": 1, "ember-ingester-zone-c": 1}
+    # 4 over three zones rounds up to 2 each.
+    assert set(replicas("zoneAwareReplication.enabled=true", "microservices.ingester.replicas=4").values()) == {2}
+    # Two zones are enough for replication factor 3: the third replica fills in.
+    assert replicas(*zones("east", "west"), "microservices.ingester.replicas=3") == {
+        "ember-ingester-east": 2, "ember-ingester-west": 2}
+    # A zone's own count wins.
+    own = "zoneAwareReplication.zones[0].name=east,zoneAwareReplication.zones[0].replicas=3," \
+          "zoneAwareReplication.zones[1].name=west"
+    assert replicas("zoneAwareReplication.enabled=true", own) == {"ember-ingester-east": 3, "ember-ingester-west": 2}
+
+
 BAD_VALUES = {
     "microservices without object storage": (MICRO, (), "set storage.backend to s3, gcs or azure"),
     "ingester replicas below the replication factor": (
@@ -236,6 +313,23 @@ BAD_VALUES = {
     "storage under config": ((), ("config.storage.backend=s3",), "set storage.* instead"),
     "two single binaries on one volume": ((), ("singleBinary.replicas=2",), "set singleBinary.replicas=1"),
     "two compactors": (MICRO, S3_SETS + ("microservices.compactor.replicas=2",), "microservices.compactor.replicas is 2: set it to 1"),
+    "zone-aware replication of the single binary": (
+        (), ("zoneAwareReplication.enabled=true",), "set microservices.enabled=true"),
+    "a zone named twice": (
+        MICRO, S3_SETS + zones("zone-a", "zone-b", "zone-a"), "zoneAwareReplication.zones names \"zone-a\" twice"),
+    "a zone name that is no DNS label": (
+        MICRO, S3_SETS + zones("zone-a", "Zone_B"), "a zone named \"Zone_B\": give each zone a name of lowercase letters"),
+    "a zone without a name": (
+        MICRO, S3_SETS + ("zoneAwareReplication.enabled=true", "zoneAwareReplication.zones[1].name=b"),
+        "a zone named \"\": give each zone a name"),
+    "one zone for replication factor 3": (
+        MICRO, S3_SETS + zones("only"),
+        "zoneAwareReplication.zones has 1 zones, but with replication factor 3 a write must reach 2"),
+    "a zone without ingesters": (
+        MICRO, S3_SETS + ("zoneAwareReplication.enabled=true", "microservices.ingester.replicas=0"),
+        "zone zone-a has 0 ingesters: give it at least 1"),
+    "zones with fewer ingesters than the replication factor": (
+        MICRO, S3_SETS + zones("a", "b", replicas="1"), "below the replication factor 3"),
     "azure without a container": (
         MICRO, ("storage.backend=azure", "storage.azure.account_name=a"), "set storage.azure.container_name"),
 }

@@ -2,8 +2,10 @@
 on a stand-in node (cluster.py), form a ring, answer their probes, take pushes
 through the distributor Service and answer queries through the querier
 Service, and lose no acknowledged profile while the ingester StatefulSet is
-restarted one pod at a time."""
+restarted one pod at a time, or, with zone-aware replication, while a whole
+zone is killed."""
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -119,16 +121,22 @@ def dump_logs(node):
         print(f"===== {pod.name} (started {pod.starts} times)\n{pod.log()[-3000:]}")
 
 
-def test_microservices_render_runs(netns_capable, moto_server, rootfs, tmp_path):
-    objects = render(MICRO, (
-        "storage.backend=s3",
-        f"storage.s3.bucket_name={BUCKET}",
-        f"storage.s3.endpoint=s3.storage.svc.cluster.local:{MOTO_PORT}",
-        "storage.s3.region=us-east-1",
-        "storage.s3.insecure=true",
-        "storage.s3.force_path_style=true",
-        "storage.s3.existingSecret=ember-s3",
-    ), namespace=NAMESPACE)
+# Microservices storing in moto, with the credentials of a Secret.
+S3 = (
+    "storage.backend=s3",
+    f"storage.s3.bucket_name={BUCKET}",
+    f"storage.s3.endpoint=s3.storage.svc.cluster.local:{MOTO_PORT}",
+    "storage.s3.region=us-east-1",
+    "storage.s3.insecure=true",
+    "storage.s3.force_path_style=true",
+    "storage.s3.existingSecret=ember-s3",
+)
+
+
+@contextlib.contextmanager
+def running(tmp_path, rootfs, moto_server, objects):
+    """Runs every rendered pod, ready and probed, with moto as S3; yields the
+    node (entered) and the pods, and prints every log if the body fails."""
     node, pods = start_cluster(tmp_path, rootfs, objects)
     moto = None
     try:
@@ -144,50 +152,7 @@ def test_microservices_render_runs(netns_capable, moto_server, rootfs, tmp_path)
             for pod in pods:
                 pod.wait_ready(START_TIMEOUT)
             check_probes(pods)
-            gossiping = [p for p in pods if p.labels.get("app.kubernetes.io/part-of") == "memberlist"]
-            assert {p.labels["app.kubernetes.io/component"] for p in gossiping} == {"distributor", "ingester", "querier"}
-            # The join name is one name for every gossiping pod's address.
-            join = next(a for a in gossiping[0].container["args"] if a.startswith("-memberlist.join="))
-            name = join.removeprefix("-memberlist.join=dns+").rsplit(":", 1)[0]
-            assert gossiping[0].resolve(name) == {p.ip for p in gossiping}, f"{name} in a pod's resolver"
-            ring_complete(gossiping)
-
-            # One push through the distributor Service, read through the querier Service.
-            now = int(time.time())
-            start_ms, end_ms = (now - 3600) * 1000, (now + 3600) * 1000
-            assert push(node, "ember-distributor", 0, now) == 200
-            wait_for(lambda: counted(node, start_ms, end_ms) == {0: VALUE}, "the first push to be queryable")
-
-            # Rolling restart of the ingesters under load, as `kubectl rollout restart`
-            # does it: highest ordinal first, each deleted (SIGTERM, grace period) and
-            # back ready (+ minReadySeconds) before the next.
-            sts = by_kind(objects, "StatefulSet")["ember-ingester"]
-            grace = sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-            min_ready = sts["spec"].get("minReadySeconds", 0)
-            load = Load(node, first_id=1, now_s=now)
-            ingesters = sorted((p for p in pods if p.name.startswith("ember-ingester-")), key=lambda p: p.name)
-            time.sleep(1)
-            exits = {}
-            for pod in reversed(ingesters):
-                exits[pod.name] = pod.terminate(grace)
-                pod.start()
-                pod.wait_ready(START_TIMEOUT)
-                time.sleep(min_ready)
-            time.sleep(1)
-            acked, sent, refused = load.stop()
-            assert exits == {p.name: 0 for p in ingesters}, f"ingester exit codes on SIGTERM: {exits}"
-            ring_complete(gossiping)
-            print(f"rolling restart: {sent} pushes sent, {len(acked)} acknowledged, refused: {refused}")
-            assert len(acked) >= 20, f"too few pushes acknowledged to prove anything: {len(acked)} of {sent}"
-            got = counted(node, start_ms, end_ms)
-            lost = sorted(i for i in acked if got.get(i) != VALUE)
-            assert not lost, f"acknowledged pushes not counted exactly once: {lost[:20]} ({len(lost)} of {len(acked)})"
-            assert all(v == VALUE for v in got.values()), "a push counted twice"
-            assert set(got) <= set(range(sent + 1)), "a push that was never sent"
-            # The restarted ingesters flushed to the shared bucket on SIGTERM.
-            status, listing = http("GET", f"http://{node.gateway}:{MOTO_PORT}/{BUCKET}?list-type=2",
-                                   headers={"Authorization": MOTO_AUTHORIZATION})
-            assert status == 200 and b"meta.json" in listing, f"no block in the bucket: {listing[:300]!r}"
+            yield node, pods
     except BaseException:
         dump_logs(node)
         raise
@@ -196,6 +161,101 @@ def test_microservices_render_runs(netns_capable, moto_server, rootfs, tmp_path)
             moto.kill()
             moto.wait()
         node.close()
+
+
+def gossiping_pods(pods):
+    return [p for p in pods if p.labels.get("app.kubernetes.io/part-of") == "memberlist"]
+
+
+def check_exactly_once(node, acked, sent, start_ms, end_ms, when):
+    got = counted(node, start_ms, end_ms)
+    lost = sorted(i for i in acked if got.get(i) != VALUE)
+    assert not lost, f"{when}: acknowledged pushes not counted exactly once: {lost[:20]} ({len(lost)} of {len(acked)})"
+    assert all(v == VALUE for v in got.values()), f"{when}: a push counted twice"
+    assert set(got) <= set(range(sent + 1)), f"{when}: a push that was never sent"
+
+
+def test_microservices_render_runs(netns_capable, moto_server, rootfs, tmp_path):
+    objects = render(MICRO, S3, namespace=NAMESPACE)
+    with running(tmp_path, rootfs, moto_server, objects) as (node, pods):
+        gossiping = gossiping_pods(pods)
+        assert {p.labels["app.kubernetes.io/component"] for p in gossiping} == {"distributor", "ingester", "querier"}
+        # The join name is one name for every gossiping pod's address.
+        join = next(a for a in gossiping[0].container["args"] if a.startswith("-memberlist.join="))
+        name = join.removeprefix("-memberlist.join=dns+").rsplit(":", 1)[0]
+        assert gossiping[0].resolve(name) == {p.ip for p in gossiping}, f"{name} in a pod's resolver"
+        ring_complete(gossiping)
+
+        # One push through the distributor Service, read through the querier Service.
+        now = int(time.time())
+        start_ms, end_ms = (now - 3600) * 1000, (now + 3600) * 1000
+        assert push(node, "ember-distributor", 0, now) == 200
+        wait_for(lambda: counted(node, start_ms, end_ms) == {0: VALUE}, "the first push to be queryable")
+
+        # Rolling restart of the ingesters under load, as `kubectl rollout restart`
+        # does it: highest ordinal first, each deleted (SIGTERM, grace period) and
+        # back ready (+ minReadySeconds) before the next.
+        sts = by_kind(objects, "StatefulSet")["ember-ingester"]
+        grace = sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        min_ready = sts["spec"].get("minReadySeconds", 0)
+        load = Load(node, first_id=1, now_s=now)
+        ingesters = sorted((p for p in pods if p.name.startswith("ember-ingester-")), key=lambda p: p.name)
+        time.sleep(1)
+        exits = {}
+        for pod in reversed(ingesters):
+            exits[pod.name] = pod.terminate(grace)
+            pod.start()
+            pod.wait_ready(START_TIMEOUT)
+            time.sleep(min_ready)
+        time.sleep(1)
+        acked, sent, refused = load.stop()
+        assert exits == {p.name: 0 for p in ingesters}, f"ingester exit codes on SIGTERM: {exits}"
+        ring_complete(gossiping)
+        print(f"rolling restart: {sent} pushes sent, {len(acked)} acknowledged, refused: {refused}")
+        assert len(acked) >= 20, f"too few pushes acknowledged to prove anything: {len(acked)} of {sent}"
+        check_exactly_once(node, acked, sent, start_ms, end_ms, "after the rolling restart")
+        # The restarted ingesters flushed to the shared bucket on SIGTERM.
+        status, listing = http("GET", f"http://{node.gateway}:{MOTO_PORT}/{BUCKET}?list-type=2",
+                               headers={"Authorization": MOTO_AUTHORIZATION})
+        assert status == 200 and b"meta.json" in listing, f"no block in the bucket: {listing[:300]!r}"
+
+
+def test_zone_aware_render_runs(netns_capable, moto_server, rootfs, tmp_path):
+    # values-micro-services.yaml's 3 ingesters, one in each of the three zones.
+    objects = render(MICRO, S3 + ("zoneAwareReplication.enabled=true",), namespace=NAMESPACE)
+    zones = {name: s["spec"]["template"]["metadata"]["labels"]["zone"]
+             for name, s in by_kind(objects, "StatefulSet").items()}
+    assert sorted(zones.values()) == ["zone-a", "zone-b", "zone-c"]
+    with running(tmp_path, rootfs, moto_server, objects) as (node, pods):
+        gossiping = gossiping_pods(pods)
+        ring_complete(gossiping)
+        # Each ingester gossips the zone of its StatefulSet.
+        querier = next(p for p in gossiping if p.name.startswith("ember-querier-"))
+        status, body = http("GET", f"http://{querier.ip}:{querier.container_port('http')}/ring?format=json")
+        assert status == 200
+        seen = {m["name"]: m["zone"] for m in json.loads(body)["members"] if m["roles"]["ingester"]}
+        assert seen == {f"{sts}-0": zone for sts, zone in zones.items()}
+
+        now = int(time.time())
+        start_ms, end_ms = (now - 3600) * 1000, (now + 3600) * 1000
+        load = Load(node, first_id=1, now_s=now)
+        wait_for(lambda: len(load.acked) >= 10, "pushes acknowledged")
+        # Zone b goes down at once, SIGKILLed; zones a and c acknowledge on.
+        (zone_b,) = [p for p in pods if p.name == "ember-ingester-zone-b-0"]
+        zone_b.kill()
+        at_kill = len(load.acked)
+        wait_for(lambda: len(load.acked) >= at_kill + 20, "pushes acknowledged with zone b down")
+        with load.lock:
+            acked, sent = set(load.acked), load.next_id - 1
+        check_exactly_once(node, acked, sent, start_ms, end_ms, "with zone b down")
+        zone_b.start()
+        zone_b.wait_ready(START_TIMEOUT)
+        ring_complete(gossiping)
+        at_back = len(load.acked)
+        wait_for(lambda: len(load.acked) >= at_back + 10, "pushes acknowledged with zone b back")
+        acked, sent, refused = load.stop()
+        print(f"zone b killed: {sent} pushes sent, {len(acked)} acknowledged, refused: {refused}")
+        check_exactly_once(node, acked, sent, start_ms, end_ms, "with zone b back")
 
 
 def test_single_binary_render_runs(netns_capable, rootfs, tmp_path):

@@ -49,6 +49,9 @@ The workloads this release runs, as YAML: component name -> settings. The
 single binary is the component "all"; with microservices each target is one.
 Each entry holds the workload's name, kind, whether it gossips, and its values:
 `ember` (shared by every pod) with the component's own block merged over it.
+With zone-aware replication the ingester also holds `zones`: per zone its name
+and its values, the ingester's with the zone's replicas, nodeSelector, affinity
+and tolerations over them; each zone is a StatefulSet of its own.
 */}}
 {{- define "ember.components" -}}
 {{- $full := include "ember.fullname" . }}
@@ -70,6 +73,18 @@ Each entry holds the workload's name, kind, whether it gossips, and its values:
 {{- $_ := set $merged "extraEnv" (concat ($.Values.ember.extraEnv | default list) ($own.extraEnv | default list)) }}
 {{- $_ := set $merged "extraEnvFrom" (concat ($.Values.ember.extraEnvFrom | default list) ($own.extraEnvFrom | default list)) }}
 {{- $_ := set $c "values" $merged }}
+{{- end }}
+{{- $zones := (.Values.zoneAwareReplication).zones | default list }}
+{{- if and .Values.microservices.enabled (.Values.zoneAwareReplication).enabled $zones }}
+{{- $ingester := $out.ingester }}
+{{- $each := div (add (int $ingester.values.replicas) (sub (len $zones) 1)) (len $zones) }}
+{{- $list := list }}
+{{- range $zone := $zones }}
+{{- $zone = $zone | default dict }}
+{{- $own := merge (dict "replicas" (default $each $zone.replicas)) (pick $zone "nodeSelector" "affinity" "tolerations") }}
+{{- $list = append $list (dict "name" $zone.name "values" (mustMergeOverwrite (deepCopy $ingester.values) $own)) }}
+{{- end }}
+{{- $_ := set $ingester "zones" $list }}
 {{- end }}
 {{- toYaml $out }}
 {{- end }}
@@ -106,6 +121,9 @@ client, then `config` from the values merged over it.
 {{- $_ := set $storage "azure" (pick $s.azure "account_name" "container_name" "endpoint") }}
 {{- end }}
 {{- $config := dict "storage" $storage }}
+{{- if and .Values.microservices.enabled (.Values.zoneAwareReplication).enabled }}
+{{- $_ := set $config "distributor" (dict "zone_awareness_enabled" true) }}
+{{- end }}
 {{- if .Values.agent.enabled }}
 {{- $_ := set $config "scrape_configs" .Values.agent.scrape_configs }}
 {{- $client := deepCopy (.Values.agent.client | default dict) }}
@@ -186,17 +204,45 @@ Inconsistent values stop the render with a message that names the value to set.
 {{- if hasKey (.Values.config | default dict) "storage" }}
 {{- fail "config.storage is not read: set storage.* instead (credentials through storage.<backend>.existingSecret)" }}
 {{- end }}
+{{- $zoneAware := .Values.zoneAwareReplication | default dict }}
+{{- if and $zoneAware.enabled (not .Values.microservices.enabled) }}
+{{- fail "zoneAwareReplication spreads ingesters, which the single binary does not run apart: set microservices.enabled=true (values-micro-services.yaml), or zoneAwareReplication.enabled=false" }}
+{{- end }}
 {{- if .Values.microservices.enabled }}
 {{- $rf := int ((.Values.config.distributor | default dict).replication_factor | default 3) }}
 {{- $ingesters := int .Values.microservices.ingester.replicas }}
-{{- if lt $ingesters $rf }}
-{{- fail (printf "microservices.ingester.replicas is %d, below the replication factor %d: set microservices.ingester.replicas to at least %d, or lower config.distributor.replication_factor" $ingesters $rf $rf) }}
+{{- if $zoneAware.enabled }}
+{{- $zones := $zoneAware.zones | default list }}
+{{- $names := list }}
+{{- range $zone := $zones }}
+{{- $zone = $zone | default dict }}
+{{- $name := toString ($zone.name | default "") }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $name) }}
+{{- fail (printf "zoneAwareReplication.zones has a zone named %q: give each zone a name of lowercase letters, digits and '-' (it is part of the StatefulSet's name)" $name) }}
+{{- end }}
+{{- if has $zone.name $names }}
+{{- fail (printf "zoneAwareReplication.zones names %q twice: give each zone its own name" $zone.name) }}
+{{- end }}
+{{- $names = append $names $zone.name }}
+{{- end }}
+{{- /* Writes need acknowledgements from rf - majority + 1 zones. */}}
+{{- $needed := add (sub $rf (add (div $rf 2) 1)) 1 }}
+{{- if lt (len $zones) (int $needed) }}
+{{- fail (printf "zoneAwareReplication.zones has %d zones, but with replication factor %d a write must reach %d: list at least %d zones (%d puts every replica in its own zone)" (len $zones) $rf $needed $needed $rf) }}
+{{- end }}
+{{- $ingesters = 0 }}
+{{- range $zone := (include "ember.components" . | fromYaml).ingester.zones }}
+{{- if lt (int $zone.values.replicas) 1 }}
+{{- fail (printf "zoneAwareReplication.zones: zone %s has %d ingesters: give it at least 1, or remove the zone" $zone.name (int $zone.values.replicas)) }}
+{{- end }}
+{{- $ingesters = add $ingesters (int $zone.values.replicas) }}
+{{- end }}
+{{- end }}
+{{- if lt (int $ingesters) $rf }}
+{{- fail (printf "microservices.ingester.replicas is %d, below the replication factor %d: set microservices.ingester.replicas to at least %d, or lower config.distributor.replication_factor" (int $ingesters) $rf $rf) }}
 {{- end }}
 {{- if ne (int .Values.microservices.compactor.replicas) 1 }}
 {{- fail (printf "microservices.compactor.replicas is %d: set it to 1, compaction passes over one store must not overlap" (int .Values.microservices.compactor.replicas)) }}
 {{- end }}
-{{- end }}
-{{- if (.Values.zoneAwareReplication).enabled }}
-{{- fail "zoneAwareReplication is not supported by this chart version yet: remove zoneAwareReplication.enabled" }}
 {{- end }}
 {{- end }}

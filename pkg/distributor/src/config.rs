@@ -11,6 +11,13 @@ pub struct DistributorConfig {
     ///
     /// A write is acknowledged once a majority of them has it.
     pub replication_factor: usize,
+    /// Place each series' replicas in distinct availability zones.
+    ///
+    /// Zones come from each ingester's `ingester.availability_zone`. A
+    /// write is then acknowledged only once ingesters of two zones have it,
+    /// and a query tolerates a whole zone not answering. Set the same value
+    /// on distributors and queriers.
+    pub zone_awareness_enabled: bool,
 }
 
 impl DistributorConfig {

@@ -22,7 +22,11 @@ use ember_model::{
     labels::SERVICE_NAME,
     wire,
 };
-use ember_proto::{clients::IngesterClients, error::Code, ingester::v1::PushRequest};
+use ember_proto::{
+    clients::{IngesterAddr, IngesterClients},
+    error::Code,
+    ingester::v1::PushRequest,
+};
 use ember_time::SharedClock;
 use rustc_hash::FxHashMap;
 use tokio::runtime::Handle;
@@ -32,9 +36,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// Finds the ingesters that own a ring key.
 pub trait Placement: Send + Sync + Debug {
-    /// Returns the addresses (`host:port`) of up to `rf` distinct writable
-    /// ingesters owning `key`.
-    fn replicas(&self, key: u32, rf: usize) -> Vec<String>;
+    /// Returns up to `rf` distinct writable ingesters owning `key`.
+    fn replicas(&self, key: u32, rf: usize) -> Vec<IngesterAddr>;
 }
 
 /// Returns how many replicas must acknowledge a write: a majority.
@@ -42,10 +45,20 @@ pub fn quorum(rf: usize) -> usize {
     rf / 2 + 1
 }
 
+/// Returns how many zones must hold an acknowledged write with zone-aware
+/// replication: one more than the zones a query may find down
+/// (`rf - quorum`, as many as the ingesters it may miss without zones).
+pub fn zones_needed(rf: usize) -> usize {
+    rf - quorum(rf) + 1
+}
+
 /// Replication settings.
 #[derive(Debug, Clone)]
 pub struct ReplicationConfig {
     pub replication_factor: usize,
+    /// Whether the replicas are in distinct zones and a write must reach
+    /// [`zones_needed`] of them.
+    pub zone_awareness: bool,
     /// A service pushing more than this many bytes per second spreads over
     /// more than one replica set.
     pub bytes_per_shard: f64,
@@ -57,6 +70,7 @@ impl Default for ReplicationConfig {
     fn default() -> Self {
         Self {
             replication_factor: 3,
+            zone_awareness: false,
             bytes_per_shard: 4.0 * 1024.0 * 1024.0,
             max_shards: 8,
         }
@@ -170,9 +184,22 @@ impl IngestSink for Replicas {
                 replicas.len()
             )));
         }
+        // A query tolerates a zone down only if every acknowledged write is
+        // also in another zone, so the acknowledgements must span zones.
+        let zones_needed = if self.config.zone_awareness {
+            zones_needed(rf)
+        } else {
+            1
+        };
+        let zones = distinct_zones(replicas.iter().map(|r| r.zone.as_str()));
+        if zones < zones_needed {
+            return Err(Code::Unavailable.status(format!(
+                "the ingesters available to take tenant {tenant:?}'s profile are in {zones} zones, zone-aware replication needs {zones_needed} (replication_factor {rf}): wait for the ingesters of another zone to join the ring"
+            )));
+        }
         let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(replicas.len());
         let request = Arc::new(request);
-        for addr in replicas {
+        for IngesterAddr { addr, zone } in replicas {
             let client = self.clients.get(&addr);
             let clients = self.clients.clone();
             let request = request.clone();
@@ -191,18 +218,20 @@ impl IngestSink for Replicas {
                 if let Err(e) = &result {
                     warn!(ingester = %addr, tenant, error = %e, "replicating a profile failed");
                 }
-                let _ = done.send((addr, result)).await;
+                let _ = done.send((addr, zone, result)).await;
             });
         }
         drop(done_tx);
         let runtime = self.runtime.clone();
         runtime.block_on(async move {
-            let (mut acks, mut errors) = (0, Vec::new());
-            while let Some((addr, result)) = done_rx.recv().await {
+            let (mut acked, mut errors) = (Vec::new(), Vec::new());
+            while let Some((addr, zone, result)) = done_rx.recv().await {
                 match result {
                     Ok(()) => {
-                        acks += 1;
-                        if acks >= needed {
+                        acked.push(zone);
+                        if acked.len() >= needed
+                            && distinct_zones(acked.iter().map(String::as_str)) >= zones_needed
+                        {
                             return Ok(());
                         }
                     }
@@ -215,12 +244,24 @@ impl IngestSink for Replicas {
                     }
                 }
             }
+            let zones = if zones_needed > 1 {
+                let zones = distinct_zones(acked.iter().map(String::as_str));
+                format!(" in {zones} of the {zones_needed} zones")
+            } else {
+                String::new()
+            };
             Err(Code::Unavailable.status(format!(
-                "the profile reached {acks} of the {needed} ingesters a write needs (replication_factor {rf}): {}",
+                "the profile reached {} of the {needed} ingesters{zones} a write needs (replication_factor {rf}): {}",
+                acked.len(),
                 errors.join("; ")
             )))
         })
     }
+}
+
+/// Returns how many different zones `zones` names.
+fn distinct_zones<'a>(zones: impl Iterator<Item = &'a str>) -> usize {
+    zones.collect::<std::collections::BTreeSet<_>>().len()
 }
 
 /// Returns whether an ingester refused the write for what it is (not for
@@ -248,7 +289,7 @@ mod tests {
     struct Nowhere;
 
     impl Placement for Nowhere {
-        fn replicas(&self, _key: u32, _rf: usize) -> Vec<String> {
+        fn replicas(&self, _key: u32, _rf: usize) -> Vec<IngesterAddr> {
             Vec::new()
         }
     }
@@ -328,6 +369,146 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    /// A placement that always answers the same ingesters.
+    #[derive(Debug)]
+    struct Fixed(Vec<IngesterAddr>);
+
+    impl Placement for Fixed {
+        fn replicas(&self, _key: u32, _rf: usize) -> Vec<IngesterAddr> {
+            self.0.clone()
+        }
+    }
+
+    /// Serves a real in-memory ingester's `ingester.v1` on 127.0.0.1; returns
+    /// its address.
+    async fn serve_ingester() -> String {
+        use ember_ingester::{Ingester, IngesterApi, IngesterConfig};
+        use ember_proto::ingester::v1::ingester_service_server::IngesterServiceServer;
+        let ingester = Ingester::new(
+            IngesterConfig::default(),
+            Arc::new(object_store::memory::InMemory::new()),
+            ember_time::SystemClock::shared(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        // The server's HTTP layer turns the tenant header into a `Tenant`.
+        let tenant = |mut request: tonic::Request<()>| {
+            let tenant = request
+                .metadata()
+                .get(ember_proto::clients::TENANT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if let Some(tenant) = tenant {
+                request.extensions_mut().insert(ember_proto::Tenant(tenant));
+            }
+            Ok(request)
+        };
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(IngesterServiceServer::with_interceptor(
+                    IngesterApi(Arc::new(ingester)),
+                    tenant,
+                ))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        addr
+    }
+
+    /// Returns an address nothing listens on.
+    fn dead_addr() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    }
+
+    fn at(addr: &str, zone: &str) -> IngesterAddr {
+        IngesterAddr {
+            addr: addr.to_owned(),
+            zone: zone.to_owned(),
+        }
+    }
+
+    /// Writes one profile through `placement`; returns the error's message.
+    async fn write_through(
+        placement: Vec<IngesterAddr>,
+        zone_awareness: bool,
+    ) -> Result<(), String> {
+        let r = Replicas::new(
+            Arc::new(Fixed(placement)),
+            Arc::new(IngesterClients::new(Duration::from_secs(5))),
+            ReplicationConfig {
+                zone_awareness,
+                ..ReplicationConfig::default()
+            },
+            ember_time::SystemClock::shared(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let profile = Profile {
+                string_table: vec!["".into(), "cpu".into(), "nanoseconds".into()],
+                sample_type: vec![ember_proto::google::v1::ValueType { r#type: 1, unit: 2 }],
+                ..Profile::default()
+            };
+            let series = series(labels_of(&[("service_name", "s")]));
+            r.write(
+                "t",
+                &ProfileWrite {
+                    id: 1,
+                    profile: &profile,
+                    series: &series,
+                    time_nanos: 1_000_000_000,
+                    max_active_series: 0,
+                },
+            )
+            .map_err(|e| {
+                assert_eq!(Code::of(&e).http(), 503, "{}", e.message());
+                e.message().to_owned()
+            })
+        })
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn zone_aware_writes_are_acknowledged_by_two_zones() {
+        let (a1, a2, b1) = (
+            serve_ingester().await,
+            serve_ingester().await,
+            serve_ingester().await,
+        );
+        let dead = dead_addr();
+        // Two of zone a answer, zone b's replica is down: a majority, but
+        // losing zone a would lose the profile.
+        let one_zone = vec![at(&a1, "a"), at(&a2, "a"), at(&dead, "b")];
+        write_through(one_zone.clone(), false).await.unwrap();
+        let err = write_through(one_zone, true).await.unwrap_err();
+        assert!(
+            err.contains("reached 2 of the 2 ingesters in 1 of the 2 zones"),
+            "{err}"
+        );
+        // One answer from each zone is enough, whichever replica is down.
+        write_through(vec![at(&a1, "a"), at(&dead, "a"), at(&b1, "b")], true)
+            .await
+            .unwrap();
+        write_through(vec![at(&a1, "a"), at(&a2, "b"), at(&dead, "c")], true)
+            .await
+            .unwrap();
+        // Replicas of one zone only are refused before any is written.
+        let err = write_through(vec![at(&a1, "a"), at(&a2, "a")], true)
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains("are in 1 zones, zone-aware replication needs 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zones_needed_is_one_more_than_a_query_tolerates() {
+        assert_eq!(zones_needed(1), 1);
+        assert_eq!(zones_needed(2), 1);
+        assert_eq!(zones_needed(3), 2);
+        assert_eq!(zones_needed(5), 3);
     }
 
     #[test]

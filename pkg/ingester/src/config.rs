@@ -40,6 +40,13 @@ pub struct IngesterConfig {
     /// the kernel's page cache) but not a crash or power loss of the machine;
     /// for benchmarks and disposable setups. Default true.
     pub wal_fsync: bool,
+    /// The availability zone this ingester runs in; empty for none.
+    ///
+    /// Gossiped in the ring, as Pyroscope's `-ingester.availability-zone`.
+    /// With `distributor.zone_awareness_enabled`, the replicas of a series
+    /// go to distinct zones, so that losing a whole zone loses no
+    /// acknowledged profile; every ingester must then name its zone.
+    pub availability_zone: String,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -52,6 +59,7 @@ impl Default for IngesterConfig {
             flush_interval: Duration::from_secs(10),
             wal_dir: PathBuf::new(),
             wal_fsync: true,
+            availability_zone: String::new(),
         }
     }
 }

@@ -14,6 +14,16 @@ use crate::ingester::v1::ingester_service_client::IngesterServiceClient;
 /// The header that carries the tenant between processes, as from clients.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
 
+/// An ingester as the ring knows it: where to call it, and the availability
+/// zone it runs in (empty without zones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngesterAddr {
+    /// `host:port` of its `ingester.v1` service.
+    pub addr: String,
+    /// Its availability zone.
+    pub zone: String,
+}
+
 /// Clients of `ingester.v1.IngesterService`, by address (`host:port`).
 pub struct IngesterClients {
     timeout: Duration,

@@ -10,7 +10,7 @@
 //! Pyroscope's ingesters and queriers split the work too: only IDs cross the
 //! network twice, samples once.
 
-use std::{fmt::Debug, sync::Arc};
+use std::{collections::BTreeSet, fmt::Debug, sync::Arc};
 
 use ember_block::{MemBlock, ProfileVisitor, SeriesEntry};
 use ember_model::{
@@ -20,7 +20,7 @@ use ember_model::{
     wire,
 };
 use ember_proto::{
-    clients::IngesterClients,
+    clients::{IngesterAddr, IngesterClients},
     error::Code,
     ingester::v1::{MergeProfilesRequest, SelectProfilesResponse, SelectRequest},
 };
@@ -33,9 +33,8 @@ use ulid::Ulid;
 
 /// Lists the ingesters a querier reads from.
 pub trait IngesterSet: Send + Sync + Debug {
-    /// Returns the addresses (`host:port`) of every ingester that may hold
-    /// recent data, whatever its state.
-    fn ingesters(&self) -> Vec<String>;
+    /// Returns every ingester that may hold recent data, whatever its state.
+    fn ingesters(&self) -> Vec<IngesterAddr>;
 }
 
 /// The ingesters of a cluster, as seen by a querier.
@@ -46,6 +45,9 @@ pub struct RemoteIngesters {
     /// Writes reach a quorum of this many replicas, so a query may lose
     /// `replication_factor - quorum` ingesters and still see everything.
     pub replication_factor: usize,
+    /// Whether writes are acknowledged by `replication_factor - quorum + 1`
+    /// zones, so that a query may also lose that many whole zones.
+    pub zone_awareness: bool,
 }
 
 /// A source made of what an ingester answered: series, and per-profile
@@ -116,29 +118,43 @@ fn unavailable(message: String) -> Status {
 impl RemoteIngesters {
     /// Calls `call` on every ingester; tolerates as many failures as
     /// replication allows and returns the answers with their addresses.
+    ///
+    /// A write is acknowledged by a majority of its replicas, so a profile
+    /// is still seen when at most `rf - majority` ingesters fail. With zone
+    /// awareness its acknowledgements span `rf - majority + 1` zones, so
+    /// failures confined to `rf - majority` zones hide nothing either, however
+    /// many ingesters those zones hold (dskit's `MaxUnavailableZones`).
     async fn each<T, F, Fut>(&self, what: &str, call: F) -> Result<Vec<(String, T)>, Status>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let addrs = self.set.ingesters();
-        let results = join_all(addrs.iter().cloned().map(&call)).await;
+        let ingesters = self.set.ingesters();
+        let results = join_all(ingesters.iter().map(|i| call(i.addr.clone()))).await;
         let rf = self.replication_factor.max(1);
         let tolerated = rf - (rf / 2 + 1);
         let mut answers = Vec::new();
         let mut failures = Vec::new();
-        for (addr, result) in addrs.into_iter().zip(results) {
+        let mut failed_zones = BTreeSet::new();
+        for (IngesterAddr { addr, zone }, result) in ingesters.into_iter().zip(results) {
             match result {
                 Ok(a) => answers.push((addr, a)),
                 Err(e) => {
-                    warn!(ingester = %addr, error = %e, "{what} failed");
+                    warn!(ingester = %addr, zone, error = %e, "{what} failed");
                     failures.push(format!("{addr}: {}", e.message()));
+                    failed_zones.insert(zone);
                 }
             }
         }
-        if failures.len() > tolerated {
+        let zones_down = self.zone_awareness && failed_zones.len() <= tolerated;
+        if failures.len() > tolerated && !zones_down {
+            let zones = if self.zone_awareness {
+                format!(" in {} zones", failed_zones.len())
+            } else {
+                String::new()
+            };
             return Err(unavailable(format!(
-                "{what}: {} ingesters did not answer, more than the {tolerated} that replication factor {rf} tolerates: {}",
+                "{what}: {} ingesters{zones} did not answer, more than the {tolerated} that replication factor {rf} tolerates: {}",
                 failures.len(),
                 failures.join("; ")
             )));
@@ -303,4 +319,89 @@ fn points_view(list: SelectProfilesResponse) -> Result<AnsweredView, Status> {
         rows,
         time_range,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed(Vec<IngesterAddr>);
+
+    impl IngesterSet for Fixed {
+        fn ingesters(&self) -> Vec<IngesterAddr> {
+            self.0.clone()
+        }
+    }
+
+    /// Three zones of two ingesters, named `<zone><n>`.
+    fn remote(zone_awareness: bool) -> RemoteIngesters {
+        let ingesters = ["a1", "a2", "b1", "b2", "c1", "c2"]
+            .iter()
+            .map(|name| IngesterAddr {
+                addr: (*name).to_owned(),
+                zone: name[..1].to_owned(),
+            })
+            .collect();
+        RemoteIngesters {
+            set: Arc::new(Fixed(ingesters)),
+            clients: Arc::new(IngesterClients::new(Duration::from_secs(1))),
+            replication_factor: 3,
+            zone_awareness,
+        }
+    }
+
+    /// Calls every ingester of `remote`, `down` failing; returns who answered.
+    async fn answered(remote: &RemoteIngesters, down: &[&str]) -> Result<Vec<String>, String> {
+        remote
+            .each("asking", |addr| async move {
+                if down.contains(&addr.as_str()) {
+                    Err(unavailable("connection refused".into()))
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+            .map(|answers| answers.into_iter().map(|(addr, ())| addr).collect())
+            .map_err(|e| e.message().to_owned())
+    }
+
+    #[tokio::test]
+    async fn one_ingester_down_is_tolerated_with_or_without_zones() {
+        for zones in [false, true] {
+            let answers = answered(&remote(zones), &["b2"]).await.unwrap();
+            assert_eq!(answers, ["a1", "a2", "b1", "c1", "c2"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_whole_zone_down_is_tolerated_only_with_zone_awareness() {
+        let zone_down = ["c1", "c2"];
+        let answers = answered(&remote(true), &zone_down).await.unwrap();
+        assert_eq!(answers, ["a1", "a2", "b1", "b2"]);
+        // Without zones, two replicas of one profile may be c1 and c2.
+        let err = answered(&remote(false), &zone_down).await.unwrap_err();
+        assert!(
+            err.contains(
+                "2 ingesters did not answer, more than the 1 that replication factor 3 tolerates"
+            ),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn ingesters_down_in_two_zones_are_a_503() {
+        // A profile acknowledged by a1 and b1 alone is on neither: too many.
+        let err = answered(&remote(true), &["a1", "b1"]).await.unwrap_err();
+        assert!(
+            err.contains("2 ingesters in 2 zones did not answer"),
+            "{err}"
+        );
+        assert!(
+            err.contains("a1: connection refused; b1: connection refused"),
+            "{err}"
+        );
+    }
 }

@@ -230,11 +230,12 @@ impl Observer {
             _ => Vec::new(),
         };
         if known.is_none() {
-            info!(member = name, addr = meta.addr, roles = %meta.roles, state = %meta.state, "member joined");
+            info!(member = name, addr = meta.addr, zone = meta.zone, roles = %meta.roles, state = %meta.state, "member joined");
         }
         self.shared.upsert(Member {
             name: name.to_owned(),
             addr: meta.addr,
+            zone: meta.zone,
             roles: meta.roles,
             state: meta.state,
             tokens,

@@ -66,7 +66,7 @@ fn render(local: &str, members: &[Member], now: SystemTime) -> String {
         escape(local)
     );
     html.push_str(
-        "<table>\n<tr><th>Name</th><th>Address</th><th>Roles</th><th>State</th>\
+        "<table>\n<tr><th>Name</th><th>Address</th><th>Zone</th><th>Roles</th><th>State</th>\
          <th>Tokens</th><th>Last heartbeat</th><th>Healthy</th></tr>\n",
     );
     for m in members {
@@ -87,7 +87,7 @@ fn render(local: &str, members: &[Member], now: SystemTime) -> String {
         };
         let _ = writeln!(
             html,
-            "<tr{}><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td></tr>",
             if m.healthy {
                 ""
             } else {
@@ -100,6 +100,7 @@ fn render(local: &str, members: &[Member], now: SystemTime) -> String {
                 ""
             },
             escape(&m.addr),
+            escape(&m.zone),
             m.roles,
             m.state,
             if m.tokens.is_empty() {
@@ -148,6 +149,7 @@ mod tests {
             Member {
                 name: "node-<1>".to_owned(),
                 addr: "127.0.0.1:4040".to_owned(),
+                zone: "zone-<a>".to_owned(),
                 roles: Roles {
                     ingester: true,
                     distributor: true,
@@ -188,6 +190,8 @@ mod tests {
         assert!(content_type.starts_with("text/html"), "{content_type}");
         assert!(body.contains("node-&lt;1&gt; (this process)"), "{body}");
         assert!(body.contains("127.0.0.1:4040"));
+        assert!(body.contains("<th>Zone</th>"), "{body}");
+        assert!(body.contains("<td>zone-&lt;a&gt;</td>"), "{body}");
         assert!(body.contains("ingester,distributor"));
         assert!(body.contains("ACTIVE"));
         assert!(body.contains("128: "), "token count and the first tokens");
@@ -209,6 +213,7 @@ mod tests {
             let m = &members[0];
             assert_eq!(m["name"], "node-<1>");
             assert_eq!(m["addr"], "127.0.0.1:4040");
+            assert_eq!(m["zone"], "zone-<a>");
             assert_eq!(m["state"], "ACTIVE");
             assert_eq!(m["roles"]["ingester"], true);
             assert_eq!(m["roles"]["querier"], false);
@@ -224,6 +229,7 @@ mod tests {
         let member = Member {
             name: "gone".to_owned(),
             addr: "10.0.0.2:4040".to_owned(),
+            zone: String::new(),
             roles: Roles::default(),
             state: MemberState::Leaving,
             tokens: Vec::new(),

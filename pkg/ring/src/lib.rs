@@ -30,5 +30,6 @@ mod tokens;
 pub use config::MemberlistConfig;
 pub use error::{Error, Result};
 pub use member::{Member, Roles, State};
+pub use meta::MAX_ZONE_LEN;
 pub use ring::{DEFAULT_BIND_PORT, DEFAULT_NUM_TOKENS, Ring, RingConfig};
 pub use tokens::tokens;

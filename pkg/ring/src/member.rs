@@ -116,6 +116,8 @@ pub struct Member {
     pub name: String,
     /// `ip:port` of the process's HTTP/gRPC server.
     pub addr: String,
+    /// The availability zone the process runs in; empty when not set.
+    pub zone: String,
     /// The targets the process runs.
     pub roles: Roles,
     /// Lifecycle state.

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use crate::{
     Error, Member, Result, Roles, State,
     gossip::{self, Gossip},
+    meta::MAX_ZONE_LEN,
     shared::Shared,
     table::Health,
     tokens::tokens,
@@ -41,6 +42,11 @@ pub struct RingConfig {
     pub join: Vec<String>,
     /// The targets this process runs.
     pub roles: Roles,
+    /// The availability zone this process runs in, gossiped with it; empty
+    /// for none.
+    pub zone: String,
+    /// Whether [`Ring::replicas`] puts a key's replicas in distinct zones.
+    pub zone_awareness: bool,
     /// The port of this process's HTTP/gRPC server, gossiped as
     /// [`Member::addr`] together with the advertised IP.
     pub http_port: u16,
@@ -60,6 +66,8 @@ impl Default for RingConfig {
             advertise_addr: None,
             join: Vec::new(),
             roles: Roles::default(),
+            zone: String::new(),
+            zone_awareness: false,
             http_port: 4040,
             num_tokens: DEFAULT_NUM_TOKENS,
             heartbeat_period: Duration::from_secs(5),
@@ -90,6 +98,12 @@ impl RingConfig {
             return invalid(format!(
                 "heartbeat_timeout {:?} must exceed heartbeat_period {:?}, or every member is reported unhealthy",
                 self.heartbeat_timeout, self.heartbeat_period
+            ));
+        }
+        if self.zone.len() > MAX_ZONE_LEN {
+            return invalid(format!(
+                "the availability zone {:?} is longer than {MAX_ZONE_LEN} bytes",
+                self.zone
             ));
         }
         if self.advertise_addr.is_some_and(|ip| ip.is_unspecified()) {
@@ -168,6 +182,7 @@ impl Ring {
         let local = Member {
             name: config.node_name.clone(),
             addr: SocketAddr::new(advertise_ip, config.http_port).to_string(),
+            zone: config.zone.clone(),
             roles: config.roles,
             state: if config.roles.ingester {
                 State::Joining
@@ -185,6 +200,7 @@ impl Ring {
         let shared = Arc::new(Shared::new(
             local,
             Health::Heartbeat(config.heartbeat_timeout),
+            config.zone_awareness,
             clock,
         ));
         // The delegate relies on the local metadata encoding; an address is
@@ -210,6 +226,7 @@ impl Ring {
             name = config.node_name,
             gossip_addr = %gossip.advertise_address(),
             addr = shared.local().addr,
+            zone = config.zone,
             roles = %config.roles,
             seeds = ?config.join,
             "ring member started"
@@ -237,7 +254,7 @@ impl Ring {
         member.tokens.sort_unstable();
         member.tokens.dedup();
         Arc::new(Ring {
-            shared: Arc::new(Shared::new(member, Health::Always, clock)),
+            shared: Arc::new(Shared::new(member, Health::Always, false, clock)),
             running: None,
         })
     }
@@ -289,6 +306,11 @@ impl Ring {
     /// The `rf` distinct ACTIVE healthy ingesters owning `key`: walk the token ring
     /// clockwise from the first token >= key (wrapping), skipping tokens of ingesters
     /// already chosen or not ACTIVE/healthy. Fewer than rf if fewer exist.
+    ///
+    /// With zone awareness the walk also skips an ingester whose zone already
+    /// holds a replica while zones with a writable ingester are left, as dskit
+    /// does; with fewer such zones than `rf`, a second walk fills the rest
+    /// from the zones there are.
     pub fn replicas(&self, key: u32, rf: usize) -> Vec<Member> {
         self.shared.replicas(key, rf)
     }

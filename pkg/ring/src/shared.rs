@@ -22,8 +22,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(local: Member, health: Health, clock: SharedClock) -> Self {
-        let mut table = Table::new(health);
+    pub(crate) fn new(
+        local: Member,
+        health: Health,
+        zone_awareness: bool,
+        clock: SharedClock,
+    ) -> Self {
+        let mut table = Table::new(health, zone_awareness);
         let name = local.name.clone();
         table.upsert(local);
         Shared {
@@ -81,6 +86,7 @@ impl Shared {
         let local = self.local();
         Meta {
             addr: local.addr,
+            zone: local.zone,
             roles: local.roles,
             state: local.state,
             num_tokens: local.tokens.len() as u32,

@@ -4,7 +4,7 @@
 //! the gossip delegate only inserts and removes members here.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, SystemTime},
 };
 
@@ -26,15 +26,19 @@ pub(crate) struct Table {
     members: BTreeMap<String, Member>,
     ring: TokenRing,
     health: Health,
+    /// Whether replicas of a key go to distinct zones first.
+    zone_awareness: bool,
 }
 
 impl Table {
-    /// Returns an empty table.
-    pub(crate) fn new(health: Health) -> Self {
+    /// Returns an empty table; with `zone_awareness`, [`Table::replicas`]
+    /// spreads a key's replicas over zones.
+    pub(crate) fn new(health: Health, zone_awareness: bool) -> Self {
         Table {
             members: BTreeMap::new(),
             ring: TokenRing::default(),
             health,
+            zone_awareness,
         }
     }
 
@@ -114,23 +118,53 @@ impl Table {
             .collect()
     }
 
+    /// Returns whether `member` takes writes at `now`: ACTIVE and healthy.
+    fn writable(&self, member: &Member, now: SystemTime) -> bool {
+        member.state == State::Active && self.snapshot(member, now).healthy
+    }
+
     /// Returns up to `rf` distinct active, healthy ingesters for `key` in ring
     /// order (see [`crate::Ring::replicas`]).
     pub(crate) fn replicas(&self, key: u32, rf: usize, now: SystemTime) -> Vec<Member> {
-        if rf == 0 {
-            return Vec::new();
-        }
-        let mut replicas = Vec::with_capacity(rf);
-        for name in self.ring.walk(key) {
-            let Some(member) = self.members.get(name) else {
-                continue;
-            };
-            let member = self.snapshot(member, now);
-            if member.state == State::Active && member.healthy {
-                replicas.push(member);
-                if replicas.len() == rf {
+        let mut replicas: Vec<Member> = Vec::with_capacity(rf);
+        let writable = |name: &str| {
+            self.members
+                .get(name)
+                .filter(|m| self.writable(m, now))
+                .map(|m| self.snapshot(m, now))
+        };
+        if self.zone_awareness {
+            // First one replica per zone, as dskit places them. Only zones
+            // with a writable ingester count, so that the walk does not look
+            // for a zone that is down.
+            let zones: BTreeSet<&str> = self
+                .members
+                .values()
+                .filter(|m| m.roles.ingester && self.writable(m, now))
+                .map(|m| m.zone.as_str())
+                .collect();
+            let wanted = rf.min(zones.len());
+            for name in self.ring.walk(key) {
+                if replicas.len() == wanted {
                     break;
                 }
+                if let Some(member) = writable(name)
+                    && replicas.iter().all(|r| r.zone != member.zone)
+                {
+                    replicas.push(member);
+                }
+            }
+        }
+        // Then, or without zone awareness, the next distinct ingesters
+        // clockwise: with fewer zones than `rf`, a zone holds more than one.
+        for name in self.ring.walk(key) {
+            if replicas.len() >= rf {
+                break;
+            }
+            if replicas.iter().all(|r| r.name != name)
+                && let Some(member) = writable(name)
+            {
+                replicas.push(member);
             }
         }
         replicas
@@ -148,6 +182,7 @@ mod tests {
         Member {
             name: name.to_owned(),
             addr: format!("{name}:4040"),
+            zone: String::new(),
             roles: Roles {
                 ingester: true,
                 ..Roles::default()
@@ -165,7 +200,7 @@ mod tests {
 
     /// a: 10, 40; b: 20, 50; c: 30; d: 35 — all active.
     fn table(now: SystemTime) -> Table {
-        let mut table = Table::new(Health::Heartbeat(TIMEOUT));
+        let mut table = Table::new(Health::Heartbeat(TIMEOUT), false);
         table.upsert(member("a", &[10, 40], State::Active, now));
         table.upsert(member("b", &[20, 50], State::Active, now));
         table.upsert(member("c", &[30], State::Active, now));
@@ -229,7 +264,7 @@ mod tests {
     #[test]
     fn non_ingesters_own_no_tokens() {
         let now = SystemTime::now();
-        let mut table = Table::new(Health::Heartbeat(TIMEOUT));
+        let mut table = Table::new(Health::Heartbeat(TIMEOUT), false);
         let mut distributor = member("dist", &[10], State::Active, now);
         distributor.roles = Roles {
             distributor: true,
@@ -249,5 +284,119 @@ mod tests {
         table.upsert(member("a", &[16], State::Active, now));
         assert_eq!(names(&table.replicas(15, 1, now)), ["a"]);
         assert_eq!(names(&table.replicas(36, 1, now)), ["b"]);
+    }
+
+    /// Six ingesters in three zones, named `<zone><n>`, with the tokens of
+    /// [`crate::tokens`]: what a real cluster of 3 zones × 2 ingesters owns.
+    fn zoned_table(now: SystemTime) -> Table {
+        let mut table = Table::new(Health::Heartbeat(TIMEOUT), true);
+        for zone in ["a", "b", "c"] {
+            for n in 1..=2 {
+                let name = format!("{zone}{n}");
+                let mut m = member(&name, &crate::tokens(&name, 128), State::Active, now);
+                m.zone = format!("zone-{zone}");
+                table.upsert(m);
+            }
+        }
+        table
+    }
+
+    fn zones(members: &[Member]) -> BTreeSet<&str> {
+        members.iter().map(|m| m.zone.as_str()).collect()
+    }
+
+    /// Keys spread over the ring, so that every ingester owns some of them.
+    fn keys() -> impl Iterator<Item = u32> {
+        (0..1000u32).map(|i| i.wrapping_mul(0x9e37_79b9))
+    }
+
+    #[test]
+    fn zone_aware_replicas_land_in_distinct_zones() {
+        let now = SystemTime::now();
+        let table = zoned_table(now);
+        let mut first = BTreeSet::new();
+        for key in keys() {
+            let replicas = table.replicas(key, 3, now);
+            assert_eq!(replicas.len(), 3, "key {key}");
+            assert_eq!(
+                zones(&replicas).len(),
+                3,
+                "key {key}: {:?}",
+                names(&replicas)
+            );
+            first.insert(replicas[0].name.clone());
+        }
+        assert_eq!(first.len(), 6, "every ingester owns keys: {first:?}");
+        // The owner of a key is the same with or without zones: the walk
+        // starts where it always did, only later picks skip a zone.
+        let mut plain = Table::new(Health::Heartbeat(TIMEOUT), false);
+        for m in table.ingesters(now) {
+            plain.upsert(m);
+        }
+        for key in keys() {
+            assert_eq!(
+                table.replicas(key, 3, now)[0].name,
+                plain.replicas(key, 3, now)[0].name
+            );
+        }
+        assert!(
+            keys().any(|key| zones(&plain.replicas(key, 3, now)).len() < 3),
+            "the plain walk is not zone-aware by chance"
+        );
+    }
+
+    #[test]
+    fn fewer_zones_than_replicas_fill_from_the_zones_there_are() {
+        let now = SystemTime::now();
+        let mut table = zoned_table(now);
+        table.remove("c1");
+        table.remove("c2");
+        for key in keys() {
+            let replicas = table.replicas(key, 3, now);
+            assert_eq!(replicas.len(), 3, "key {key}");
+            assert_eq!(zones(&replicas), BTreeSet::from(["zone-a", "zone-b"]));
+            // Both zones come first, then the fill.
+            assert_ne!(replicas[0].zone, replicas[1].zone, "key {key}");
+        }
+        table.remove("b1");
+        table.remove("b2");
+        let replicas = table.replicas(7, 3, now);
+        assert_eq!(replicas.len(), 2, "one zone of two: both of its ingesters");
+        assert_eq!(zones(&replicas), BTreeSet::from(["zone-a"]));
+        // A replication factor below the number of zones stays below it.
+        let table = zoned_table(now);
+        for key in keys() {
+            assert_eq!(zones(&table.replicas(key, 2, now)).len(), 2);
+        }
+    }
+
+    #[test]
+    fn zone_aware_replicas_skip_joining_leaving_and_unhealthy() {
+        let now = SystemTime::now();
+        let mut table = zoned_table(now);
+        table.update("a1", |m| m.state = State::Leaving);
+        table.update("b1", |m| m.state = State::Joining);
+        table.update("c1", |m| {
+            m.last_heartbeat = now - TIMEOUT - Duration::from_secs(1)
+        });
+        for key in keys() {
+            let replicas = table.replicas(key, 3, now);
+            // The other ingester of each zone takes its zone's replica.
+            assert_eq!(names(&replicas).len(), 3);
+            assert!(
+                replicas
+                    .iter()
+                    .all(|r| ["a2", "b2", "c2"].contains(&r.name.as_str())),
+                "key {key}: {:?}",
+                names(&replicas)
+            );
+        }
+        // A zone with no writable ingester is not waited for: the others fill.
+        table.update("c2", |m| m.state = State::Leaving);
+        for key in keys() {
+            let replicas = table.replicas(key, 3, now);
+            assert_eq!(names(&replicas).len(), 2, "only a2 and b2 take writes");
+            assert_eq!(zones(&replicas), BTreeSet::from(["zone-a", "zone-b"]));
+        }
     }
 }

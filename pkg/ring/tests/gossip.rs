@@ -22,6 +22,9 @@ fn config(name: &str, port: u16, join: &[SocketAddr]) -> RingConfig {
             ingester: true,
             ..Roles::default()
         },
+        // "state-b" runs in "zone-b".
+        zone: format!("zone-{}", name.rsplit('-').next().unwrap_or_default()),
+        zone_awareness: true,
         http_port: 4040,
         num_tokens: 16,
         heartbeat_period: Duration::from_millis(200),
@@ -89,6 +92,7 @@ async fn members_join_change_state_and_leave() {
         .find(|m| m.name == "state-b")
         .unwrap();
     assert_eq!(seen_by_a.addr, "127.0.0.1:4040");
+    assert_eq!(seen_by_a.zone, "zone-b", "the zone travels in the metadata");
     assert_eq!(seen_by_a.tokens, ember_ring::tokens("state-b", 16));
 
     b.set_state(State::Active);
@@ -181,6 +185,7 @@ async fn single_ring_serves_its_one_member() {
         ember_ring::Member {
             name: "all".into(),
             addr: "127.0.0.1:4040".into(),
+            zone: String::new(),
             roles: Roles {
                 ingester: true,
                 distributor: true,

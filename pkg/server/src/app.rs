@@ -34,7 +34,7 @@ use ember_distributor::{
 use ember_ingester::{Ingester, IngesterApi};
 use ember_limits::TenantLimits;
 use ember_model::ingest::IngestSink;
-use ember_proto::clients::IngesterClients;
+use ember_proto::clients::{IngesterAddr, IngesterClients};
 use ember_querier::{IngesterSet, Querier, RemoteIngesters};
 use ember_query::RecentData;
 use ember_ring::{Member, Ring, Roles, State};
@@ -91,23 +91,27 @@ pub enum AppError {
 struct RingView(Arc<Ring>);
 
 impl Placement for RingView {
-    fn replicas(&self, key: u32, rf: usize) -> Vec<String> {
-        self.0
-            .replicas(key, rf)
-            .into_iter()
-            .map(|m| m.addr)
-            .collect()
+    fn replicas(&self, key: u32, rf: usize) -> Vec<IngesterAddr> {
+        self.0.replicas(key, rf).into_iter().map(address).collect()
     }
 }
 
 impl IngesterSet for RingView {
-    fn ingesters(&self) -> Vec<String> {
+    fn ingesters(&self) -> Vec<IngesterAddr> {
         self.0
             .ingesters()
             .into_iter()
             .filter(|m| m.healthy)
-            .map(|m| m.addr)
+            .map(address)
             .collect()
+    }
+}
+
+/// Returns where a ring member is called, and its zone.
+fn address(member: Member) -> IngesterAddr {
+    IngesterAddr {
+        addr: member.addr,
+        zone: member.zone,
     }
 }
 
@@ -249,6 +253,7 @@ impl Context<'_> {
                         self.clients.clone(),
                         ReplicationConfig {
                             replication_factor: config.replication_factor(),
+                            zone_awareness: config.distributor.zone_awareness_enabled,
                             ..ReplicationConfig::default()
                         },
                         self.clock.clone(),
@@ -269,6 +274,7 @@ impl Context<'_> {
                         set: Arc::new(RingView(self.ring(module)?)),
                         clients: self.clients.clone(),
                         replication_factor: config.replication_factor(),
+                        zone_awareness: config.distributor.zone_awareness_enabled,
                     }),
                 };
                 self.querier = Some(Arc::new(Querier::new(Some(recent), self.store(module)?)));
@@ -385,6 +391,7 @@ impl Context<'_> {
             let member = Member {
                 name: node_name,
                 addr: format!("127.0.0.1:{port}"),
+                zone: config.ingester.availability_zone.clone(),
                 roles,
                 state: State::Active,
                 tokens: Vec::new(),
@@ -393,12 +400,16 @@ impl Context<'_> {
             };
             return Ok(Ring::single(member, self.clock.clone()));
         }
-        let ring_config = config.memberlist.ring_config(
-            node_name,
-            roles,
-            port,
-            config.server.http_listen_address.parse().ok(),
-        )?;
+        let ring_config = ember_ring::RingConfig {
+            zone: config.ingester.availability_zone.clone(),
+            zone_awareness: config.distributor.zone_awareness_enabled,
+            ..config.memberlist.ring_config(
+                node_name,
+                roles,
+                port,
+                config.server.http_listen_address.parse().ok(),
+            )?
+        };
         Ok(Ring::start(ring_config, self.clock.clone()).await?)
     }
 }

@@ -175,12 +175,39 @@ impl Config {
         self.auth.validate(self.clustered())?;
         self.memberlist.validate()?;
         self.ingester.validate()?;
+        self.validate_zone()?;
         self.compactor.validate()?;
         self.tenant_limits().validate()?;
         self.storage
             .validate()
             .map_err(|e| ConfigError::invalid(e.to_string()))?;
         ember_agent::config::validate(&self.scrape_configs, &self.client)?;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Checks the ingester's zone against the ring's limit and, with zone
+    /// awareness, that a clustered ingester names one: an ingester without
+    /// a zone would stand for a zone of its own.
+    fn validate_zone(&self) -> Result<(), ConfigError> {
+        let zone = &self.ingester.availability_zone;
+        if zone.len() > ember_ring::MAX_ZONE_LEN {
+            return Err(ConfigError::invalid(format!(
+                "ingester.availability_zone {zone:?} is {} bytes long, at most {} fit in the ring's metadata",
+                zone.len(),
+                ember_ring::MAX_ZONE_LEN
+            )));
+        }
+        if self.distributor.zone_awareness_enabled
+            && zone.is_empty()
+            && self.clustered()
+            && self.target.contains(&Target::Ingester)
+        {
+            return Err(ConfigError::invalid(
+                "ingester.availability_zone is empty but distributor.zone_awareness_enabled is true: give every ingester its zone (-ingester.availability-zone)",
+            ));
+        }
         Ok(())
     }
 }
@@ -849,6 +876,43 @@ mod tests {
     }
 
     #[test]
+    fn zone_aware_ingesters_name_their_zone() {
+        let zoned = run(
+            &[
+                "-target=ingester",
+                "-distributor.zone-awareness-enabled",
+                "-ingester.availability-zone=eu-west-1a",
+            ],
+            &[],
+        );
+        assert!(zoned.distributor.zone_awareness_enabled);
+        assert_eq!(zoned.ingester.availability_zone, "eu-west-1a");
+        assert_eq!(
+            fail(
+                &["-target=ingester", "-distributor.zone-awareness-enabled"],
+                &[]
+            ),
+            "invalid configuration: ingester.availability_zone is empty but distributor.zone_awareness_enabled is true: give every ingester its zone (-ingester.availability-zone)"
+        );
+        // Distributors and queriers have no zone of their own to name, and a
+        // single process has one member.
+        run(
+            &[
+                "-target=distributor,querier",
+                "-distributor.zone-awareness-enabled",
+            ],
+            &[],
+        );
+        run(&["-distributor.zone-awareness-enabled"], &[]);
+        let long = format!("-ingester.availability-zone={}", "z".repeat(129));
+        assert!(
+            fail(&[&long], &[]).contains("at most 128 fit in the ring's metadata"),
+            "{}",
+            fail(&[&long], &[])
+        );
+    }
+
+    #[test]
     fn validation_names_the_key() {
         assert_eq!(
             fail(&["-storage.backend=s3"], &[]),
@@ -956,7 +1020,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = loader().keys::<Config>();
-        assert_eq!(keys.list.len(), 69);
+        assert_eq!(keys.list.len(), 71);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::load::{Load, check_exactly_once, counted};
 
-/// The members a process sees in its ring, as `(name, state)`.
+/// The members a process sees in its ring, as `(name, state, is an ingester)`.
 fn ring(client: &Client) -> Vec<(String, String, bool)> {
     let json = client.get("/ring?format=json").json();
     json["members"]
@@ -36,7 +36,7 @@ fn ring(client: &Client) -> Vec<(String, String, bool)> {
 }
 
 /// Waits until `client`'s ring shows `n` ACTIVE ingesters.
-fn wait_for_active_ingesters(client: &Client, n: usize) {
+pub(crate) fn wait_for_active_ingesters(client: &Client, n: usize) {
     eventually(
         "ingesters ACTIVE in the ring",
         Duration::from_secs(60),
@@ -55,33 +55,63 @@ fn wait_for_active_ingesters(client: &Client, n: usize) {
     );
 }
 
-struct Cluster {
-    distributor: EmberProcess,
-    ingesters: Vec<EmberProcess>,
-    querier: EmberProcess,
+/// Moto as S3, and the flag that loads an Ember configuration storing there.
+pub(crate) struct Storage {
+    pub(crate) s3: S3Server,
+    pub(crate) flag: String,
+    _config_dir: tempfile::TempDir,
+}
+
+impl Storage {
+    /// Starts moto with `bucket`; `None` when moto is not installed (see
+    /// [`S3Server::start`]).
+    pub(crate) fn start(bucket: &str) -> Option<Self> {
+        let s3 = S3Server::start(bucket)?;
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_file(
+            dir.path(),
+            "ember.yaml",
+            s3.storage_yaml(&s3.endpoint()).as_bytes(),
+        );
+        Some(Self {
+            s3,
+            flag: format!("-config.file={}", config.display()),
+            _config_dir: dir,
+        })
+    }
+}
+
+pub(crate) struct Cluster {
+    pub(crate) distributor: EmberProcess,
+    pub(crate) ingesters: Vec<EmberProcess>,
+    pub(crate) querier: EmberProcess,
 }
 
 impl Cluster {
-    /// Starts the cluster; `storage` is the flag that loads the S3 configuration.
-    fn start(storage: &str, wal: &Path) -> Self {
+    /// Starts one distributor, an ingester per entry of `zones` (its
+    /// availability zone, "" for none) and one querier; `storage` is the flag
+    /// that loads the S3 configuration, `flags` go to every process.
+    pub(crate) fn start(storage: &str, wal: &Path, zones: &[&str], flags: &[&str]) -> Self {
         let seed_port = free_port();
         let seed = format!("-memberlist.join=127.0.0.1:{seed_port}");
-        let distributor = EmberProcess::start(&[
-            storage,
+        let with = |own: &[&str]| EmberProcess::start(&[&[storage], own, flags].concat());
+        let distributor = with(&[
             "-target=distributor",
             &format!("-memberlist.bind-port={seed_port}"),
             "-memberlist.node-name=distributor",
         ]);
-        let ingesters = (1..=3)
-            .map(|i| {
-                EmberProcess::start(&[
-                    storage,
+        let ingesters = zones
+            .iter()
+            .zip(1..)
+            .map(|(zone, i)| {
+                with(&[
                     "-target=ingester",
                     &seed,
                     // Fixed across restarts: the name keeps the tokens.
                     &format!("-memberlist.bind-port={}", free_port()),
                     &format!("-memberlist.node-name=ingester-{i}"),
                     &format!("-ingester.wal-dir={}", wal.join(i.to_string()).display()),
+                    &format!("-ingester.availability-zone={zone}"),
                     // Blocks are cut during the test, so reads meet copies in
                     // ingesters and in blocks at once.
                     "-ingester.max-block-duration=5s",
@@ -89,12 +119,7 @@ impl Cluster {
                 ])
             })
             .collect();
-        let querier = EmberProcess::start(&[
-            storage,
-            "-target=querier",
-            &seed,
-            "-memberlist.node-name=querier",
-        ]);
+        let querier = with(&["-target=querier", &seed, "-memberlist.node-name=querier"]);
         Self {
             distributor,
             ingesters,
@@ -105,19 +130,13 @@ impl Cluster {
 
 #[test]
 fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once() {
-    let Some(s3) = S3Server::start("ember-cluster") else {
+    let Some(moto) = Storage::start("ember-cluster") else {
         return;
     };
-    let conf = tempfile::tempdir().unwrap();
-    let config = write_file(
-        conf.path(),
-        "ember.yaml",
-        s3.storage_yaml(&s3.endpoint()).as_bytes(),
-    );
-    let storage = format!("-config.file={}", config.display());
+    let (s3, storage) = (&moto.s3, &moto.flag);
     let wal = tempfile::tempdir().unwrap();
     let start = now_nanos() - 60_000_000_000;
-    let mut cluster = Cluster::start(&storage, wal.path());
+    let mut cluster = Cluster::start(storage, wal.path(), &["", "", ""], &[]);
     let push_client = cluster.distributor.client();
     wait_for_active_ingesters(&push_client, 3);
     wait_for_active_ingesters(&cluster.querier.client(), 3);
@@ -175,7 +194,7 @@ fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once(
     // 10 s blocks, then 40 s ones, and deletes the sources after a delay.
     let level_1 = s3.blocks(TENANT);
     let mut compactor = EmberProcess::start(&[
-        &storage,
+        storage,
         "-target=compactor",
         "-compactor.block-ranges=10s,40s",
         "-compactor.compaction-interval=1s",

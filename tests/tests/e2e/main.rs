@@ -28,3 +28,4 @@ mod s3;
 mod shared_profiles;
 mod tls;
 mod ui;
+mod zones;
