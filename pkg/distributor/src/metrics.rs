@@ -103,7 +103,7 @@ impl DistributorMetrics {
     }
 
     /// Counts one decoded profile of `tenant`.
-    pub(crate) fn received(
+    pub fn received(
         &self,
         tenant: &str,
         kind: &str,

@@ -98,7 +98,7 @@ impl IngesterMetrics {
     }
 
     /// Adds (or, negated, removes) a head's contents to the open-head gauges.
-    pub(crate) fn add_head(&self, c: HeadCounts, sign: i64) {
+    pub fn add_head(&self, c: HeadCounts, sign: i64) {
         self.head_series.add(sign * c.series as i64);
         self.head_profiles.add(sign * c.profiles as i64);
         self.head_samples.add(sign * c.samples as i64);
