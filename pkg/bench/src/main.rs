@@ -28,6 +28,7 @@ mod cluster;
 mod corpus;
 mod formats;
 mod ingest;
+mod metrics;
 mod query;
 mod storage;
 
@@ -57,18 +58,22 @@ struct Args {
     variant_profiles: usize,
     corpus: PathBuf,
     per_file: bool,
+    /// Measures only what recording metrics costs the ingest path.
+    metrics_overhead: bool,
     /// `Some` runs the cluster mode instead of everything else.
     cluster: Option<cluster::Options>,
 }
 
 const USAGE: &str =
     "usage: ember-bench [--profiles N] [--variant-profiles N] [--corpus DIR] [--per-file]
+       ember-bench --metrics-overhead [--corpus DIR]
        ember-bench --cluster [--seconds S] [--warmup S] [--clients N] [--corpus DIR]
 
   --profiles N          profiles stored and queried in (c) and (d) (default 10000)
   --variant-profiles N  profiles stored for each other variant of (d) (default 2000, 0 skips)
   --corpus DIR          pprof files to use (default: the shared test corpus)
   --per-file            also print decode and ingest time per file of the mix
+  --metrics-overhead    instead, measure the metric calls of the ingest path against (b)
   --cluster             instead, push to real `ember` processes (EMBER_BIN, else `ember`
                         next to this binary): -target=all with WAL fsync on and off,
                         then 1 distributor + 3 ingesters
@@ -83,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
         // Set once the flags are read: finding the default may fail.
         corpus: PathBuf::new(),
         per_file: false,
+        metrics_overhead: false,
         cluster: None,
     };
     let mut corpus = None;
@@ -105,6 +111,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--corpus" => corpus = Some(it.next().map(PathBuf::from).ok_or(USAGE)?),
             "--per-file" => args.per_file = true,
+            "--metrics-overhead" => args.metrics_overhead = true,
             "--cluster" => cluster_mode = true,
             "--seconds" => {
                 cluster.measured = Duration::from_secs(number(it.next(), "--seconds")? as u64)
@@ -222,6 +229,10 @@ async fn run(args: Args) -> BoxResult<()> {
         println!("skipped: {name} ({reason})");
     }
 
+    if args.metrics_overhead {
+        eprintln!("(b) ingest and its metric calls, interleaved, {MIN_RUN:?} of ingest...");
+        return tokio::task::block_in_place(|| metrics::run(&corpus, MIN_RUN));
+    }
     eprintln!("(a, b) decode and ingest, interleaved, {MIN_RUN:?} of decoding...");
     let ingest = tokio::task::block_in_place(|| ingest::run(&corpus, MIN_RUN))?;
     let folded = formats::folded_uploads(&corpus);

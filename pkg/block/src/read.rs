@@ -160,6 +160,11 @@ pub struct BlockView {
 }
 
 impl BlockView {
+    /// Returns how many bytes of the profiles file this view fetched.
+    pub fn fetched_bytes(&self) -> usize {
+        self.profiles.len()
+    }
+
     /// Returns the view with the symbols loaded, e.g. once a scan without
     /// samples has shown that they are needed.
     pub async fn with_symbols(mut self) -> Result<Self> {

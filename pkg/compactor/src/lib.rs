@@ -32,6 +32,7 @@
 mod config;
 mod error;
 mod merge;
+mod metrics;
 mod plan;
 
 use std::{
@@ -56,6 +57,7 @@ use ulid::Ulid;
 
 pub use config::CompactorConfig;
 pub use error::{Error, Result};
+pub use metrics::CompactorMetrics;
 
 use ember_time::{SharedClock, nanos, unix_nanos};
 
@@ -110,6 +112,7 @@ pub struct Compactor {
     metas: Mutex<HashMap<(String, Ulid), BlockMeta>>,
     /// Held by a pass, so that passes never overlap.
     pass: tokio::sync::Mutex<()>,
+    metrics: CompactorMetrics,
 }
 
 impl fmt::Debug for Compactor {
@@ -147,7 +150,14 @@ impl Compactor {
             clock,
             metas: Mutex::new(HashMap::new()),
             pass: tokio::sync::Mutex::new(()),
+            metrics: CompactorMetrics::detached(),
         })
+    }
+
+    /// Records passes, merges and deletions into `metrics`.
+    pub fn with_metrics(mut self, metrics: CompactorMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Names this compactor in the `meta.json` of the blocks it writes.
@@ -203,7 +213,29 @@ impl Compactor {
         self.pass(&AtomicBool::new(false)).await
     }
 
+    /// Runs a pass and records it: a pass that fails, or in which anything
+    /// fails, is a failed run.
     async fn pass(&self, stop: &AtomicBool) -> Result<Report> {
+        let started = std::time::Instant::now();
+        let result = self.pass_unrecorded(stop).await;
+        let m = &self.metrics;
+        m.runs.inc();
+        m.run_duration.observe(started.elapsed().as_secs_f64());
+        match &result {
+            Ok(report) if report.failures == 0 => {
+                let now = self
+                    .clock
+                    .now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                m.last_successful_run.set(now.as_secs_f64());
+            }
+            _ => m.run_failures.inc(),
+        }
+        result
+    }
+
+    async fn pass_unrecorded(&self, stop: &AtomicBool) -> Result<Report> {
         let _pass = self.pass.lock().await;
         let started = std::time::Instant::now();
         let tenants = self.tenants().await?;
@@ -315,6 +347,20 @@ impl Compactor {
             .expect("poisoned")
             .insert(key, meta.clone());
         Ok(meta)
+    }
+
+    /// Returns why a marked block goes: `retention` when all of it is older
+    /// than its tenant's retention, else `compacted` (merged or superseded;
+    /// also when its meta.json is unreadable, which only merges leave behind).
+    async fn deletion_reason(&self, tenant: &str, ulid: Ulid, now_nanos: i64) -> &'static str {
+        let retention = (self.retention)(tenant);
+        if retention.is_zero() {
+            return "compacted";
+        }
+        match self.meta(tenant, ulid).await {
+            Ok(m) if m.max_time_nanos < now_nanos.saturating_sub(nanos(retention)) => "retention",
+            _ => "compacted",
+        }
     }
 
     /// Returns when a block was marked: the time in its mark, or when the
@@ -429,9 +475,14 @@ impl Compactor {
                 if now < marked + self.config.deletion_delay {
                     continue;
                 }
+                let reason = self.deletion_reason(tenant, *ulid, now_nanos).await;
                 match self.delete(tenant, *ulid, block).await {
                     Ok(()) => {
                         report.blocks_deleted += 1;
+                        self.metrics
+                            .blocks_deleted
+                            .with_label_values(&[reason])
+                            .inc();
                         info!(tenant, block = %ulid, "deleted block");
                     }
                     Err(e) => {
@@ -559,6 +610,9 @@ impl Compactor {
         let (profiles_in, duplicates) = (merger.profiles_in, merger.duplicates);
         report.groups_merged += 1;
         report.profiles_before += profiles_in;
+        self.metrics
+            .blocks_compacted
+            .inc_by(group.blocks.len() as u64);
         if merger.profiles() == 0 {
             info!(
                 tenant,
@@ -582,6 +636,9 @@ impl Compactor {
             }
             return Err(e.into());
         }
+        self.metrics.blocks_written.inc();
+        let bytes: usize = encoded.files.iter().map(|(_, f)| f.len()).sum();
+        self.metrics.written_bytes.inc_by(bytes as u64);
         let meta = encoded.meta;
         self.metas
             .lock()

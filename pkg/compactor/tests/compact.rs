@@ -14,7 +14,7 @@ use ember_block::{
     Block, BlockMeta, BlockView, DELETION_MARK_FILE, DeletionMark, META_FILE, MemBlock, block_file,
     blocks_prefix,
 };
-use ember_compactor::{Compactor, CompactorConfig, Report, Retention};
+use ember_compactor::{Compactor, CompactorConfig, CompactorMetrics, Report, Retention};
 use ember_model::{
     Labels, ProfileId, flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, new_profile_id,
     pprof,
@@ -594,10 +594,18 @@ async fn retention_marks_then_deletes_old_blocks() {
     });
     // 2h30 before now is 00:32: the first hour's blocks (00:00-00:01) expire.
     let clock = Arc::new(ManualClock::new(at(BASE + 3 * HOUR + 2 * 60 * SECOND)));
+    let metrics = CompactorMetrics::register(&prometheus::Registry::new()).unwrap();
     let compactor = Compactor::new(store.clone(), config(), retention, clock.clone())
         .unwrap()
-        .with_id("compactor-test");
+        .with_id("compactor-test")
+        .with_metrics(metrics.clone());
     let report = compactor.run_once().await.unwrap();
+    assert_eq!(metrics.runs.get(), 1);
+    assert_eq!(metrics.run_failures.get(), 0);
+    assert_eq!(metrics.blocks_written.get(), report.blocks_written as u64);
+    assert_eq!(metrics.blocks_compacted.get(), 6 + 10);
+    assert!(metrics.written_bytes.get() > 0);
+    assert!(metrics.last_successful_run.get() > 0.0);
     assert_eq!(report.tenants, 2);
     assert_eq!(report.blocks_expired, 4);
     // "forever" merges 3 hours, "short" only the 2 it keeps.
@@ -612,6 +620,8 @@ async fn retention_marks_then_deletes_old_blocks() {
 
     clock.advance(Duration::from_secs(16 * 60));
     assert_eq!(compactor.run_once().await.unwrap().blocks_deleted, 20);
+    let deleted = |reason: &str| metrics.blocks_deleted.with_label_values(&[reason]).get();
+    assert_eq!((deleted("retention"), deleted("compacted")), (4, 16));
     assert_eq!(blocks(&store, "short").await.len(), 2);
     assert_eq!(blocks(&store, "forever").await.len(), 3);
 

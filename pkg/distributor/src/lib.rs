@@ -11,6 +11,7 @@
 mod config;
 pub mod delta;
 mod error;
+mod metrics;
 pub mod rate;
 pub mod replication;
 
@@ -23,7 +24,7 @@ use ember_limits::{Limits, TenantLimits};
 use ember_model::{
     Labels,
     ingest::{self, IngestSink, ProfileWrite},
-    labels::DELTA,
+    labels::{DELTA, METRIC_NAME},
     pprof,
 };
 use ember_proto::{
@@ -40,6 +41,7 @@ use tracing::debug;
 pub use config::DistributorConfig;
 pub use delta::DeltaTracker;
 pub use error::{Error, Result};
+pub use metrics::DistributorMetrics;
 pub use rate::RateLimiter;
 
 /// Cheap to clone: clones share the sink, the limits and the per-tenant state.
@@ -50,6 +52,7 @@ pub struct Distributor {
     clock: SharedClock,
     rate: Arc<RateLimiter>,
     deltas: Arc<DeltaTracker>,
+    metrics: DistributorMetrics,
 }
 
 /// Names the tenant and the limit in a decoding error over the size limit.
@@ -93,7 +96,20 @@ impl Distributor {
             clock,
             rate: Arc::new(RateLimiter::default()),
             deltas: Arc::new(DeltaTracker::default()),
+            metrics: DistributorMetrics::detached(),
         }
+    }
+
+    /// Records what is pushed and refused into `metrics`.
+    pub fn with_metrics(mut self, metrics: DistributorMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts a push of `tenant` refused with `status`; the HTTP ingest
+    /// endpoint calls it with its answer, the push service by itself.
+    pub fn rejected(&self, tenant: &str, status: &Status) {
+        self.metrics.rejected(tenant, status);
     }
 
     /// Returns the limits of `tenant`.
@@ -226,8 +242,11 @@ impl Distributor {
             max_samples: 0,
             max_stack_depth: 0,
         };
-        let profile = pprof::decode(raw, &decode_limits).map_err(|e| model_error(tenant, e))?;
-        self.ingest_validated(tenant, client_labels, profile, l)
+        // Gunzipped here rather than in `decode`, to count the bytes.
+        let bytes = pprof::gunzip_bounded(raw, decode_limits.max_decompressed_bytes)
+            .map_err(|e| model_error(tenant, e))?;
+        let profile = pprof::decode(&bytes, &decode_limits).map_err(|e| model_error(tenant, e))?;
+        self.ingest_validated(tenant, client_labels, profile, (raw.len(), bytes.len()), l)
     }
 
     /// Validates and ingests a profile that is already decoded, e.g. converted
@@ -242,27 +261,37 @@ impl Distributor {
         mut profile: Profile,
     ) -> Result<()> {
         let l = self.limits(tenant);
-        self.charge_with(tenant, profile.encoded_len(), &l)?;
+        let size = profile.encoded_len();
+        self.charge_with(tenant, size, &l)?;
         let decode_limits = pprof::DecodeLimits {
             max_decompressed_bytes: NO_DECOMPRESSED_LIMIT,
             max_samples: 0,
             max_stack_depth: 0,
         };
         pprof::validate(&mut profile, &decode_limits).map_err(|e| model_error(tenant, e))?;
-        self.ingest_validated(tenant, client_labels, profile, &l)
+        self.ingest_validated(tenant, client_labels, profile, (size, size), &l)
     }
 
+    /// `sizes`: the profile's bytes as received and decompressed.
     fn ingest_validated(
         &self,
         tenant: &str,
         client_labels: &Labels,
         mut profile: Profile,
+        (compressed, decompressed): (usize, usize),
         l: &Limits,
     ) -> Result<()> {
-        Self::check_profile(tenant, &profile, l)?;
         // `series_for` drops `__` labels, so the delta switch is read first.
         let delta = client_labels.get(DELTA) != Some("false");
         let mut series = ingest::series_for(&profile, client_labels);
+        let kind = series
+            .first()
+            .and_then(|s| s.labels.get(METRIC_NAME))
+            .or_else(|| client_labels.get(METRIC_NAME))
+            .unwrap_or("unknown");
+        self.metrics
+            .received(tenant, kind, profile.sample.len(), compressed, decompressed);
+        Self::check_profile(tenant, &profile, l)?;
         for s in &series {
             Self::check_labels(tenant, &s.labels, l)?;
         }
@@ -301,6 +330,30 @@ impl PusherService for Distributor {
     async fn push(&self, request: Request<PushRequest>) -> Result<Response<PushResponse>, Status> {
         let tenant = Tenant::of(&request)?;
         let req = request.into_inner();
+        let result = self.push_blocking(tenant.clone(), req).await;
+        if let Err(status) = &result {
+            self.rejected(&tenant, status);
+        }
+        result
+    }
+
+    async fn get_feature_flags(
+        &self,
+        _request: Request<GetFeatureFlagsRequest>,
+    ) -> Result<Response<GetFeatureFlagsResponse>, Status> {
+        Ok(Response::new(GetFeatureFlagsResponse {
+            feature_flags: Vec::new(),
+        }))
+    }
+}
+
+impl Distributor {
+    /// Validates and ingests every profile of a push, off the async runtime.
+    async fn push_blocking(
+        &self,
+        tenant: String,
+        req: PushRequest,
+    ) -> Result<Response<PushResponse>, Status> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             // The whole request is charged at once, so a refused push stores nothing.
@@ -333,15 +386,6 @@ impl PusherService for Distributor {
         .await
         .map_err(Error::from)?
         .map_err(Status::from)
-    }
-
-    async fn get_feature_flags(
-        &self,
-        _request: Request<GetFeatureFlagsRequest>,
-    ) -> Result<Response<GetFeatureFlagsResponse>, Status> {
-        Ok(Response::new(GetFeatureFlagsResponse {
-            feature_flags: Vec::new(),
-        }))
     }
 }
 

@@ -32,6 +32,8 @@ use rustc_hash::FxHashMap;
 use tokio::runtime::Handle;
 use tonic::Status;
 use tracing::warn;
+
+use crate::DistributorMetrics;
 use xxhash_rust::xxh3::Xxh3;
 
 /// Finds the ingesters that own a ring key.
@@ -86,6 +88,7 @@ pub struct Replicas {
     clock: SharedClock,
     runtime: Handle,
     load: Mutex<FxHashMap<(String, String), ServiceLoad>>,
+    metrics: DistributorMetrics,
 }
 
 /// A service's recent push rate, decaying exponentially.
@@ -114,7 +117,14 @@ impl Replicas {
             clock,
             runtime: Handle::current(),
             load: Mutex::new(FxHashMap::default()),
+            metrics: DistributorMetrics::detached(),
         }
+    }
+
+    /// Records each write to a replica into `metrics`.
+    pub fn with_metrics(mut self, metrics: DistributorMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Records `bytes` for the service and returns over how many shards it spreads.
@@ -205,8 +215,10 @@ impl IngestSink for Replicas {
             let request = request.clone();
             let tenant = tenant.to_owned();
             let done = done_tx.clone();
+            let metrics = self.metrics.clone();
             // Every replica gets the write, even after a quorum answered.
             self.runtime.spawn(async move {
+                let started = std::time::Instant::now();
                 let result = async {
                     let mut client = client?;
                     client
@@ -215,7 +227,15 @@ impl IngestSink for Replicas {
                         .map(|_| ())
                 }
                 .await;
+                metrics
+                    .replication_duration
+                    .with_label_values(&[&addr])
+                    .observe(started.elapsed().as_secs_f64());
                 if let Err(e) = &result {
+                    metrics
+                        .replication_failures
+                        .with_label_values(&[&addr])
+                        .inc();
                     warn!(ingester = %addr, tenant, error = %e, "replicating a profile failed");
                 }
                 let _ = done.send((addr, zone, result)).await;

@@ -214,3 +214,64 @@ impl ember_block::ProfileVisitor for Visitor {
         self.0 += total;
     }
 }
+
+#[tokio::test]
+async fn pushes_and_refusals_are_counted_by_tenant_type_and_reason() {
+    let metrics = DistributorMetrics::register(&prometheus::Registry::new()).unwrap();
+    let limits = Limits {
+        max_samples_per_profile: 3,
+        ..Limits::default()
+    };
+    let d = distributor(limits).0.with_metrics(metrics.clone());
+    let raw = gzip(&cpu(2, 1).encode_to_vec());
+    let labels = |name: &str| {
+        vec![
+            ember_proto::types::v1::LabelPair {
+                name: "service_name".into(),
+                value: "s".into(),
+            },
+            ember_proto::types::v1::LabelPair {
+                name: METRIC_NAME.into(),
+                value: name.into(),
+            },
+        ]
+    };
+    let push = |raw: Vec<u8>| {
+        let mut request = Request::new(PushRequest {
+            series: vec![ember_proto::push::v1::RawProfileSeries {
+                labels: labels("process_cpu"),
+                samples: vec![ember_proto::push::v1::RawSample {
+                    raw_profile: raw,
+                    id: String::new(),
+                }],
+                ..Default::default()
+            }],
+        });
+        request.extensions_mut().insert(Tenant("t".into()));
+        request
+    };
+    d.push(push(raw.clone())).await.unwrap();
+    d.push(push(raw.clone())).await.unwrap();
+    assert!(d.push(push(b"not a profile".to_vec())).await.is_err());
+    assert!(
+        d.push(push(gzip(&cpu(5, 1).encode_to_vec())))
+            .await
+            .is_err()
+    );
+
+    let get = |c: &prometheus::IntCounterVec| c.with_label_values(&["t", "process_cpu"]).get();
+    // The refused 5-sample profile decoded, so it was received too.
+    assert_eq!(get(&metrics.received_profiles), 3);
+    assert_eq!(get(&metrics.received_samples), 2 + 2 + 5);
+    let compressed = get(&metrics.received_compressed_bytes);
+    assert!(compressed >= 2 * raw.len() as u64);
+    assert!(get(&metrics.received_decompressed_bytes) > 0);
+    let rejected = |reason: &str, status: &str| {
+        metrics
+            .rejected_profiles
+            .with_label_values(&["t", reason, status])
+            .get()
+    };
+    assert_eq!(rejected("invalid_profile", "400"), 1);
+    assert_eq!(rejected("max_samples_per_profile", "422"), 1);
+}

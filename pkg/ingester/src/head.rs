@@ -13,6 +13,8 @@ use ember_model::{ProfileId, ingest::SeriesSpec};
 use ember_proto::google::v1::Profile;
 use ulid::Ulid;
 
+use crate::metrics::HeadCounts;
+
 /// A tenant's [`MemBlock`] being written, with what the ingester tracks about it.
 #[derive(Debug)]
 pub struct Head {
@@ -24,6 +26,10 @@ pub struct Head {
     /// (`u64::MAX` when none does).
     wal_segment: AtomicU64,
     data: RwLock<MemBlock>,
+    /// Series, profile rows and samples appended, for the head gauges.
+    series: AtomicU64,
+    profiles: AtomicU64,
+    samples: AtomicU64,
 }
 
 impl Head {
@@ -40,6 +46,9 @@ impl Head {
             created_at: now,
             wal_segment: AtomicU64::new(u64::MAX),
             data: RwLock::new(MemBlock::new(ulid)),
+            series: AtomicU64::new(0),
+            profiles: AtomicU64::new(0),
+            samples: AtomicU64::new(0),
         }
     }
 
@@ -63,12 +72,40 @@ impl Head {
         self.read().size()
     }
 
-    /// Appends a profile as the given series (see [`MemBlock::append`]).
-    pub fn append(&self, profile: &Profile, series: &[SeriesSpec], time_nanos: i64, id: ProfileId) {
-        self.data
-            .write()
-            .expect("poisoned")
-            .append(profile, series, time_nanos, id);
+    /// Appends a profile as the given series (see [`MemBlock::append`]);
+    /// returns the series, profile rows and samples it added.
+    pub fn append(
+        &self,
+        profile: &Profile,
+        series: &[SeriesSpec],
+        time_nanos: i64,
+        id: ProfileId,
+    ) -> HeadCounts {
+        let mut data = self.data.write().expect("poisoned");
+        let (series_before, rows_before) = (data.series().len(), data.profiles().len());
+        data.append(profile, series, time_nanos, id);
+        // One step per new row (a few per profile), not per sample.
+        let added = HeadCounts {
+            series: (data.series().len() - series_before) as u64,
+            profiles: (data.profiles().len() - rows_before) as u64,
+            samples: data.profiles()[rows_before..]
+                .iter()
+                .map(|r| r.values.len() as u64)
+                .sum(),
+        };
+        self.series.fetch_add(added.series, Ordering::Relaxed);
+        self.profiles.fetch_add(added.profiles, Ordering::Relaxed);
+        self.samples.fetch_add(added.samples, Ordering::Relaxed);
+        added
+    }
+
+    /// Returns the series, profile rows and samples appended so far.
+    pub fn counts(&self) -> HeadCounts {
+        HeadCounts {
+            series: self.series.load(Ordering::Relaxed),
+            profiles: self.profiles.load(Ordering::Relaxed),
+            samples: self.samples.load(Ordering::Relaxed),
+        }
     }
 
     /// Returns the head's contents as a block (see [`MemBlock::to_block_data`]).

@@ -20,6 +20,7 @@
 mod active;
 mod config;
 mod head;
+mod metrics;
 mod service;
 mod wal_record;
 
@@ -50,7 +51,9 @@ use ulid::Ulid;
 
 pub use active::{ActiveSeries, SeriesLimitExceeded, fingerprint};
 pub use config::IngesterConfig;
+pub use ember_wal::WalMetrics;
 pub use head::Head;
+pub use metrics::{HeadCounts, IngesterMetrics};
 pub use service::{IngesterApi, plan_of};
 
 #[derive(Debug, Error)]
@@ -133,6 +136,10 @@ pub struct Ingester {
     /// exclusively while choosing which segments to delete, so that no logged
     /// profile is ever outside both a head and the segments kept.
     wal_checkpoint: RwLock<()>,
+    metrics: IngesterMetrics,
+    /// Records replayed and skipped as corrupt by [`Ingester::open`], counted
+    /// into the log's metrics by [`Ingester::with_metrics`].
+    replayed: (u64, u64),
 }
 
 impl Ingester {
@@ -149,7 +156,22 @@ impl Ingester {
             flush_lock: tokio::sync::Mutex::new(()),
             wal: None,
             wal_checkpoint: RwLock::new(()),
+            metrics: IngesterMetrics::detached(),
+            replayed: (0, 0),
         }
+    }
+
+    /// Records heads, cuts and flushes into `metrics`, and the write-ahead
+    /// log's appends and what [`Ingester::open`] replayed into `wal`.
+    pub fn with_metrics(mut self, metrics: IngesterMetrics, wal: ember_wal::WalMetrics) -> Self {
+        for heads in self.tenants.get_mut().expect("poisoned").values() {
+            metrics.add_head(heads.lock().expect("poisoned").active.counts(), 1);
+        }
+        self.metrics = metrics;
+        wal.replayed_records.inc_by(self.replayed.0);
+        wal.corrupt_records.inc_by(self.replayed.1);
+        self.wal = self.wal.take().map(|w| w.with_metrics(wal));
+        self
     }
 
     /// Names this ingester in the `meta.json` of the blocks it writes.
@@ -261,6 +283,7 @@ impl Ingester {
                 wal.append(&wal_record::encode_cut(&tenant, ulid))?;
             }
             ingester.wal = Some(wal);
+            ingester.replayed = (report.records as u64, (report.skipped.len() + bad) as u64);
             Ok(ingester)
         })
         .await
@@ -340,7 +363,9 @@ impl Ingester {
         if let Some(segment) = segment {
             heads.active.note_wal_segment(segment);
         }
-        heads.active.append(profile, series, time_nanos, id);
+        let added = heads.active.append(profile, series, time_nanos, id);
+        self.metrics.add_head(added, 1);
+        self.metrics.ingested_profiles.inc();
         Ok(())
     }
 
@@ -417,6 +442,7 @@ impl Ingester {
     fn cut(&self, force: bool) {
         let now = self.clock.now();
         let mut any = false;
+        let mut open_bytes = 0;
         // Exclusive, so that the cut record in the log separates exactly the
         // profiles of the cut head from those of the next one.
         let _gate = self
@@ -441,10 +467,15 @@ impl Ingester {
                     warn!(tenant, head = %active.ulid, error = %e, "logging cut failed");
                 }
                 let old = std::mem::replace(&mut heads.active, Arc::new(Head::new(now)));
+                self.metrics.add_head(old.counts(), -1);
+                self.metrics.head_cuts.inc();
                 heads.flushing.push(old);
                 any = true;
+            } else {
+                open_bytes += bytes;
             }
         }
+        self.metrics.head_bytes.set(open_bytes as i64);
         if any && let Some(wal) = &self.wal {
             match wal.rotate() {
                 Ok(closed) => info!(segment = closed, "closed write-ahead log segment at cut"),
@@ -493,6 +524,8 @@ impl Ingester {
             .collect();
         let mut first_error = None;
         for (tenant, head) in pending {
+            let started = std::time::Instant::now();
+            self.metrics.flushes.inc();
             let source = self.id.clone();
             let h = head.clone();
             let encoded = tokio::task::spawn_blocking(move || {
@@ -503,11 +536,19 @@ impl Ingester {
             let result = match encoded {
                 Ok(block) => ember_block::upload_block(&self.store, &tenant, &block)
                     .await
-                    .map(|()| block.meta),
+                    .map(|()| {
+                        let bytes: usize = block.files.iter().map(|(_, f)| f.len()).sum();
+                        self.metrics.flushed_bytes.inc_by(bytes as u64);
+                        block.meta
+                    }),
                 Err(e) => Err(e),
             };
+            self.metrics
+                .flush_duration
+                .observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(meta) => {
+                    self.metrics.blocks_uploaded.inc();
                     info!(tenant, block = %meta.ulid, profiles = meta.stats.profiles, bytes = meta.stats.bytes, "flushed block");
                     let heads = self.tenant(&tenant);
                     let mut heads = heads.lock().expect("poisoned");
@@ -517,6 +558,7 @@ impl Ingester {
                     heads.flushed.push((head.clone(), now + FLUSHED_HEAD_GRACE));
                 }
                 Err(e) => {
+                    self.metrics.flush_failures.inc();
                     warn!(tenant, head = %head.ulid, error = %e, "flushing block failed, will retry");
                     first_error.get_or_insert(Error::Block(e));
                 }

@@ -8,6 +8,7 @@
 //! credentials show up on the first request, not here.
 
 mod config;
+mod metrics;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use object_store::prefix::PrefixStore;
 pub use object_store;
 
 pub use config::{AzureConfig, Backend, FilesystemConfig, GcsConfig, S3Config, StorageConfig};
+pub use metrics::{Instrumented, OPERATIONS, ObjstoreMetrics, instrument};
 
 /// Errors from validating storage configuration and building a store.
 #[derive(Debug, thiserror::Error)]

@@ -13,6 +13,7 @@
 //! compacted block holds ([`ember_block::superseded`]) are not read at all.
 
 mod error;
+mod metrics;
 pub mod remote;
 mod series;
 
@@ -44,6 +45,7 @@ use ember_proto::{
 use ember_query::{Need, Plan, ProfileFilter, RecentData, RecentSources, SourceView};
 use ember_symdb::resolve::PprofBuilder;
 pub use error::{Error, Result};
+pub use metrics::QuerierMetrics;
 use object_store::ObjectStore;
 pub use remote::{IngesterSet, RemoteIngesters};
 use tonic::{Request, Response, Status};
@@ -63,6 +65,7 @@ pub struct Querier {
     /// Opened blocks; blocks are immutable, so an entry never goes stale. An
     /// entry goes when its block is no longer listed (the compactor deleted it).
     blocks: Mutex<HashMap<(String, Ulid), Arc<Block>>>,
+    metrics: QuerierMetrics,
 }
 
 /// Converts a millisecond range to inclusive nanoseconds; `0, 0` means all time.
@@ -131,7 +134,14 @@ impl Querier {
             recent,
             store,
             blocks: Mutex::new(HashMap::new()),
+            metrics: QuerierMetrics::detached(),
         }
+    }
+
+    /// Records requests and what each query reads into `metrics`.
+    pub fn with_metrics(mut self, metrics: QuerierMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     async fn open_block(&self, tenant: &str, ulid: Ulid) -> ember_block::Result<Arc<Block>> {
@@ -140,6 +150,7 @@ impl Querier {
             return Ok(b.clone());
         }
         let block = Arc::new(Block::open(self.store.clone(), tenant, ulid).await?);
+        self.metrics.blocks_opened.inc();
         self.blocks
             .lock()
             .expect("poisoned")
@@ -204,8 +215,18 @@ impl Querier {
     ) -> Result<R> {
         let sources = self.sources(tenant, plan, need).await?;
         let plan = plan.clone();
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
-            sources.each(&plan, &mut |view, plan| f(view, plan, &mut acc))?;
+            let bytes = sources.blocks.iter().map(BlockView::fetched_bytes).sum();
+            let read = metrics::ReadCounts::default();
+            sources.each(&plan, &mut |view, plan| {
+                let counted = metrics::Counted {
+                    inner: view,
+                    counts: &read,
+                };
+                f(&counted, plan, &mut acc)
+            })?;
+            metrics.read(&read, bytes);
             Ok(acc)
         })
         .await?
@@ -258,245 +279,285 @@ impl QuerierService for Querier {
         &self,
         request: Request<ProfileTypesRequest>,
     ) -> Result<Response<ProfileTypesResponse>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
-        let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan::new(None, Vec::new(), start, end);
-        let types: BTreeSet<ProfileType> = self
-            .series_labels(&tenant, &plan)
-            .await?
-            .iter()
-            .filter_map(|l| l.get(PROFILE_TYPE)?.parse().ok())
-            .collect();
-        Ok(Response::new(ProfileTypesResponse {
-            profile_types: types.iter().map(ProfileType::to_proto).collect(),
-        }))
+        self.metrics
+            .time("ProfileTypes", async move {
+                let tenant = Tenant::of(&request)?;
+                let req = request.into_inner();
+                let (start, end) = nanos_range(req.start, req.end)?;
+                let plan = Plan::new(None, Vec::new(), start, end);
+                let types: BTreeSet<ProfileType> = self
+                    .series_labels(&tenant, &plan)
+                    .await?
+                    .iter()
+                    .filter_map(|l| l.get(PROFILE_TYPE)?.parse().ok())
+                    .collect();
+                Ok(Response::new(ProfileTypesResponse {
+                    profile_types: types.iter().map(ProfileType::to_proto).collect(),
+                }))
+            })
+            .await
     }
 
     async fn label_values(
         &self,
         request: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
-        let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
-        let values: BTreeSet<String> = self
-            .series_labels(&tenant, &plan)
-            .await?
-            .iter()
-            .filter_map(|l| l.get(&req.name).map(str::to_owned))
-            .collect();
-        Ok(Response::new(LabelValuesResponse {
-            names: values.into_iter().collect(),
-        }))
+        self.metrics
+            .time("LabelValues", async move {
+                let tenant = Tenant::of(&request)?;
+                let req = request.into_inner();
+                let (start, end) = nanos_range(req.start, req.end)?;
+                let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
+                let values: BTreeSet<String> = self
+                    .series_labels(&tenant, &plan)
+                    .await?
+                    .iter()
+                    .filter_map(|l| l.get(&req.name).map(str::to_owned))
+                    .collect();
+                Ok(Response::new(LabelValuesResponse {
+                    names: values.into_iter().collect(),
+                }))
+            })
+            .await
     }
 
     async fn label_names(
         &self,
         request: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
-        let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
-        let names: BTreeSet<String> = self
-            .series_labels(&tenant, &plan)
-            .await?
-            .iter()
-            .flat_map(|l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
-            .collect();
-        Ok(Response::new(LabelNamesResponse {
-            names: names.into_iter().collect(),
-        }))
+        self.metrics
+            .time("LabelNames", async move {
+                let tenant = Tenant::of(&request)?;
+                let req = request.into_inner();
+                let (start, end) = nanos_range(req.start, req.end)?;
+                let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
+                let names: BTreeSet<String> = self
+                    .series_labels(&tenant, &plan)
+                    .await?
+                    .iter()
+                    .flat_map(|l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+                    .collect();
+                Ok(Response::new(LabelNamesResponse {
+                    names: names.into_iter().collect(),
+                }))
+            })
+            .await
     }
 
     async fn series(
         &self,
         request: Request<SeriesRequest>,
     ) -> Result<Response<SeriesResponse>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
-        let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
-        let keep: BTreeSet<&str> = req.label_names.iter().map(String::as_str).collect();
-        let mut out: BTreeSet<Labels> = BTreeSet::new();
-        for labels in self.series_labels(&tenant, &plan).await? {
-            if keep.is_empty() {
-                out.insert(labels);
-            } else {
-                out.insert(Labels::new(
-                    labels
+        self.metrics
+            .time("Series", async move {
+                let tenant = Tenant::of(&request)?;
+                let req = request.into_inner();
+                let (start, end) = nanos_range(req.start, req.end)?;
+                let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
+                let keep: BTreeSet<&str> = req.label_names.iter().map(String::as_str).collect();
+                let mut out: BTreeSet<Labels> = BTreeSet::new();
+                for labels in self.series_labels(&tenant, &plan).await? {
+                    if keep.is_empty() {
+                        out.insert(labels);
+                    } else {
+                        out.insert(Labels::new(
+                            labels
+                                .iter()
+                                .filter(|l| keep.contains(l.name.as_str()))
+                                .cloned()
+                                .collect(),
+                        ));
+                    }
+                }
+                Ok(Response::new(SeriesResponse {
+                    labels_set: out
                         .iter()
-                        .filter(|l| keep.contains(l.name.as_str()))
-                        .cloned()
+                        .map(|l| ember_proto::types::v1::Labels {
+                            labels: l.to_proto(),
+                        })
                         .collect(),
-                ));
-            }
-        }
-        Ok(Response::new(SeriesResponse {
-            labels_set: out
-                .iter()
-                .map(|l| ember_proto::types::v1::Labels {
-                    labels: l.to_proto(),
-                })
-                .collect(),
-        }))
+                }))
+            })
+            .await
     }
 
     async fn select_merge_stacktraces(
         &self,
         request: Request<SelectMergeStacktracesRequest>,
     ) -> Result<Response<SelectMergeStacktracesResponse>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
-        let plan = Self::stacktraces_plan(&req)?;
-        let tree = self.merge_tree(&tenant, &plan).await?;
-        let max_nodes = max_nodes(req.max_nodes);
-        let flamegraph = tokio::task::spawn_blocking(move || tree.to_flamegraph(max_nodes))
+        self.metrics
+            .time("SelectMergeStacktraces", async move {
+                let tenant = Tenant::of(&request)?;
+                let req = request.into_inner();
+                let plan = Self::stacktraces_plan(&req)?;
+                let tree = self.merge_tree(&tenant, &plan).await?;
+                let max_nodes = max_nodes(req.max_nodes);
+                let flamegraph = tokio::task::spawn_blocking(move || tree.to_flamegraph(max_nodes))
+                    .await
+                    .map_err(Error::from)?;
+                Ok(Response::new(SelectMergeStacktracesResponse {
+                    flamegraph: Some(flamegraph),
+                    tree: Vec::new(),
+                }))
+            })
             .await
-            .map_err(Error::from)?;
-        Ok(Response::new(SelectMergeStacktracesResponse {
-            flamegraph: Some(flamegraph),
-            tree: Vec::new(),
-        }))
     }
 
     async fn select_merge_profile(
         &self,
         request: Request<SelectMergeProfileRequest>,
     ) -> Result<Response<Profile>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
-        let profile_type: ProfileType = req.profile_type_id.parse().map_err(Error::from)?;
-        let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan::new(
-            Some(req.profile_type_id.clone()),
-            parse_selectors(std::slice::from_ref(&req.label_selector))?,
-            start,
-            end,
-        );
-        let builder = PprofBuilder::new(
-            (&profile_type.sample_type, &profile_type.sample_unit),
-            (&profile_type.period_type, &profile_type.period_unit),
-            0,
-        );
-        let builder = self
-            .evaluate(
-                &tenant,
-                &plan,
-                Need::Samples,
-                builder,
-                ember_query::merge_pprof,
-            )
-            .await?;
-        let (time_nanos, duration) = if req.start == 0 && req.end == 0 {
-            (0, 0)
-        } else {
-            (start, end - start)
-        };
-        Ok(Response::new(builder.finish(time_nanos, duration)))
+        self.metrics
+            .time("SelectMergeProfile", async move {
+                let tenant = Tenant::of(&request)?;
+                let req = request.into_inner();
+                let profile_type: ProfileType = req.profile_type_id.parse().map_err(Error::from)?;
+                let (start, end) = nanos_range(req.start, req.end)?;
+                let plan = Plan::new(
+                    Some(req.profile_type_id.clone()),
+                    parse_selectors(std::slice::from_ref(&req.label_selector))?,
+                    start,
+                    end,
+                );
+                let builder = PprofBuilder::new(
+                    (&profile_type.sample_type, &profile_type.sample_unit),
+                    (&profile_type.period_type, &profile_type.period_unit),
+                    0,
+                );
+                let builder = self
+                    .evaluate(
+                        &tenant,
+                        &plan,
+                        Need::Samples,
+                        builder,
+                        ember_query::merge_pprof,
+                    )
+                    .await?;
+                let (time_nanos, duration) = if req.start == 0 && req.end == 0 {
+                    (0, 0)
+                } else {
+                    (start, end - start)
+                };
+                Ok(Response::new(builder.finish(time_nanos, duration)))
+            })
+            .await
     }
 
     async fn select_series(
         &self,
         request: Request<SelectSeriesRequest>,
     ) -> Result<Response<SelectSeriesResponse>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
-        req.profile_type_id
-            .parse::<ProfileType>()
-            .map_err(Error::from)?;
-        let (start, end) = nanos_range(req.start, req.end)?;
-        let plan = Plan::new(
-            Some(req.profile_type_id.clone()),
-            parse_selectors(std::slice::from_ref(&req.label_selector))?,
-            start,
-            end,
-        );
-        let mut shape = series::Bucketing::new(&req, start)?;
-        let group_by = req.group_by.clone();
-        let points: BTreeMap<Labels, Vec<ember_query::Point>> = self
-            .evaluate(
-                &tenant,
-                &plan,
-                Need::Points,
-                BTreeMap::new(),
-                move |view, plan, out| {
-                    ember_query::points(view, plan, &mut |labels, point| {
-                        let key = Labels::new(
-                            group_by
-                                .iter()
-                                .filter_map(|n| {
-                                    labels.get(n).map(|v| ember_model::Label::new(n.clone(), v))
-                                })
-                                .collect(),
-                        );
-                        out.entry(key).or_insert_with(Vec::new).push(point);
-                    })
-                },
-            )
-            .await?;
-        Ok(Response::new(SelectSeriesResponse {
-            series: shape.aggregate(points),
-        }))
+        self.metrics
+            .time("SelectSeries", async move {
+                let tenant = Tenant::of(&request)?;
+                let req = request.into_inner();
+                req.profile_type_id
+                    .parse::<ProfileType>()
+                    .map_err(Error::from)?;
+                let (start, end) = nanos_range(req.start, req.end)?;
+                let plan = Plan::new(
+                    Some(req.profile_type_id.clone()),
+                    parse_selectors(std::slice::from_ref(&req.label_selector))?,
+                    start,
+                    end,
+                );
+                let mut shape = series::Bucketing::new(&req, start)?;
+                let group_by = req.group_by.clone();
+                let points: BTreeMap<Labels, Vec<ember_query::Point>> = self
+                    .evaluate(
+                        &tenant,
+                        &plan,
+                        Need::Points,
+                        BTreeMap::new(),
+                        move |view, plan, out| {
+                            ember_query::points(view, plan, &mut |labels, point| {
+                                let key = Labels::new(
+                                    group_by
+                                        .iter()
+                                        .filter_map(|n| {
+                                            labels
+                                                .get(n)
+                                                .map(|v| ember_model::Label::new(n.clone(), v))
+                                        })
+                                        .collect(),
+                                );
+                                out.entry(key).or_insert_with(Vec::new).push(point);
+                            })
+                        },
+                    )
+                    .await?;
+                Ok(Response::new(SelectSeriesResponse {
+                    series: shape.aggregate(points),
+                }))
+            })
+            .await
     }
 
     async fn diff(&self, request: Request<DiffRequest>) -> Result<Response<DiffResponse>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
-        let (Some(left), Some(right)) = (req.left, req.right) else {
-            return Err(Error::InvalidRequest("diff needs both left and right".into()).into());
-        };
-        let (left_plan, right_plan) = (
-            Self::stacktraces_plan(&left)?,
-            Self::stacktraces_plan(&right)?,
-        );
-        let (l, r) = tokio::try_join!(
-            self.merge_tree(&tenant, &left_plan),
-            self.merge_tree(&tenant, &right_plan)
-        )?;
-        let max_nodes = max_nodes(left.max_nodes.or(right.max_nodes));
-        let diff = tokio::task::spawn_blocking(move || flamegraph::diff(&l, &r, max_nodes))
+        self.metrics
+            .time("Diff", async move {
+                let tenant = Tenant::of(&request)?;
+                let req = request.into_inner();
+                let (Some(left), Some(right)) = (req.left, req.right) else {
+                    return Err(
+                        Error::InvalidRequest("diff needs both left and right".into()).into(),
+                    );
+                };
+                let (left_plan, right_plan) = (
+                    Self::stacktraces_plan(&left)?,
+                    Self::stacktraces_plan(&right)?,
+                );
+                let (l, r) = tokio::try_join!(
+                    self.merge_tree(&tenant, &left_plan),
+                    self.merge_tree(&tenant, &right_plan)
+                )?;
+                let max_nodes = max_nodes(left.max_nodes.or(right.max_nodes));
+                let diff = tokio::task::spawn_blocking(move || flamegraph::diff(&l, &r, max_nodes))
+                    .await
+                    .map_err(Error::from)?;
+                Ok(Response::new(DiffResponse {
+                    flamegraph: Some(diff),
+                }))
+            })
             .await
-            .map_err(Error::from)?;
-        Ok(Response::new(DiffResponse {
-            flamegraph: Some(diff),
-        }))
     }
 
     async fn get_profile_stats(
         &self,
         request: Request<GetProfileStatsRequest>,
     ) -> Result<Response<GetProfileStatsResponse>, Status> {
-        let tenant = Tenant::of(&request)?;
-        let plan = Plan::new(None, Vec::new(), i64::MIN, i64::MAX);
-        let range = self
-            .evaluate(
-                &tenant,
-                &plan,
-                // Points carry times; label answers span the whole range asked.
-                Need::Points,
-                None,
-                |view, _, acc: &mut Option<(i64, i64)>| {
-                    if let Some((lo, hi)) = view.time_range() {
-                        *acc = Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
-                    }
-                    Ok(())
-                },
-            )
-            .await?;
-        Ok(Response::new(match range {
-            Some((lo, hi)) => GetProfileStatsResponse {
-                data_ingested: true,
-                oldest_profile_time: lo.div_euclid(1_000_000),
-                newest_profile_time: hi.div_euclid(1_000_000),
-            },
-            None => GetProfileStatsResponse {
-                data_ingested: false,
-                oldest_profile_time: 0,
-                newest_profile_time: 0,
-            },
-        }))
+        self.metrics
+            .time("GetProfileStats", async move {
+                let tenant = Tenant::of(&request)?;
+                let plan = Plan::new(None, Vec::new(), i64::MIN, i64::MAX);
+                let range = self
+                    .evaluate(
+                        &tenant,
+                        &plan,
+                        // Points carry times; label answers span the whole range asked.
+                        Need::Points,
+                        None,
+                        |view, _, acc: &mut Option<(i64, i64)>| {
+                            if let Some((lo, hi)) = view.time_range() {
+                                *acc = Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+                            }
+                            Ok(())
+                        },
+                    )
+                    .await?;
+                Ok(Response::new(match range {
+                    Some((lo, hi)) => GetProfileStatsResponse {
+                        data_ingested: true,
+                        oldest_profile_time: lo.div_euclid(1_000_000),
+                        newest_profile_time: hi.div_euclid(1_000_000),
+                    },
+                    None => GetProfileStatsResponse {
+                        data_ingested: false,
+                        oldest_profile_time: 0,
+                        newest_profile_time: 0,
+                    },
+                }))
+            })
+            .await
     }
 }

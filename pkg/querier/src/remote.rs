@@ -31,6 +31,8 @@ use tonic::Status;
 use tracing::warn;
 use ulid::Ulid;
 
+use crate::QuerierMetrics;
+
 /// Lists the ingesters a querier reads from.
 pub trait IngesterSet: Send + Sync + Debug {
     /// Returns every ingester that may hold recent data, whatever its state.
@@ -48,6 +50,8 @@ pub struct RemoteIngesters {
     /// Whether writes are acknowledged by `replication_factor - quorum + 1`
     /// zones, so that a query may also lose that many whole zones.
     pub zone_awareness: bool,
+    /// Counts the calls to ingesters and their failures.
+    pub metrics: QuerierMetrics,
 }
 
 /// A source made of what an ingester answered: series, and per-profile
@@ -131,6 +135,7 @@ impl RemoteIngesters {
     {
         let ingesters = self.set.ingesters();
         let results = join_all(ingesters.iter().map(|i| call(i.addr.clone()))).await;
+        self.metrics.ingester_requests.inc_by(results.len() as u64);
         let rf = self.replication_factor.max(1);
         let tolerated = rf - (rf / 2 + 1);
         let mut answers = Vec::new();
@@ -140,6 +145,7 @@ impl RemoteIngesters {
             match result {
                 Ok(a) => answers.push((addr, a)),
                 Err(e) => {
+                    self.metrics.ingester_failures.inc();
                     warn!(ingester = %addr, zone, error = %e, "{what} failed");
                     failures.push(format!("{addr}: {}", e.message()));
                     failed_zones.insert(zone);
@@ -350,6 +356,7 @@ mod tests {
             clients: Arc::new(IngesterClients::new(Duration::from_secs(1))),
             replication_factor: 3,
             zone_awareness,
+            metrics: QuerierMetrics::detached(),
         }
     }
 
@@ -374,6 +381,14 @@ mod tests {
             let answers = answered(&remote(zones), &["b2"]).await.unwrap();
             assert_eq!(answers, ["a1", "a2", "b1", "c1", "c2"]);
         }
+    }
+
+    #[tokio::test]
+    async fn calls_to_ingesters_and_their_failures_are_counted() {
+        let remote = remote(false);
+        answered(&remote, &["b2"]).await.unwrap();
+        assert_eq!(remote.metrics.ingester_requests.get(), 6);
+        assert_eq!(remote.metrics.ingester_failures.get(), 1);
     }
 
     #[tokio::test]

@@ -267,6 +267,7 @@ impl std::fmt::Debug for Observer {
 
 impl NodeDelegate for Observer {
     async fn node_meta(&self, limit: usize) -> WireMeta {
+        self.shared.count_gossip("sent");
         // Ring::start checked that the metadata encodes and fits.
         let encoded = self.shared.local_meta().encode().unwrap_or_default();
         debug_assert!(encoded.len() <= limit);
@@ -279,14 +280,17 @@ impl EventDelegate for Observer {
     type Address = SocketAddr;
 
     async fn notify_join(&self, node: Arc<NodeState<SmolStr, SocketAddr>>) {
+        self.shared.count_gossip("received");
         self.upsert(&node);
     }
 
     async fn notify_update(&self, node: Arc<NodeState<SmolStr, SocketAddr>>) {
+        self.shared.count_gossip("received");
         self.upsert(&node);
     }
 
     async fn notify_leave(&self, node: Arc<NodeState<SmolStr, SocketAddr>>) {
+        self.shared.count_gossip("received");
         let name = node.id().as_str();
         if name != self.shared.name && self.shared.remove(name).is_some() {
             info!(member = name, gossip_addr = %node.address(), "member left or failed");

@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use crate::{
-    Error, Member, Result, Roles, State,
+    Error, Member, Result, RingMetrics, Roles, State,
     gossip::{self, Gossip},
     meta::MAX_ZONE_LEN,
     shared::Shared,
@@ -288,6 +288,16 @@ impl Ring {
     /// picked when configured with port 0); `None` for [`Ring::single`].
     pub fn gossip_addr(&self) -> Option<SocketAddr> {
         self.running.as_ref().map(|r| *r.gossip.advertise_address())
+    }
+
+    /// Records this ring into `metrics`: its member gauges are read from this
+    /// ring's table when scraped, and its gossip messages are counted.
+    pub fn record_metrics(&self, metrics: &RingMetrics) {
+        metrics.connect(&self.shared);
+        let _ = self
+            .shared
+            .gossip_messages
+            .set(metrics.gossip_messages.clone());
     }
 
     /// Changes this member's state and gossips it right away.

@@ -1,9 +1,10 @@
 //! The state the [`Ring`](crate::Ring), the gossip delegate and the background
 //! tasks share: the member table and this process's own entry in it.
 
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ember_time::SharedClock;
+use prometheus::IntCounterVec;
 
 use crate::{
     Member,
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     table: RwLock<Table>,
     /// Heartbeats are stamped and judged with it.
     pub(crate) clock: SharedClock,
+    /// Where the gossip delegate counts messages, once metrics are recorded.
+    pub(crate) gossip_messages: OnceLock<IntCounterVec>,
 }
 
 impl Shared {
@@ -35,6 +38,7 @@ impl Shared {
             name,
             table: RwLock::new(table),
             clock,
+            gossip_messages: OnceLock::new(),
         }
     }
 
@@ -46,6 +50,13 @@ impl Shared {
 
     fn write(&self) -> RwLockWriteGuard<'_, Table> {
         self.table.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts one gossip message seen in `direction` (`sent` or `received`).
+    pub(crate) fn count_gossip(&self, direction: &str) {
+        if let Some(c) = self.gossip_messages.get() {
+            c.with_label_values(&[direction]).inc();
+        }
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<Member> {

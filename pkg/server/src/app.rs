@@ -26,16 +26,16 @@ use std::{
 };
 
 use ember_agent::{Agent, AgentOptions, InProcess, PushSink};
-use ember_compactor::{Compactor, Retention};
+use ember_compactor::{Compactor, CompactorMetrics, Retention};
 use ember_distributor::{
-    Distributor,
+    Distributor, DistributorMetrics,
     replication::{Placement, Replicas, ReplicationConfig},
 };
-use ember_ingester::{Ingester, IngesterApi};
+use ember_ingester::{Ingester, IngesterApi, IngesterMetrics};
 use ember_limits::TenantLimits;
 use ember_model::ingest::IngestSink;
 use ember_proto::clients::{IngesterAddr, IngesterClients};
-use ember_querier::{IngesterSet, Querier, RemoteIngesters};
+use ember_querier::{IngesterSet, Querier, QuerierMetrics, RemoteIngesters};
 use ember_query::RecentData;
 use ember_ring::{Member, Ring, Roles, State};
 use ember_time::{SharedClock, SystemClock};
@@ -74,8 +74,8 @@ pub enum AppError {
         "-target=agent needs client.url (a distributor to push to) unless a distributor runs in the same process"
     )]
     AgentWithoutDistributor,
-    #[error("agent: {0}")]
-    Agent(#[from] prometheus::Error),
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("ingester: {0}")]
     Ingester(#[from] ember_ingester::Error),
     #[error(transparent)]
@@ -179,6 +179,11 @@ struct Context<'a> {
 }
 
 impl Context<'_> {
+    /// Returns the registry every module registers its metrics into, once.
+    fn registry(&self) -> &prometheus::Registry {
+        &self.metrics.registry
+    }
+
     fn store(&self, module: Module) -> Result<Arc<dyn ObjectStore>, AppError> {
         self.store
             .clone()
@@ -214,11 +219,14 @@ impl Context<'_> {
                 None
             }
             Module::Storage => {
-                self.store = Some(ember_objstore::build(&config.storage)?);
+                let metrics = ember_objstore::ObjstoreMetrics::register(self.registry())?;
+                let store = ember_objstore::build(&config.storage)?;
+                self.store = Some(ember_objstore::instrument(store, metrics));
                 None
             }
             Module::Ring => {
                 let ring = self.start_ring().await?;
+                ring.record_metrics(&ember_ring::RingMetrics::register(self.registry())?);
                 self.ring = Some(ring.clone());
                 Some(Box::new(RingModule(ring)))
             }
@@ -236,7 +244,11 @@ impl Context<'_> {
                         &config.wal_dir(),
                     )
                     .await?
-                    .with_id(hostname()),
+                    .with_id(hostname())
+                    .with_metrics(
+                        IngesterMetrics::register(self.registry())?,
+                        ember_ingester::WalMetrics::register(self.registry())?,
+                    ),
                 );
                 self.ingester = Some(ingester.clone());
                 Some(Box::new(IngesterModule {
@@ -246,28 +258,32 @@ impl Context<'_> {
                 }))
             }
             Module::Distributor => {
+                let metrics = DistributorMetrics::register(self.registry())?;
                 let sink: Arc<dyn IngestSink> = match self.local_ingester() {
                     Some(ingester) => ingester,
-                    None => Arc::new(Replicas::new(
-                        Arc::new(RingView(self.ring(module)?)),
-                        self.clients.clone(),
-                        ReplicationConfig {
-                            replication_factor: config.replication_factor(),
-                            zone_awareness: config.distributor.zone_awareness_enabled,
-                            ..ReplicationConfig::default()
-                        },
-                        self.clock.clone(),
-                    )),
+                    None => Arc::new(
+                        Replicas::new(
+                            Arc::new(RingView(self.ring(module)?)),
+                            self.clients.clone(),
+                            ReplicationConfig {
+                                replication_factor: config.replication_factor(),
+                                zone_awareness: config.distributor.zone_awareness_enabled,
+                                ..ReplicationConfig::default()
+                            },
+                            self.clock.clone(),
+                        )
+                        .with_metrics(metrics.clone()),
+                    ),
                 };
                 // Each push reads its tenant's limits: `limits` with that tenant's `overrides`.
-                self.distributor = Some(Distributor::new(
-                    sink,
-                    Arc::new(config.tenant_limits()),
-                    self.clock.clone(),
-                ));
+                self.distributor = Some(
+                    Distributor::new(sink, Arc::new(config.tenant_limits()), self.clock.clone())
+                        .with_metrics(metrics),
+                );
                 None
             }
             Module::Querier => {
+                let metrics = QuerierMetrics::register(self.registry())?;
                 let recent: Arc<dyn RecentData> = match self.local_ingester() {
                     Some(ingester) => ingester,
                     None => Arc::new(RemoteIngesters {
@@ -275,9 +291,11 @@ impl Context<'_> {
                         clients: self.clients.clone(),
                         replication_factor: config.replication_factor(),
                         zone_awareness: config.distributor.zone_awareness_enabled,
+                        metrics: metrics.clone(),
                     }),
                 };
-                self.querier = Some(Arc::new(Querier::new(Some(recent), self.store(module)?)));
+                let querier = Querier::new(Some(recent), self.store(module)?).with_metrics(metrics);
+                self.querier = Some(Arc::new(querier));
                 None
             }
             Module::Compactor => {
@@ -291,7 +309,8 @@ impl Context<'_> {
                     retention,
                     self.clock.clone(),
                 )?
-                .with_id(format!("compactor@{}", hostname()));
+                .with_id(format!("compactor@{}", hostname()))
+                .with_metrics(CompactorMetrics::register(self.registry())?);
                 Some(Box::new(CompactorModule::new(Arc::new(compactor))))
             }
             Module::Agent => {
@@ -614,6 +633,8 @@ impl App {
             auth: None,
             ready: Arc::new(AtomicBool::new(false)),
         };
+        let target: Vec<&str> = config.target.iter().map(|t| t.as_str()).collect();
+        context.metrics.register_process(&target.join(","))?;
         let mut running = Vec::new();
         let mut address = None;
         for module in modules {

@@ -177,6 +177,8 @@ async fn ingest(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let distributor = state.distributor.clone();
+    let refused_tenant = tenant.0.clone();
     let result = async {
         let Query(query) =
             query.map_err(|e| Code::BadRequest.status(format!("invalid query string: {e}")))?;
@@ -206,7 +208,10 @@ async fn ingest(
     .await;
     match result {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(status) => error_response(&status),
+        Err(status) => {
+            distributor.rejected(&refused_tenant, &status);
+            error_response(&status)
+        }
     }
 }
 

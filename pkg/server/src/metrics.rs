@@ -1,4 +1,9 @@
 //! Prometheus metrics of the process, served on `/metrics`.
+//!
+//! The process creates one [`Registry`] here; every module registers its
+//! component's metrics into it once (`ember_distributor_*`, ...: see
+//! `docs/metrics.md`). This module adds the HTTP metrics, the process
+//! collector (`process_*`) and `ember_build_info`.
 
 use std::time::Instant;
 
@@ -8,7 +13,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The process's metrics registry and the HTTP metrics it records.
@@ -55,6 +60,27 @@ impl Metrics {
             requests,
             duration,
         }
+    }
+
+    /// Registers what describes the process: CPU, memory and file
+    /// descriptors (`process_*`, on Linux), and `ember_build_info` = 1 with
+    /// the version, the git revision built from and the `-target` it runs.
+    pub fn register_process(&self, target: &str) -> Result<(), prometheus::Error> {
+        #[cfg(target_os = "linux")]
+        self.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "ember_build_info",
+                "Ember's version, git revision and -target; always 1",
+            ),
+            &["version", "revision", "target"],
+        )?;
+        self.registry.register(Box::new(info.clone()))?;
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("EMBER_REVISION"), target])
+            .set(1);
+        Ok(())
     }
 
     /// Renders every metric in the Prometheus text format.

@@ -44,6 +44,10 @@ use std::{
 use thiserror::Error;
 use tracing::{info, warn};
 
+mod metrics;
+
+pub use metrics::WalMetrics;
+
 /// The segment header's magic bytes.
 pub const MAGIC: &[u8; 8] = b"EMBERWAL";
 /// The format version written into every segment header.
@@ -406,6 +410,7 @@ pub struct Wal {
     options: WalOptions,
     state: Mutex<State>,
     done: Condvar,
+    metrics: WalMetrics,
 }
 
 impl Wal {
@@ -439,7 +444,19 @@ impl Wal {
                 failed: None,
             }),
             done: Condvar::new(),
+            metrics: WalMetrics::detached(),
         })
+    }
+
+    /// Records appends, fsyncs and segments into `metrics` from now on,
+    /// starting with the segments already in the directory.
+    pub fn with_metrics(mut self, metrics: WalMetrics) -> Self {
+        match segments(&self.dir) {
+            Ok(s) => metrics.segments.set(s.len() as i64),
+            Err(e) => warn!(error = %e, "counting write-ahead log segments failed"),
+        }
+        self.metrics = metrics;
+        self
     }
 
     /// Returns the directory of the log.
@@ -463,6 +480,18 @@ impl Wal {
     /// and is cut off the segment again, so the next appends are tried afresh:
     /// the log recovers by itself when space returns.
     pub fn append(&self, payload: &[u8]) -> Result<u64> {
+        let started = std::time::Instant::now();
+        let result = self.append_timed(payload);
+        self.metrics
+            .append_duration
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.metrics.append_failures.inc();
+        }
+        result
+    }
+
+    fn append_timed(&self, payload: &[u8]) -> Result<u64> {
         if payload.len() > MAX_RECORD_BYTES as usize {
             return Err(Error::TooLarge(payload.len()));
         }
@@ -523,7 +552,12 @@ impl Wal {
         drop(s);
         let result = (&*file).write_all(&batch).and_then(|()| {
             if self.options.fsync {
-                file.sync_data()
+                let started = std::time::Instant::now();
+                let synced = file.sync_data();
+                self.metrics
+                    .fsync_duration
+                    .observe(started.elapsed().as_secs_f64());
+                synced
             } else {
                 Ok(())
             }
@@ -534,6 +568,7 @@ impl Wal {
             Ok(()) => {
                 s.synced = target;
                 s.size += batch.len() as u64;
+                self.metrics.written_bytes.inc_by(batch.len() as u64);
                 if s.size >= self.options.max_segment_bytes
                     && let Err(e) = self.rotate_locked(&mut s)
                 {
@@ -598,6 +633,7 @@ impl Wal {
         s.file = Arc::new(file);
         s.seq = seq;
         s.size = HEADER_LEN;
+        self.metrics.segments.inc();
         Ok(())
     }
 
@@ -612,6 +648,7 @@ impl Wal {
             }
             let path = segment_path(&self.dir, seq);
             fs::remove_file(&path).map_err(io_err(&path))?;
+            self.metrics.segments.dec();
             deleted += 1;
         }
         if deleted > 0 {
