@@ -3,8 +3,10 @@
 
 One description of every panel, so the six dashboards share their variables,
 selectors and layout. The JSON files are committed; a test
-(tests/tests/e2e/prometheus.rs) checks they equal this script's output, and the
-Helm chart carries the same files in helm/ember/dashboards/.
+(tests/tests/e2e/prometheus.rs) checks they equal this script's output. Helm
+cannot read outside its chart, so the script also writes the chart's copies:
+the dashboards in helm/ember/dashboards/ and the alerting rules
+(operations/alerts/ember.rules.yaml) in helm/ember/alerts/.
 
     python3 operations/dashboards/build.py           # rewrites both copies
     python3 operations/dashboards/build.py --check   # exit 1 when a file differs
@@ -22,6 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 OUTPUTS = (HERE, ROOT / "helm" / "ember" / "dashboards")
+RULES = ROOT / "operations" / "alerts" / "ember.rules.yaml"
+CHART_RULES = ROOT / "helm" / "ember" / "alerts" / "ember.rules.yaml"
 
 # Every query selects the chosen namespaces and jobs; Prometheus (or the
 # Prometheus Operator) adds both labels at scrape time.
@@ -190,13 +194,16 @@ WRITES = [
               description="See EmberWALCorruptRecords."),
     ),
     row(
+        # The agent's `job` label is its scrape job; Prometheus keeps it as
+        # `exported_job` beside the job that scraped the agent.
         "Agent",
-        panel("Targets by job", "short", target(gauge("ember_agent_targets", "sum", "job"), "{{job}}")),
+        panel("Targets by scrape job", "short",
+              target(gauge("ember_agent_targets", "sum", "exported_job"), "{{exported_job}}")),
         panel("Scrapes /s", "short",
-              target(rate("ember_agent_scrapes_total", "job"), "{{job}}"),
-              target(rate("ember_agent_scrape_failures_total", "job"), "{{job}} failed")),
+              target(rate("ember_agent_scrapes_total", "exported_job"), "{{exported_job}}"),
+              target(rate("ember_agent_scrape_failures_total", "exported_job"), "{{exported_job}} failed")),
         panel("Scrape latency p99", "s",
-              target(quantile(0.99, "ember_agent_scrape_duration_seconds", "job"), "{{job}}")),
+              target(quantile(0.99, "ember_agent_scrape_duration_seconds", "exported_job"), "{{exported_job}}")),
         panel("Pushed and dropped /s", "short",
               target(rate("ember_agent_pushed_profiles_total"), "pushed"),
               target(rate("ember_agent_push_failures_total"), "push failures"),
@@ -452,21 +459,25 @@ def rendered():
 def main(argv):
     check = "--check" in argv
     stale = []
+
+    def want(path, text):
+        if path.exists() and path.read_text() == text:
+            return
+        stale.append(path)
+        if not check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+    wanted = rendered()
     for out in OUTPUTS:
-        out.mkdir(parents=True, exist_ok=True)
-        wanted = rendered()
-        for existing in out.glob("*.json"):
+        for existing in sorted(out.glob("*.json")):
             if existing.name not in wanted:
                 stale.append(existing)
                 if not check:
                     existing.unlink()
         for name, text in wanted.items():
-            path = out / name
-            if path.exists() and path.read_text() == text:
-                continue
-            stale.append(path)
-            if not check:
-                path.write_text(text)
+            want(out / name, text)
+    want(CHART_RULES, RULES.read_text())
     if check and stale:
         for path in stale:
             print(f"{path.relative_to(ROOT)} differs from build.py's output", file=sys.stderr)
