@@ -22,6 +22,7 @@ mod ingest_jfr;
 mod ingest_node;
 mod limits;
 mod load;
+mod prometheus;
 mod python_sdk;
 mod restart_blocks;
 mod s3;
