@@ -51,6 +51,13 @@ def quantile(q, histogram, by="", extra=""):
     return f"histogram_quantile({q}, sum by ({keys}) (rate({histogram}_bucket{{{sel}}}{RATE})))"
 
 
+def or_zero(failures, of):
+    """`failures`, or 0 for each series of `of` that has none: a counter whose
+    labels are not known ahead (an ingester's address, a scrape job) has no
+    series until its first failure, and "No data" would read as a broken panel."""
+    return f"{failures} or {of} * 0"
+
+
 def gauge(metric, agg="sum", by="instance", extra=""):
     sel = S + (", " + extra if extra else "")
     return f"{agg} by ({by}) ({metric}{{{sel}}})"
@@ -97,7 +104,8 @@ OVERVIEW = [
         "Writes",
         panel("Profiles received /s", "short",
               target(rate("ember_distributor_received_profiles_total"), "received"),
-              target(rate("ember_distributor_rejected_profiles_total"), "rejected")),
+              target(or_zero(rate("ember_distributor_rejected_profiles_total"),
+                             rate("ember_distributor_received_profiles_total")), "rejected")),
         panel("Rejections /s by reason", "short",
               target(rate("ember_distributor_rejected_profiles_total", "reason"), "{{reason}}"), stack=True),
         panel("Push latency", "s",
@@ -148,7 +156,9 @@ WRITES = [
         panel("Replica write latency p99 by ingester", "s",
               target(quantile(0.99, "ember_distributor_replication_duration_seconds", "ingester"), "{{ingester}}")),
         panel("Replica write failures /s by ingester", "short",
-              target(rate("ember_distributor_replication_failures_total", "ingester"), "{{ingester}}"),
+              target(or_zero(rate("ember_distributor_replication_failures_total", "ingester"),
+                             rate("ember_distributor_replication_duration_seconds_count", "ingester")),
+                     "{{ingester}}"),
               description="See EmberReplicationFailures."),
     ),
     row(
@@ -201,7 +211,8 @@ WRITES = [
               target(gauge("ember_agent_targets", "sum", "exported_job"), "{{exported_job}}")),
         panel("Scrapes /s", "short",
               target(rate("ember_agent_scrapes_total", "exported_job"), "{{exported_job}}"),
-              target(rate("ember_agent_scrape_failures_total", "exported_job"), "{{exported_job}} failed")),
+              target(or_zero(rate("ember_agent_scrape_failures_total", "exported_job"),
+                             rate("ember_agent_scrapes_total", "exported_job")), "{{exported_job}} failed")),
         panel("Scrape latency p99", "s",
               target(quantile(0.99, "ember_agent_scrape_duration_seconds", "exported_job"), "{{exported_job}}")),
         panel("Pushed and dropped /s", "short",
