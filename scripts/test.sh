@@ -107,6 +107,16 @@ if [ -z "${EMBER_MOTO_SERVER:-}" ]; then
 fi
 log "moto: $EMBER_MOTO_SERVER"
 
+# --- BEGIN Prometheus (tests/tests/e2e/prometheus.rs) ----------------------------
+# Debian's prometheus package: promtool checks and unit-tests the alerting rules
+# (operations/alerts) and lints each target's /metrics; the server scrapes a test
+# cluster so that every dashboard query is run against real data.
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  apt_install prometheus
+fi
+log "prometheus: $(prometheus --version 2>&1 | head -1)"
+# --- END Prometheus -----------------------------------------------------------------
+
 # --- BEGIN web UI browser test (tests/tests/e2e/ui.rs) -------------------------------
 # Debian's Chromium and Node.js, and playwright-core pinned by
 # tests/ui/package-lock.json; no browser is ever downloaded.

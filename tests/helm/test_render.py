@@ -2,6 +2,7 @@
 each supported combination of values, and refuses inconsistent values with a
 message naming the value to set."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,13 @@ COMBINATIONS = {
         MICRO,
         S3_SETS + ("serviceMonitor.enabled=true", "grafanaDatasource.enabled=true"),
     ),
+    "microservices, monitoring on: ServiceMonitor, dashboards, PrometheusRule": (
+        MICRO,
+        S3_SETS + ("serviceMonitor.enabled=true", "dashboards.enabled=true", "prometheusRule.enabled=true"),
+    ),
+    "single binary, dashboards and PrometheusRule on": (
+        (), ("dashboards.enabled=true", "prometheusRule.enabled=true"),
+    ),
     "microservices, zone-aware, 3 zones of 2 ingesters pinned to their zones": (MICRO, S3_SETS + ZONES),
     "microservices, GCS": (MICRO, ("storage.backend=gcs", "storage.gcs.bucket_name=b", "storage.gcs.existingSecret=gcs")),
     "microservices, Azure": (
@@ -55,7 +63,7 @@ COMBINATIONS = {
 }
 
 # Custom resources: not in Kubernetes' own schemas; checked by hand below.
-CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CRDS = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 @pytest.mark.parametrize("name", COMBINATIONS)
@@ -340,3 +348,67 @@ def test_bad_values_name_the_value_to_set(name):
     files, sets, expected = BAD_VALUES[name]
     message = render_error(files, sets)
     assert expected in message, message
+
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "operations"
+CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "ember"
+DASHBOARDS = sorted((OPERATIONS / "dashboards").glob("*.json"))
+RULES = OPERATIONS / "alerts" / "ember.rules.yaml"
+
+
+def test_the_chart_carries_the_same_dashboards_and_rules_as_operations():
+    """Helm reads only inside the chart: its copies are build.py's, byte for byte."""
+    assert len(DASHBOARDS) == 6
+    copies = sorted((CHART_DIR / "dashboards").glob("*.json"))
+    assert [c.name for c in copies] == [d.name for d in DASHBOARDS]
+    for original, copy in zip(DASHBOARDS, copies):
+        assert copy.read_bytes() == original.read_bytes(), f"{copy} differs: run operations/dashboards/build.py"
+    assert (CHART_DIR / "alerts" / "ember.rules.yaml").read_bytes() == RULES.read_bytes()
+
+
+def test_monitoring_is_off_by_default():
+    objects = render(MICRO, S3_SETS)
+    assert not by_kind(objects, "PrometheusRule")
+    assert not [n for n in by_kind(objects, "ConfigMap") if "-dashboard-" in n]
+
+
+def test_dashboards_are_config_maps_for_the_grafana_sidecar():
+    objects = render(MICRO, S3_SETS + ("dashboards.enabled=true", "dashboards.annotations.grafana_folder=Ember"))
+    maps = {n: cm for n, cm in by_kind(objects, "ConfigMap").items() if "-dashboard-" in n}
+    assert sorted(maps) == sorted(f"ember-dashboard-{d.stem.removeprefix('ember-')}" for d in DASHBOARDS)
+    for d in DASHBOARDS:
+        cm = maps[f"ember-dashboard-{d.stem.removeprefix('ember-')}"]
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["annotations"] == {"grafana_folder": "Ember"}
+        assert cm["metadata"]["namespace"] == "ember"
+        assert list(cm["data"]) == [d.name]
+        # Grafana's legend templates ({{instance}}) pass through Helm untouched.
+        assert json.loads(cm["data"][d.name]) == json.loads(d.read_text())
+        # A ConfigMap holds at most 1 MiB.
+        assert len(cm["data"][d.name].encode()) < 1 << 20
+    other = render(MICRO, S3_SETS + ("dashboards.enabled=true", "dashboards.namespace=grafana"))
+    assert {cm["metadata"]["namespace"] for n, cm in by_kind(other, "ConfigMap").items() if "-dashboard-" in n} == {
+        "grafana"
+    }
+
+
+def test_prometheus_rule_carries_the_alerts():
+    objects = render(MICRO, S3_SETS + ("prometheusRule.enabled=true", "prometheusRule.labels.release=kube-prometheus"))
+    rule = by_kind(objects, "PrometheusRule")["ember"]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus"
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert len(alerts) == 10
+    for alert in alerts:
+        assert alert["labels"]["severity"] in ("critical", "warning")
+        # Prometheus's own templates ({{ $labels.instance }}) pass through Helm untouched.
+        assert "{{ $labels." in alert["annotations"]["summary"] or "{{ $value" in alert["annotations"]["summary"]
+        assert alert["annotations"]["runbook_url"] == f"docs/operations.md#{alert['alert'].lower()}"
+
+
+def test_prometheus_rule_runbook_urls_point_where_the_runbook_is_served():
+    base = "https://git.example.com/ember/blob/main/docs/operations.md"
+    objects = render(MICRO, S3_SETS + ("prometheusRule.enabled=true", f"prometheusRule.runbookUrl={base}"))
+    alerts = [r for g in by_kind(objects, "PrometheusRule")["ember"]["spec"]["groups"] for r in g["rules"]]
+    assert {a["annotations"]["runbook_url"] for a in alerts} == {f"{base}#{a['alert'].lower()}" for a in alerts}

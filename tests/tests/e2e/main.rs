@@ -23,6 +23,7 @@ mod ingest_node;
 mod limits;
 mod load;
 mod metrics;
+mod prometheus;
 mod python_sdk;
 mod restart_blocks;
 mod s3;
