@@ -13,6 +13,7 @@
 //! compacted block holds ([`ember_block::superseded`]) are not read at all.
 
 mod error;
+mod limits;
 pub mod remote;
 mod series;
 
@@ -20,6 +21,10 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
 };
+
+use ember_limits::{Limits, TenantLimits};
+use ember_time::{SharedClock, SystemClock};
+use limits::{Abandoned, QueryLimits};
 
 use ember_block::{Block, BlockView};
 use ember_model::{
@@ -63,6 +68,20 @@ pub struct Querier {
     /// Opened blocks; blocks are immutable, so an entry never goes stale. An
     /// entry goes when its block is no longer listed (the compactor deleted it).
     blocks: Mutex<HashMap<(String, Ulid), Arc<Block>>>,
+    /// Each tenant's query limits ([`limits`]).
+    limits: QueryLimits,
+}
+
+/// Applies the tenant's query limits to a request (see [`limits`]): gives the
+/// request as they leave it and the permit the query holds while it runs,
+/// returns the RPC's empty answer when nothing can match, or the refusal.
+macro_rules! admit {
+    ($self:ident, $tenant:expr, $request:expr) => {
+        match $self.limits.admit($tenant, $request.into_inner())? {
+            Some(admitted) => admitted,
+            None => return Ok(Response::new(Default::default())),
+        }
+    };
 }
 
 /// Converts a millisecond range to inclusive nanoseconds; `0, 0` means all time.
@@ -85,9 +104,12 @@ fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>> {
     Ok(ember_query::parse_selectors(matchers)?)
 }
 
+/// Returns the nodes a flame graph keeps: `max_nodes` when positive, every
+/// node (0) when negative, [`DEFAULT_MAX_NODES`] when absent or 0.
 fn max_nodes(requested: Option<i64>) -> usize {
     match requested {
         Some(n) if n > 0 => n as usize,
+        Some(n) if n < 0 => 0,
         _ => DEFAULT_MAX_NODES,
     }
 }
@@ -125,13 +147,21 @@ impl Sources {
 
 impl Querier {
     /// Returns a querier of the blocks in `store` and, if any, the recent
-    /// data of `recent`.
+    /// data of `recent`, with no query limits.
     pub fn new(recent: Option<Arc<dyn RecentData>>, store: Arc<dyn ObjectStore>) -> Self {
         Self {
             recent,
             store,
             blocks: Mutex::new(HashMap::new()),
+            limits: QueryLimits::new(Arc::new(Limits::unlimited()), SystemClock::shared()),
         }
+    }
+
+    /// Returns the querier applying each tenant's query limits from `limits`,
+    /// with now (for `max_query_lookback`) read from `clock`.
+    pub fn with_limits(mut self, limits: Arc<dyn TenantLimits>, clock: SharedClock) -> Self {
+        self.limits = QueryLimits::new(limits, clock);
+        self
     }
 
     async fn open_block(&self, tenant: &str, ulid: Ulid) -> ember_block::Result<Arc<Block>> {
@@ -193,7 +223,8 @@ impl Querier {
         Ok(Sources { recent, blocks })
     }
 
-    /// Runs `f` over every source of the plan off the async runtime.
+    /// Runs `f` over every source of the plan off the async runtime, for at
+    /// most the tenant's `query_timeout`.
     async fn evaluate<R: Send + 'static>(
         &self,
         tenant: &str,
@@ -202,13 +233,27 @@ impl Querier {
         mut acc: R,
         f: impl Fn(&dyn SourceView, &Plan, &mut R) -> ember_query::Result<()> + Send + 'static,
     ) -> Result<R> {
-        let sources = self.sources(tenant, plan, need).await?;
-        let plan = plan.clone();
-        tokio::task::spawn_blocking(move || {
-            sources.each(&plan, &mut |view, plan| f(view, plan, &mut acc))?;
-            Ok(acc)
-        })
-        .await?
+        // Dropped when the query ends, times out or is abandoned: then the
+        // blocking work below reads no further source.
+        let abandoned = Abandoned::default();
+        let stop = abandoned.flag();
+        self.limits
+            .timed(tenant, async move {
+                let _abandoned = abandoned;
+                let sources = self.sources(tenant, plan, need).await?;
+                let plan = plan.clone();
+                tokio::task::spawn_blocking(move || {
+                    sources.each(&plan, &mut |view, plan| {
+                        if Abandoned::is_set(&stop) {
+                            return Ok(());
+                        }
+                        f(view, plan, &mut acc)
+                    })?;
+                    Ok(acc)
+                })
+                .await?
+            })
+            .await
     }
 
     /// Returns the labels of every series matching `plan`, de-duplicated.
@@ -259,7 +304,7 @@ impl QuerierService for Querier {
         request: Request<ProfileTypesRequest>,
     ) -> Result<Response<ProfileTypesResponse>, Status> {
         let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
+        let (req, _query) = admit!(self, &tenant, request);
         let (start, end) = nanos_range(req.start, req.end)?;
         let plan = Plan::new(None, Vec::new(), start, end);
         let types: BTreeSet<ProfileType> = self
@@ -278,7 +323,7 @@ impl QuerierService for Querier {
         request: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
         let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
+        let (req, _query) = admit!(self, &tenant, request);
         let (start, end) = nanos_range(req.start, req.end)?;
         let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
         let values: BTreeSet<String> = self
@@ -297,7 +342,7 @@ impl QuerierService for Querier {
         request: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
         let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
+        let (req, _query) = admit!(self, &tenant, request);
         let (start, end) = nanos_range(req.start, req.end)?;
         let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
         let names: BTreeSet<String> = self
@@ -316,7 +361,7 @@ impl QuerierService for Querier {
         request: Request<SeriesRequest>,
     ) -> Result<Response<SeriesResponse>, Status> {
         let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
+        let (req, _query) = admit!(self, &tenant, request);
         let (start, end) = nanos_range(req.start, req.end)?;
         let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
         let keep: BTreeSet<&str> = req.label_names.iter().map(String::as_str).collect();
@@ -349,7 +394,7 @@ impl QuerierService for Querier {
         request: Request<SelectMergeStacktracesRequest>,
     ) -> Result<Response<SelectMergeStacktracesResponse>, Status> {
         let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
+        let (req, _query) = admit!(self, &tenant, request);
         let plan = Self::stacktraces_plan(&req)?;
         let tree = self.merge_tree(&tenant, &plan).await?;
         let max_nodes = max_nodes(req.max_nodes);
@@ -367,7 +412,7 @@ impl QuerierService for Querier {
         request: Request<SelectMergeProfileRequest>,
     ) -> Result<Response<Profile>, Status> {
         let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
+        let (req, _query) = admit!(self, &tenant, request);
         let profile_type: ProfileType = req.profile_type_id.parse().map_err(Error::from)?;
         let (start, end) = nanos_range(req.start, req.end)?;
         let plan = Plan::new(
@@ -403,7 +448,7 @@ impl QuerierService for Querier {
         request: Request<SelectSeriesRequest>,
     ) -> Result<Response<SelectSeriesResponse>, Status> {
         let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
+        let (req, _query) = admit!(self, &tenant, request);
         req.profile_type_id
             .parse::<ProfileType>()
             .map_err(Error::from)?;
@@ -444,7 +489,7 @@ impl QuerierService for Querier {
 
     async fn diff(&self, request: Request<DiffRequest>) -> Result<Response<DiffResponse>, Status> {
         let tenant = Tenant::of(&request)?;
-        let req = request.into_inner();
+        let (req, _query) = admit!(self, &tenant, request);
         let (Some(left), Some(right)) = (req.left, req.right) else {
             return Err(Error::InvalidRequest("diff needs both left and right".into()).into());
         };
@@ -470,6 +515,7 @@ impl QuerierService for Querier {
         request: Request<GetProfileStatsRequest>,
     ) -> Result<Response<GetProfileStatsResponse>, Status> {
         let tenant = Tenant::of(&request)?;
+        let (_, _query) = admit!(self, &tenant, request);
         let plan = Plan::new(None, Vec::new(), i64::MIN, i64::MAX);
         let range = self
             .evaluate(
