@@ -277,7 +277,11 @@ impl Context<'_> {
                         zone_awareness: config.distributor.zone_awareness_enabled,
                     }),
                 };
-                self.querier = Some(Arc::new(Querier::new(Some(recent), self.store(module)?)));
+                // Each query reads its tenant's limits, as each push does.
+                self.querier = Some(Arc::new(
+                    Querier::new(Some(recent), self.store(module)?)
+                        .with_limits(Arc::new(config.tenant_limits()), self.clock.clone()),
+                ));
                 None
             }
             Module::Compactor => {
