@@ -23,6 +23,7 @@ mod ingest_node;
 mod limits;
 mod load;
 mod python_sdk;
+mod query_limits;
 mod restart_blocks;
 mod s3;
 mod shared_profiles;
