@@ -58,8 +58,11 @@ pub(crate) struct QueryLimits {
     limits: Arc<dyn TenantLimits>,
     clock: SharedClock,
     /// Queries running per tenant; a tenant with none has no entry.
-    running: Arc<Mutex<HashMap<String, usize>>>,
+    running: Running,
 }
+
+/// The number of queries each tenant runs.
+type Running = Arc<Mutex<HashMap<String, usize>>>;
 
 impl QueryLimits {
     /// Returns the limits of `limits`, with now read from `clock`.
@@ -150,7 +153,7 @@ impl QueryLimits {
 /// One of a tenant's running queries; dropping it ends the query.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    slot: Option<(Arc<Mutex<HashMap<String, usize>>>, String)>,
+    slot: Option<(Running, String)>,
 }
 
 impl Drop for Permit {
