@@ -20,4 +20,7 @@ module.exports = {
   ],
   // The browser test page (e2e/) runs in Chromium against a real Ember, not in jest.
   testPathIgnorePatterns: ['<rootDir>/node_modules/', '<rootDir>/e2e/'],
+  // Rendering Grafana's components takes seconds on a loaded 2-core machine; the
+  // default 5 s per test is a timing assert, not a check.
+  testTimeout: 60000,
 };

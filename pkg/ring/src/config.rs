@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ember_config::Documented;
+use ember_config::{Documented, Secret};
 use serde::{Deserialize, Serialize};
 
 use crate::{DEFAULT_BIND_PORT, RingConfig, Roles};
@@ -34,6 +34,12 @@ pub struct MemberlistConfig {
     ///
     /// An ingester keeps its name across restarts, and with it its tokens.
     pub node_name: String,
+    /// Base64 key (16, 24 or 32 bytes) gossip is sealed with; empty: gossip in the clear.
+    ///
+    /// Every member must have the same key; a process without it can neither
+    /// read the ring nor join it. Set it from a secret
+    /// (`EMBER_MEMBERLIST_SECRET_KEY`).
+    pub secret_key: Secret,
 }
 
 impl Default for MemberlistConfig {
@@ -44,6 +50,7 @@ impl Default for MemberlistConfig {
             join: Vec::new(),
             advertise_addr: String::new(),
             node_name: String::new(),
+            secret_key: Secret::default(),
         }
     }
 }
@@ -67,6 +74,8 @@ impl MemberlistConfig {
                 self.bind_addr
             ));
         }
+        crate::ring::parse_key(&self.secret_key)
+            .map_err(|e| ember_config::Error::invalid(e.to_string()))?;
         Ok(())
     }
 
@@ -108,6 +117,7 @@ impl MemberlistConfig {
             join: self.join.clone(),
             roles,
             http_port,
+            secret_key: self.secret_key.clone(),
             ..RingConfig::default()
         })
     }

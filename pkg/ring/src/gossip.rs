@@ -3,8 +3,9 @@
 //! (joining seeds, heartbeats).
 //!
 //! Every memberlist generic is fixed here — `SmolStr` ids, `SocketAddr`
-//! addresses, the tokio runtime, plain TCP/UDP without encryption,
-//! compression or checksums — so nothing outside this module names them.
+//! addresses, the tokio runtime, TCP/UDP without compression or checksums,
+//! AES-GCM sealing when a key is configured — so nothing outside this module
+//! names them.
 
 use std::{
     net::{IpAddr, SocketAddr, TcpListener, UdpSocket},
@@ -16,7 +17,7 @@ use memberlist::{
     Memberlist, Options,
     delegate::{CompositeDelegate, EventDelegate, NodeDelegate, VoidDelegate},
     net::NetTransportOptions,
-    proto::{MaybeResolvedAddress, Meta as WireMeta, NodeState},
+    proto::{EncryptionAlgorithm, MaybeResolvedAddress, Meta as WireMeta, NodeState, SecretKey},
     tokio::{TokioNetTransport, TokioSocketAddrResolver, TokioTcp},
 };
 use smol_str::SmolStr;
@@ -67,6 +68,7 @@ pub(crate) async fn start(
     shared: Arc<Shared>,
     bind: SocketAddr,
     advertise_ip: IpAddr,
+    secret_key: Option<SecretKey>,
 ) -> Result<Gossip> {
     let bind_error = |message: String| Error::Bind {
         addr: bind,
@@ -90,7 +92,17 @@ pub(crate) async fn start(
     let delegate = CompositeDelegate::new()
         .with_node_delegate(observer.clone())
         .with_event_delegate(observer);
-    Memberlist::with_delegate(delegate, transport, options())
+    let mut options = options();
+    if let Some(key) = secret_key {
+        // Every message is sealed with AES-GCM and nothing unsealed is taken: a
+        // process without the key can neither read nor join the ring.
+        options = options
+            .with_primary_key(key)
+            .with_encryption_algo(EncryptionAlgorithm::default())
+            .with_gossip_verify_incoming(true)
+            .with_gossip_verify_outgoing(true);
+    }
+    Memberlist::with_delegate(delegate, transport, options)
         .await
         .map_err(|e| bind_error(e.to_string()))
 }

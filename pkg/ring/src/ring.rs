@@ -52,6 +52,9 @@ pub struct RingConfig {
     pub http_port: u16,
     /// Tokens this process owns on the ring if it is an ingester.
     pub num_tokens: usize,
+    /// The key gossip is sealed with (AES-GCM), base64 of 16, 24 or 32 bytes;
+    /// empty gossips in the clear.
+    pub secret_key: ember_config::Secret,
     /// How often the heartbeat in the gossiped metadata is refreshed.
     pub heartbeat_period: Duration,
     /// A member whose heartbeat is older is unhealthy and gets no writes.
@@ -70,10 +73,26 @@ impl Default for RingConfig {
             zone_awareness: false,
             http_port: 4040,
             num_tokens: DEFAULT_NUM_TOKENS,
+            secret_key: ember_config::Secret::default(),
             heartbeat_period: Duration::from_secs(5),
             heartbeat_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// Returns the gossip key of `secret`, if one is set.
+pub(crate) fn parse_key(
+    secret: &ember_config::Secret,
+) -> Result<Option<memberlist::proto::SecretKey>> {
+    if secret.is_empty() {
+        return Ok(None);
+    }
+    secret.expose().trim().parse().map(Some).map_err(|_| {
+        Error::Config(
+            "memberlist.secret_key must be base64 of 16, 24 or 32 bytes, e.g. the output of `head -c 32 /dev/urandom | base64`"
+                .into(),
+        )
+    })
 }
 
 impl RingConfig {
@@ -207,7 +226,13 @@ impl Ring {
         // at most 47 bytes, but check once rather than fail silently later.
         shared.local_meta().encode()?;
 
-        let gossip = gossip::start(shared.clone(), config.bind_addr, advertise_ip).await?;
+        let gossip = gossip::start(
+            shared.clone(),
+            config.bind_addr,
+            advertise_ip,
+            parse_key(&config.secret_key)?,
+        )
+        .await?;
         let runtime = tokio::runtime::Handle::current();
         let mut tasks = vec![
             runtime

@@ -27,6 +27,7 @@ fn config(name: &str, port: u16, join: &[SocketAddr]) -> RingConfig {
         zone_awareness: true,
         http_port: 4040,
         num_tokens: 16,
+        secret_key: ember_config::Secret::default(),
         heartbeat_period: Duration::from_millis(200),
         heartbeat_timeout: Duration::from_secs(5),
     }
@@ -158,6 +159,38 @@ async fn joining_retries_until_a_seed_starts() {
     println!("joined a late seed {took:?} after it started");
 }
 
+/// Starts a ring gossiping with `key` (base64; empty: in the clear).
+async fn start_sealed(name: &str, key: &str, join: &[SocketAddr]) -> Arc<Ring> {
+    let config = RingConfig {
+        secret_key: key.into(),
+        ..config(name, 0, join)
+    };
+    Ring::start(config, SystemClock::shared()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_gossip_admits_only_members_with_the_key() {
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+    const OTHER: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let a = start_sealed("sealed-a", KEY, &[]).await;
+    let b = start_sealed("sealed-b", KEY, &[gossip_addr(&a)]).await;
+    eventually(
+        "the member with the key joins",
+        Duration::from_secs(10),
+        || names(&a) == ["sealed-a", "sealed-b"] && names(&b).len() == 2,
+    )
+    .await;
+
+    let wrong = start_sealed("sealed-wrong", OTHER, &[gossip_addr(&a)]).await;
+    let clear = start_sealed("sealed-clear", "", &[gossip_addr(&a)]).await;
+    // Long enough for several join attempts and gossip rounds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(names(&a), ["sealed-a", "sealed-b"]);
+    assert_eq!(names(&b), ["sealed-a", "sealed-b"]);
+    assert_eq!(names(&wrong), ["sealed-wrong"]);
+    assert_eq!(names(&clear), ["sealed-clear"]);
+}
+
 #[tokio::test]
 async fn rejects_configurations_that_cannot_work() {
     let mut bad = config("", 0, &[]);
@@ -170,6 +203,15 @@ async fn rejects_configurations_that_cannot_work() {
     bad.heartbeat_timeout = bad.heartbeat_period;
     let err = Ring::start(bad, SystemClock::shared()).await.unwrap_err();
     assert!(err.to_string().contains("heartbeat_timeout"), "{err}");
+
+    let short_key = RingConfig {
+        secret_key: "c2hvcnQ=".into(),
+        ..config("short-key", 0, &[])
+    };
+    let err = Ring::start(short_key, SystemClock::shared())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("memberlist.secret_key"), "{err}");
 
     let taken = std::net::TcpListener::bind((LOCALHOST, 0)).unwrap();
     let port = taken.local_addr().unwrap().port();
