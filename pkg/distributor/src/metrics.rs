@@ -155,6 +155,7 @@ pub(crate) fn reason(code: Code, message: &str) -> &'static str {
         Code::RateLimited => "rate_limited",
         Code::Unavailable => "too_few_ingesters",
         Code::Unauthenticated | Code::Forbidden => "unauthorized",
+        Code::Timeout => "timeout",
         Code::Internal => "internal",
     }
 }

@@ -2,7 +2,8 @@
 //! tenants by `overrides`.
 //!
 //! Several components read them — the distributor (sizes, rates, series), the
-//! compactor (retention) — so they live in a crate of their own, as Pyroscope keeps
+//! compactor (retention), the querier (time ranges, flame-graph sizes, timeouts,
+//! concurrency) — so they live in a crate of their own, as Pyroscope keeps
 //! them in `pkg/validation`, and each component asks a [`TenantLimits`] for the
 //! limits of the tenant at hand. A limit set to 0 is disabled, as in Pyroscope.
 
@@ -15,6 +16,10 @@ use ember_model::pprof::DecodeLimits;
 use serde::{Deserialize, Serialize};
 
 const MIB: u64 = 1024 * 1024;
+
+/// Flame-graph nodes kept by default, as in Pyroscope
+/// (`max_flamegraph_nodes_default`).
+pub const DEFAULT_FLAMEGRAPH_NODES: usize = 8192;
 
 /// Per-tenant limits (`limits`, and per tenant through `overrides`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Documented)]
@@ -49,6 +54,33 @@ pub struct Limits {
     /// How long the compactor keeps a tenant's blocks; 0s keeps them forever.
     #[serde(with = "duration")]
     pub compactor_blocks_retention_period: Duration,
+    /// Longest time range a query may cover; 0s disables.
+    ///
+    /// A longer query is refused with 400, as in Pyroscope; start=0,end=0 (all
+    /// time) counts as longer than any limit.
+    #[serde(with = "duration")]
+    pub max_query_length: Duration,
+    /// How far back queries may read; 0s disables.
+    ///
+    /// As in Pyroscope, a query starting earlier is clamped to start at
+    /// now - lookback, and one ending earlier answers empty.
+    #[serde(with = "duration")]
+    pub max_query_lookback: Duration,
+    /// Flame-graph nodes kept when a query asks for none; 0 keeps every node.
+    pub max_flamegraph_nodes_default: usize,
+    /// Most flame-graph nodes a query may ask for; 0 disables.
+    ///
+    /// A query asking for more, or for no limit (max_nodes < 0), is refused with 400.
+    pub max_flamegraph_nodes_max: usize,
+    /// Longest a query may run in the querier; 0s disables.
+    ///
+    /// A query still running then is stopped and answered with deadline_exceeded (408).
+    #[serde(with = "duration")]
+    pub query_timeout: Duration,
+    /// Most queries of a tenant running at once in one querier; 0 disables.
+    ///
+    /// One more is refused at once with resource_exhausted (429).
+    pub max_concurrent_queries: usize,
 }
 
 impl Default for Limits {
@@ -65,12 +97,21 @@ impl Default for Limits {
             ingestion_burst_size_mb: 2.0,
             max_active_series: 5_000,
             compactor_blocks_retention_period: Duration::ZERO,
+            max_query_length: Duration::from_secs(24 * 3600),
+            max_query_lookback: Duration::ZERO,
+            max_flamegraph_nodes_default: DEFAULT_FLAMEGRAPH_NODES,
+            max_flamegraph_nodes_max: 1 << 20,
+            query_timeout: Duration::from_secs(120),
+            max_concurrent_queries: 32,
         }
     }
 }
 
 impl Limits {
     /// Returns limits with every check disabled (benchmarks, tools).
+    ///
+    /// Flame graphs still keep [`DEFAULT_FLAMEGRAPH_NODES`] when a query asks for
+    /// no number: that is a default, not a check.
     pub fn unlimited() -> Self {
         Self {
             max_profile_size_bytes: 0,
@@ -84,6 +125,12 @@ impl Limits {
             ingestion_burst_size_mb: 0.0,
             max_active_series: 0,
             compactor_blocks_retention_period: Duration::ZERO,
+            max_query_length: Duration::ZERO,
+            max_query_lookback: Duration::ZERO,
+            max_flamegraph_nodes_default: DEFAULT_FLAMEGRAPH_NODES,
+            max_flamegraph_nodes_max: 0,
+            query_timeout: Duration::ZERO,
+            max_concurrent_queries: 0,
         }
     }
 
@@ -151,6 +198,24 @@ pub struct LimitsOverride {
     /// See [`Limits::compactor_blocks_retention_period`].
     #[serde(skip_serializing_if = "Option::is_none", with = "duration::option")]
     pub compactor_blocks_retention_period: Option<Duration>,
+    /// See [`Limits::max_query_length`].
+    #[serde(skip_serializing_if = "Option::is_none", with = "duration::option")]
+    pub max_query_length: Option<Duration>,
+    /// See [`Limits::max_query_lookback`].
+    #[serde(skip_serializing_if = "Option::is_none", with = "duration::option")]
+    pub max_query_lookback: Option<Duration>,
+    /// See [`Limits::max_flamegraph_nodes_default`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_flamegraph_nodes_default: Option<usize>,
+    /// See [`Limits::max_flamegraph_nodes_max`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_flamegraph_nodes_max: Option<usize>,
+    /// See [`Limits::query_timeout`].
+    #[serde(skip_serializing_if = "Option::is_none", with = "duration::option")]
+    pub query_timeout: Option<Duration>,
+    /// See [`Limits::max_concurrent_queries`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_queries: Option<usize>,
 }
 
 impl LimitsOverride {
@@ -176,6 +241,12 @@ impl LimitsOverride {
             ingestion_burst_size_mb,
             max_active_series,
             compactor_blocks_retention_period,
+            max_query_length,
+            max_query_lookback,
+            max_flamegraph_nodes_default,
+            max_flamegraph_nodes_max,
+            query_timeout,
+            max_concurrent_queries,
         );
         limits
     }

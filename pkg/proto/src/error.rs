@@ -20,6 +20,11 @@ pub enum Code {
     Unauthenticated,
     /// Credentials that may not do what was asked, e.g. use a tenant (403).
     Forbidden,
+    /// The request ran out of its time limit (408, `deadline_exceeded`).
+    ///
+    /// A 4xx rather than Connect's usual 504: the limit is the tenant's, and
+    /// a narrower query is what passes it, not a retry of the same one.
+    Timeout,
     /// The service cannot take the request now, e.g. shutting down (503).
     Unavailable,
     /// A bug or an infrastructure failure (500).
@@ -27,13 +32,14 @@ pub enum Code {
 }
 
 impl Code {
-    const ALL: [Code; 8] = [
+    const ALL: [Code; 9] = [
         Code::BadRequest,
         Code::TooLarge,
         Code::Unprocessable,
         Code::RateLimited,
         Code::Unauthenticated,
         Code::Forbidden,
+        Code::Timeout,
         Code::Unavailable,
         Code::Internal,
     ];
@@ -44,6 +50,7 @@ impl Code {
             Code::TooLarge | Code::RateLimited => GrpcCode::ResourceExhausted,
             Code::Unauthenticated => GrpcCode::Unauthenticated,
             Code::Forbidden => GrpcCode::PermissionDenied,
+            Code::Timeout => GrpcCode::DeadlineExceeded,
             Code::Unavailable => GrpcCode::Unavailable,
             Code::Internal => GrpcCode::Internal,
         }
@@ -57,6 +64,7 @@ impl Code {
             Code::RateLimited => 429,
             Code::Unauthenticated => 401,
             Code::Forbidden => 403,
+            Code::Timeout => 408,
             Code::Unavailable => 503,
             Code::Internal => 500,
         }
@@ -70,6 +78,7 @@ impl Code {
             Code::RateLimited => "rate_limited",
             Code::Unauthenticated => "unauthenticated",
             Code::Forbidden => "forbidden",
+            Code::Timeout => "timeout",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
@@ -172,5 +181,10 @@ mod tests {
         }
         assert_eq!(Code::of(&Status::invalid_argument("x")), Code::BadRequest);
         assert_eq!(Code::TooLarge.http(), 413);
+        assert_eq!(Code::Timeout.http(), 408);
+        assert_eq!(
+            connect_code(Code::Timeout.status("x").code()),
+            "deadline_exceeded"
+        );
     }
 }

@@ -18,6 +18,16 @@ pub enum Error {
     /// Recent data could not be had (too many ingesters down).
     #[error("{}", .0.message())]
     Recent(Status),
+    /// A query limit refuses the request as written (`limits.max_query_length`,
+    /// `limits.max_flamegraph_nodes_max`); the message names the limit.
+    #[error("{0}")]
+    QueryLimit(String),
+    /// The tenant already runs `limits.max_concurrent_queries` queries.
+    #[error("{0}")]
+    TooManyQueries(String),
+    /// The query ran longer than `limits.query_timeout`.
+    #[error("{0}")]
+    Timeout(String),
     /// A blocking evaluation task failed.
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
@@ -26,7 +36,9 @@ pub enum Error {
 impl ErrorCode for Error {
     fn code(&self) -> Code {
         match self {
-            Error::InvalidRequest(_) => Code::BadRequest,
+            Error::InvalidRequest(_) | Error::QueryLimit(_) => Code::BadRequest,
+            Error::TooManyQueries(_) => Code::RateLimited,
+            Error::Timeout(_) => Code::Timeout,
             Error::Model(e) => e.code(),
             Error::Storage(e) => e.code(),
             Error::Recent(status) => Code::of(status),

@@ -13,6 +13,7 @@
 //! compacted block holds ([`ember_block::superseded`]) are not read at all.
 
 mod error;
+mod limits;
 mod metrics;
 pub mod remote;
 mod series;
@@ -21,6 +22,10 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
 };
+
+use ember_limits::{Limits, TenantLimits};
+use ember_time::{SharedClock, SystemClock};
+use limits::{Abandoned, QueryLimits};
 
 use ember_block::{Block, BlockView};
 use ember_model::{
@@ -66,6 +71,20 @@ pub struct Querier {
     /// entry goes when its block is no longer listed (the compactor deleted it).
     blocks: Mutex<HashMap<(String, Ulid), Arc<Block>>>,
     metrics: QuerierMetrics,
+    /// Each tenant's query limits ([`limits`]).
+    limits: QueryLimits,
+}
+
+/// Applies the tenant's query limits to a request (see [`limits`]): gives the
+/// request as they leave it and the permit the query holds while it runs,
+/// returns the RPC's empty answer when nothing can match, or the refusal.
+macro_rules! admit {
+    ($self:ident, $tenant:expr, $request:expr) => {
+        match $self.limits.admit($tenant, $request.into_inner())? {
+            Some(admitted) => admitted,
+            None => return Ok(Response::new(Default::default())),
+        }
+    };
 }
 
 /// Converts a millisecond range to inclusive nanoseconds; `0, 0` means all time.
@@ -88,9 +107,12 @@ fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>> {
     Ok(ember_query::parse_selectors(matchers)?)
 }
 
+/// Returns the nodes a flame graph keeps: `max_nodes` when positive, every
+/// node (0) when negative, [`DEFAULT_MAX_NODES`] when absent or 0.
 fn max_nodes(requested: Option<i64>) -> usize {
     match requested {
         Some(n) if n > 0 => n as usize,
+        Some(n) if n < 0 => 0,
         _ => DEFAULT_MAX_NODES,
     }
 }
@@ -128,19 +150,27 @@ impl Sources {
 
 impl Querier {
     /// Returns a querier of the blocks in `store` and, if any, the recent
-    /// data of `recent`.
+    /// data of `recent`, with no query limits.
     pub fn new(recent: Option<Arc<dyn RecentData>>, store: Arc<dyn ObjectStore>) -> Self {
         Self {
             recent,
             store,
             blocks: Mutex::new(HashMap::new()),
             metrics: QuerierMetrics::detached(),
+            limits: QueryLimits::new(Arc::new(Limits::unlimited()), SystemClock::shared()),
         }
     }
 
     /// Records requests and what each query reads into `metrics`.
     pub fn with_metrics(mut self, metrics: QuerierMetrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Returns the querier applying each tenant's query limits from `limits`,
+    /// with now (for `max_query_lookback`) read from `clock`.
+    pub fn with_limits(mut self, limits: Arc<dyn TenantLimits>, clock: SharedClock) -> Self {
+        self.limits = QueryLimits::new(limits, clock);
         self
     }
 
@@ -204,7 +234,8 @@ impl Querier {
         Ok(Sources { recent, blocks })
     }
 
-    /// Runs `f` over every source of the plan off the async runtime.
+    /// Runs `f` over every source of the plan off the async runtime, for at
+    /// most the tenant's `query_timeout`.
     async fn evaluate<R: Send + 'static>(
         &self,
         tenant: &str,
@@ -213,23 +244,35 @@ impl Querier {
         mut acc: R,
         f: impl Fn(&dyn SourceView, &Plan, &mut R) -> ember_query::Result<()> + Send + 'static,
     ) -> Result<R> {
-        let sources = self.sources(tenant, plan, need).await?;
-        let plan = plan.clone();
+        // Dropped when the query ends, times out or is abandoned: then the
+        // blocking work below reads no further source.
+        let abandoned = Abandoned::default();
+        let stop = abandoned.flag();
         let metrics = self.metrics.clone();
-        tokio::task::spawn_blocking(move || {
-            let bytes = sources.blocks.iter().map(BlockView::fetched_bytes).sum();
-            let read = metrics::ReadCounts::default();
-            sources.each(&plan, &mut |view, plan| {
-                let counted = metrics::Counted {
-                    inner: view,
-                    counts: &read,
-                };
-                f(&counted, plan, &mut acc)
-            })?;
-            metrics.read(&read, bytes);
-            Ok(acc)
-        })
-        .await?
+        self.limits
+            .timed(tenant, async move {
+                let _abandoned = abandoned;
+                let sources = self.sources(tenant, plan, need).await?;
+                let plan = plan.clone();
+                tokio::task::spawn_blocking(move || {
+                    let bytes = sources.blocks.iter().map(BlockView::fetched_bytes).sum();
+                    let read = metrics::ReadCounts::default();
+                    sources.each(&plan, &mut |view, plan| {
+                        if Abandoned::is_set(&stop) {
+                            return Ok(());
+                        }
+                        let counted = metrics::Counted {
+                            inner: view,
+                            counts: &read,
+                        };
+                        f(&counted, plan, &mut acc)
+                    })?;
+                    metrics.read(&read, bytes);
+                    Ok(acc)
+                })
+                .await?
+            })
+            .await
     }
 
     /// Returns the labels of every series matching `plan`, de-duplicated.
@@ -282,7 +325,7 @@ impl QuerierService for Querier {
         self.metrics
             .time("ProfileTypes", async move {
                 let tenant = Tenant::of(&request)?;
-                let req = request.into_inner();
+                let (req, _query) = admit!(self, &tenant, request);
                 let (start, end) = nanos_range(req.start, req.end)?;
                 let plan = Plan::new(None, Vec::new(), start, end);
                 let types: BTreeSet<ProfileType> = self
@@ -305,7 +348,7 @@ impl QuerierService for Querier {
         self.metrics
             .time("LabelValues", async move {
                 let tenant = Tenant::of(&request)?;
-                let req = request.into_inner();
+                let (req, _query) = admit!(self, &tenant, request);
                 let (start, end) = nanos_range(req.start, req.end)?;
                 let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
                 let values: BTreeSet<String> = self
@@ -328,7 +371,7 @@ impl QuerierService for Querier {
         self.metrics
             .time("LabelNames", async move {
                 let tenant = Tenant::of(&request)?;
-                let req = request.into_inner();
+                let (req, _query) = admit!(self, &tenant, request);
                 let (start, end) = nanos_range(req.start, req.end)?;
                 let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
                 let names: BTreeSet<String> = self
@@ -351,7 +394,7 @@ impl QuerierService for Querier {
         self.metrics
             .time("Series", async move {
                 let tenant = Tenant::of(&request)?;
-                let req = request.into_inner();
+                let (req, _query) = admit!(self, &tenant, request);
                 let (start, end) = nanos_range(req.start, req.end)?;
                 let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
                 let keep: BTreeSet<&str> = req.label_names.iter().map(String::as_str).collect();
@@ -388,7 +431,7 @@ impl QuerierService for Querier {
         self.metrics
             .time("SelectMergeStacktraces", async move {
                 let tenant = Tenant::of(&request)?;
-                let req = request.into_inner();
+                let (req, _query) = admit!(self, &tenant, request);
                 let plan = Self::stacktraces_plan(&req)?;
                 let tree = self.merge_tree(&tenant, &plan).await?;
                 let max_nodes = max_nodes(req.max_nodes);
@@ -410,7 +453,7 @@ impl QuerierService for Querier {
         self.metrics
             .time("SelectMergeProfile", async move {
                 let tenant = Tenant::of(&request)?;
-                let req = request.into_inner();
+                let (req, _query) = admit!(self, &tenant, request);
                 let profile_type: ProfileType = req.profile_type_id.parse().map_err(Error::from)?;
                 let (start, end) = nanos_range(req.start, req.end)?;
                 let plan = Plan::new(
@@ -450,7 +493,7 @@ impl QuerierService for Querier {
         self.metrics
             .time("SelectSeries", async move {
                 let tenant = Tenant::of(&request)?;
-                let req = request.into_inner();
+                let (req, _query) = admit!(self, &tenant, request);
                 req.profile_type_id
                     .parse::<ProfileType>()
                     .map_err(Error::from)?;
@@ -497,7 +540,7 @@ impl QuerierService for Querier {
         self.metrics
             .time("Diff", async move {
                 let tenant = Tenant::of(&request)?;
-                let req = request.into_inner();
+                let (req, _query) = admit!(self, &tenant, request);
                 let (Some(left), Some(right)) = (req.left, req.right) else {
                     return Err(
                         Error::InvalidRequest("diff needs both left and right".into()).into(),
@@ -529,6 +572,7 @@ impl QuerierService for Querier {
         self.metrics
             .time("GetProfileStats", async move {
                 let tenant = Tenant::of(&request)?;
+                let (_, _query) = admit!(self, &tenant, request);
                 let plan = Plan::new(None, Vec::new(), i64::MIN, i64::MAX);
                 let range = self
                     .evaluate(

@@ -294,7 +294,10 @@ impl Context<'_> {
                         metrics: metrics.clone(),
                     }),
                 };
-                let querier = Querier::new(Some(recent), self.store(module)?).with_metrics(metrics);
+                // Each query reads its tenant's limits, as each push does.
+                let querier = Querier::new(Some(recent), self.store(module)?)
+                    .with_metrics(metrics)
+                    .with_limits(Arc::new(config.tenant_limits()), self.clock.clone());
                 self.querier = Some(Arc::new(querier));
                 None
             }

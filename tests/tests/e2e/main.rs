@@ -25,6 +25,7 @@ mod load;
 mod metrics;
 mod prometheus;
 mod python_sdk;
+mod query_limits;
 mod restart_blocks;
 mod s3;
 mod shared_profiles;
