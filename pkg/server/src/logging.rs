@@ -20,6 +20,7 @@ use ember_config::Documented;
 use ember_proto::Tenant;
 use serde::{Deserialize, Serialize};
 use tracing::{Event, Subscriber, field::Field};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::{
     EnvFilter,
     fmt::{
@@ -109,13 +110,14 @@ impl LogConfig {
     pub fn filter(&self, rust_log: Option<&str>) -> EnvFilter {
         let mut directives = match self.level {
             LogLevel::Debug => {
-                let mut d = String::from("info");
+                let mut d = String::from("info,pprof=warn");
                 for krate in EMBER_CRATES {
                     d.push_str(&format!(",{krate}=debug"));
                 }
                 d
             }
-            LogLevel::Info => "info".into(),
+            // The CPU sampler logs each start and stop at info.
+            LogLevel::Info => "info,pprof=warn".into(),
             LogLevel::Warn => "warn".into(),
             LogLevel::Error => "error".into(),
         };
@@ -184,6 +186,10 @@ impl tracing::field::Visit for Fields {
 
 impl Fields {
     fn push(&mut self, field: &Field, value: serde_json::Value) {
+        if field.name().starts_with("log.") {
+            // The `log` crate's metadata, already in the line's target.
+            return;
+        }
         if field.name() == "message" {
             self.message = match value {
                 serde_json::Value::String(s) => s,
@@ -241,7 +247,9 @@ where
     ) -> fmt::Result {
         let mut ts = String::new();
         SystemTime.format_time(&mut Writer::new(&mut ts))?;
-        let meta = event.metadata();
+        // Events of the `log` crate (from dependencies) carry their own target.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let level = meta.level().as_str().to_ascii_lowercase();
         let mut fields = Fields::default();
         event.record(&mut fields);

@@ -113,6 +113,20 @@ impl Profiler {
     }
 }
 
+/// Arms and disarms the CPU timer once. Call it first thing in `main`, before
+/// any other thread starts: on some kernels (seen on Linux 6.18) a process-wide
+/// `ITIMER_PROF` counts only the CPU time of threads created after it was first
+/// armed, so without this the runtime's threads, started before any profile,
+/// would never be sampled.
+pub fn prime() {
+    if let Err(e) = pprof::ProfilerGuardBuilder::default()
+        .frequency(FREQUENCY)
+        .build()
+    {
+        eprintln!("ember: the CPU profiler is unavailable: {e}");
+    }
+}
+
 /// Samples for `length` on this (blocking) thread and builds the profile.
 fn sample(length: Duration) -> Result<Profile, ProfileError> {
     let failed = |e: pprof::Error| ProfileError::Sampler(e.to_string());
@@ -215,10 +229,16 @@ fn to_pprof(report: &pprof::Report, started: SystemTime, length: Duration) -> Pr
     let thread_key = b.string("thread");
     for (frames, &n) in &report.data {
         let mut ids = Vec::new();
+        // The sampler's own frames (the unwinder in the signal handler) sit on top.
+        let mut in_sampler = true;
         for frame in &frames.frames {
             // Inlined functions first, the function they are inlined into last.
             for symbol in frame {
                 let name = symbol.name();
+                in_sampler = in_sampler && is_sampler_frame(&name);
+                if in_sampler {
+                    continue;
+                }
                 let file = symbol.filename().into_owned();
                 ids.push(b.location(&name, &file, i64::from(symbol.lineno())));
             }
@@ -236,6 +256,14 @@ fn to_pprof(report: &pprof::Report, started: SystemTime, length: Duration) -> Pr
         });
     }
     b.profile
+}
+
+/// Returns whether a frame belongs to the sampler's signal handler.
+fn is_sampler_frame(name: &str) -> bool {
+    ["backtrace::", "<pprof::", "pprof::", "perf_signal_handler"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        || name.contains("__restore_rt")
 }
 
 /// Returns `profile` encoded and gzipped, as `/debug/pprof/profile` serves it.
@@ -360,8 +388,15 @@ mod tests {
         x
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_cpu_profile_holds_this_process_functions_and_decodes() {
+    #[test]
+    fn a_cpu_profile_holds_this_process_functions_and_decodes() {
+        // As `main` does: before the threads to be sampled start.
+        prime();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(a_cpu_profile());
+    }
+
+    async fn a_cpu_profile() {
         let busy = std::thread::spawn(|| {
             spin(std::time::Instant::now() + Duration::from_millis(1500))
         });
@@ -372,6 +407,20 @@ mod tests {
             .unwrap();
         busy.join().unwrap();
         assert!(!profile.sample.is_empty());
+        let leaves: Vec<&str> = profile
+            .sample
+            .iter()
+            .filter_map(|s| s.location_id.first())
+            .map(|&id| {
+                let function = profile.location[id as usize - 1].line[0].function_id;
+                let name = profile.function[function as usize - 1].name;
+                profile.string_table[name as usize].as_str()
+            })
+            .collect();
+        assert!(
+            leaves.iter().all(|l| !is_sampler_frame(l)),
+            "the sampler's frames are cut: {leaves:?}"
+        );
         assert_eq!(profile.string_table[0], "");
         let names: Vec<&str> = profile
             .function
@@ -379,7 +428,7 @@ mod tests {
             .map(|f| profile.string_table[f.name as usize].as_str())
             .collect();
         assert!(
-            names.iter().any(|n| n.contains("selfprofile::tests::spin")),
+            names.iter().any(|n| n.contains("selfprofile::tests::a_cpu_profile")),
             "{names:?}"
         );
         for sample in &profile.sample {
