@@ -428,6 +428,70 @@ pub fn router(s: Services) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::reason;
+
+    async fn call(app: &Router, method: &str, path: &str, content_type: &str) -> Response {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::empty())
+            .unwrap();
+        app.clone().oneshot(request).await.unwrap()
+    }
+
+    async fn text(response: Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn until_the_router_is_installed_only_the_open_paths_answer() {
+        let readiness = Readiness::new();
+        let replaying = "replaying write-ahead log: 40%, 4,000 of 10,000 records (rebuilding heads)";
+        readiness.set(reason::WAL_REPLAY, replaying);
+        let slot = Slot::default();
+        let app = serving(
+            Open {
+                readiness: readiness.clone(),
+                metrics: Metrics::new(),
+                profiler: Profiler::new(),
+            },
+            slot.clone(),
+        );
+        let live = call(&app, "GET", "/live", "").await;
+        assert_eq!(live.status(), 200);
+        let ready = call(&app, "GET", "/ready", "").await;
+        assert_eq!(ready.status(), 503);
+        assert_eq!(text(ready).await, format!("{replaying}\n"));
+        assert_eq!(call(&app, "GET", "/metrics", "").await.status(), 200);
+
+        let push = call(
+            &app,
+            "POST",
+            "/push.v1.PusherService/Push",
+            "application/proto",
+        )
+        .await;
+        assert_eq!(push.status(), 503);
+        let body = text(push).await;
+        assert!(body.contains("unavailable") && body.contains(replaying), "{body}");
+        let grpc = call(
+            &app,
+            "POST",
+            "/push.v1.PusherService/Push",
+            "application/grpc",
+        )
+        .await;
+        assert_eq!(grpc.headers()["grpc-status"], "14", "gRPC's UNAVAILABLE");
+
+        slot.install(Router::new().route("/x", get(|| async { "x" })));
+        readiness.clear(reason::WAL_REPLAY);
+        assert_eq!(text(call(&app, "GET", "/x", "").await).await, "x");
+        assert_eq!(call(&app, "GET", "/ready", "").await.status(), 200);
+    }
 
     #[test]
     fn tenant_ids_are_path_safe() {

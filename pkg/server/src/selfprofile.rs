@@ -226,7 +226,7 @@ fn to_pprof(report: &pprof::Report, started: SystemTime, length: Duration) -> Pr
         .unwrap_or_default()
         .as_nanos() as i64;
     b.profile.duration_nanos = length.as_nanos() as i64;
-    let thread_key = b.string("thread");
+    let thread_key = b.string("thread_name");
     for (frames, &n) in &report.data {
         let mut ids = Vec::new();
         // The sampler's own frames (the unwinder in the signal handler) sit on top.

@@ -22,7 +22,7 @@ const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const VALUE: i64 = 5_000;
 /// Profiles pushed before the crash; each push also carries a real Go heap
 /// profile, so the log is large enough that its replay takes seconds.
-const PUSHES: usize = 2_400;
+const PUSHES: usize = 1_200;
 const PUSHERS: usize = 4;
 
 /// The limits these pushes need: about 40 kB each, as fast as they go.
@@ -86,6 +86,7 @@ fn a_restart_with_a_large_log_is_live_and_shows_its_replay_on_ready() {
     let start = now_nanos() - 60_000_000_000;
     let heap = testdata::read("heap.pb.gz");
     let client = ember.client();
+    let pushing = Instant::now();
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
     let pushers: Vec<_> = (0..PUSHERS)
         .map(|p| {
@@ -104,6 +105,7 @@ fn a_restart_with_a_large_log_is_live_and_shows_its_replay_on_ready() {
     }
     let acked = acked.lock().unwrap().clone();
     assert_eq!(acked.len(), PUSHES);
+    eprintln!("pushed {PUSHES} in {:?}", pushing.elapsed());
     ember.kill();
 
     ember.restart_without_waiting();
