@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Request lines follow Loki and Mimir: a request that succeeds (or fails
-//! for the client's reasons, 4xx) is logged at debug, a 5xx at warn, each with
-//! tenant, method, path, status and duration.
+//! for the client's reasons, 4xx) is logged at debug, a 5xx at warn (but
+//! `/ready`'s 503 and a 501), each with tenant, method, path, status and duration.
 
 use std::{fmt, time::Instant};
 
@@ -321,7 +321,9 @@ pub(crate) async fn log_request(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    if status >= 500 {
+    // `/ready` answers 503 while starting or draining, and 501 means "not
+    // available here" (the heap profile): states, not failures.
+    if status >= 500 && status != 501 && path != "/ready" {
         tracing::warn!(
             tenant,
             method = %method,

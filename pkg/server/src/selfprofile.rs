@@ -220,7 +220,8 @@ fn to_pprof(report: &pprof::Report, started: SystemTime, length: Duration) -> Pr
         unit: nanoseconds,
     });
     b.profile.period = period;
-    b.profile.default_sample_type = 1;
+    // An index into the string table: the type `go tool pprof` shows first.
+    b.profile.default_sample_type = cpu;
     b.profile.time_nanos = started
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -422,6 +423,10 @@ mod tests {
             "the sampler's frames are cut: {leaves:?}"
         );
         assert_eq!(profile.string_table[0], "");
+        assert_eq!(
+            profile.string_table[profile.default_sample_type as usize],
+            "cpu"
+        );
         let names: Vec<&str> = profile
             .function
             .iter()

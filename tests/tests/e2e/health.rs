@@ -22,7 +22,7 @@ const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const VALUE: i64 = 5_000;
 /// Profiles pushed before the crash; each push also carries a real Go heap
 /// profile, so the log is large enough that its replay takes seconds.
-const PUSHES: usize = 1_200;
+const PUSHES: usize = 500;
 const PUSHERS: usize = 4;
 
 /// The limits these pushes need: about 40 kB each, as fast as they go.
