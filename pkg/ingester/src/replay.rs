@@ -93,7 +93,7 @@ impl ReplayProgress {
             ),
         };
         let done = done.min(total);
-        let percent = if total == 0 { 0 } else { done * 100 / total };
+        let percent = (done * 100).checked_div(total).unwrap_or(0);
         Some(ReplaySnapshot {
             phase,
             percent,
@@ -159,7 +159,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

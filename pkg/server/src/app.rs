@@ -47,9 +47,9 @@ use crate::{
     config::{Config, hostname},
     health::{Readiness, reason},
     http::{Open, Services, Slot, router, serving},
-    selfprofile::Profiler,
     metrics::Metrics,
     modules::{Module, resolve},
+    selfprofile::Profiler,
     target::{Target, expand},
 };
 
@@ -84,9 +84,7 @@ pub enum AppError {
     Tls(#[from] crate::tls::TlsError),
     #[error("module {0} needs module {1}, which did not start")]
     Missing(Module, Module),
-    #[error(
-        "self_profiling.enabled needs a distributor in this process or client.url to push to"
-    )]
+    #[error("self_profiling.enabled needs a distributor in this process or client.url to push to")]
     SelfProfilingWithoutDistributor,
 }
 
@@ -638,11 +636,7 @@ impl Running for ServerModule {
         self.ring.set_state(State::Active);
         if let Some(p) = self.self_profiling.take() {
             self.self_profile_task = Some(crate::selfprofile::run_loop(
-                p.profiler,
-                p.sink,
-                p.tenant,
-                p.target,
-                p.interval,
+                p.profiler, p.sink, p.tenant, p.target, p.interval,
             ));
         }
     }

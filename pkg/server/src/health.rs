@@ -76,7 +76,11 @@ impl Readiness {
 
     /// Sets the reason `name` to `why`, asked on every read: it holds while
     /// `why` returns `Some`.
-    pub fn set_live(&self, name: &'static str, why: impl Fn() -> Option<String> + Send + Sync + 'static) {
+    pub fn set_live(
+        &self,
+        name: &'static str,
+        why: impl Fn() -> Option<String> + Send + Sync + 'static,
+    ) {
         self.lock().insert(name, Reason::Live(Arc::new(why)));
     }
 

@@ -450,7 +450,8 @@ mod tests {
     #[tokio::test]
     async fn until_the_router_is_installed_only_the_open_paths_answer() {
         let readiness = Readiness::new();
-        let replaying = "replaying write-ahead log: 40%, 4,000 of 10,000 records (rebuilding heads)";
+        let replaying =
+            "replaying write-ahead log: 40%, 4,000 of 10,000 records (rebuilding heads)";
         readiness.set(reason::WAL_REPLAY, replaying);
         let slot = Slot::default();
         let app = serving(
@@ -477,7 +478,10 @@ mod tests {
         .await;
         assert_eq!(push.status(), 503);
         let body = text(push).await;
-        assert!(body.contains("unavailable") && body.contains(replaying), "{body}");
+        assert!(
+            body.contains("unavailable") && body.contains(replaying),
+            "{body}"
+        );
         let grpc = call(
             &app,
             "POST",

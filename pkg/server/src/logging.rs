@@ -392,7 +392,11 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("push", tenant = "team-a");
             let _in = span.enter();
-            tracing::info!(records = 4_000_u64, dir = "/data/wal", "replayed write-ahead log");
+            tracing::info!(
+                records = 4_000_u64,
+                dir = "/data/wal",
+                "replayed write-ahead log"
+            );
             tracing::debug!("a debug line");
             tracing::warn!(error = %"disk full", "write failed");
         });
@@ -442,6 +446,9 @@ mod tests {
             format: LogFormat::Json,
         };
         let filter = config.filter(Some("ember_wal=debug")).to_string();
-        assert!(filter.contains("ember_wal=debug") && filter.contains("warn"), "{filter}");
+        assert!(
+            filter.contains("ember_wal=debug") && filter.contains("warn"),
+            "{filter}"
+        );
     }
 }

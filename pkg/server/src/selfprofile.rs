@@ -309,7 +309,10 @@ pub(crate) async fn profile_handler(
         Ok(profile) => (
             [
                 (header::CONTENT_TYPE, "application/octet-stream"),
-                (header::CONTENT_DISPOSITION, "attachment; filename=\"profile\""),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"profile\"",
+                ),
             ],
             gzipped(&profile),
         )
@@ -398,9 +401,8 @@ mod tests {
     }
 
     async fn a_cpu_profile() {
-        let busy = std::thread::spawn(|| {
-            spin(std::time::Instant::now() + Duration::from_millis(1500))
-        });
+        let busy =
+            std::thread::spawn(|| spin(std::time::Instant::now() + Duration::from_millis(1500)));
         let profiler = Profiler::new();
         let profile = profiler
             .cpu(Duration::from_secs(1), Duration::from_secs(5))
@@ -433,7 +435,9 @@ mod tests {
             .map(|f| profile.string_table[f.name as usize].as_str())
             .collect();
         assert!(
-            names.iter().any(|n| n.contains("selfprofile::tests::a_cpu_profile")),
+            names
+                .iter()
+                .any(|n| n.contains("selfprofile::tests::a_cpu_profile")),
             "{names:?}"
         );
         for sample in &profile.sample {
@@ -443,7 +447,8 @@ mod tests {
             }
         }
         let bytes = gzipped(&profile);
-        let decoded = ember_model::pprof::decode(&bytes, &ember_model::pprof::DecodeLimits::default());
+        let decoded =
+            ember_model::pprof::decode(&bytes, &ember_model::pprof::DecodeLimits::default());
         assert!(decoded.is_ok(), "{:?}", decoded.err());
     }
 

@@ -293,10 +293,7 @@ pub fn replay(dir: &Path) -> Result<(Vec<Record>, ReplayReport)> {
 }
 
 /// [`replay`], counting the bytes it reads in `progress` as it goes.
-pub fn replay_with(
-    dir: &Path,
-    progress: &ReplayProgress,
-) -> Result<(Vec<Record>, ReplayReport)> {
+pub fn replay_with(dir: &Path, progress: &ReplayProgress) -> Result<(Vec<Record>, ReplayReport)> {
     let mut records = Vec::new();
     let mut report = ReplayReport::default();
     let sequences = segments(dir)?;

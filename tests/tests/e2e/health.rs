@@ -152,11 +152,16 @@ fn a_restart_with_a_large_log_is_live_and_shows_its_replay_on_ready() {
         replaying.first(),
         replaying.last()
     );
-    assert!(live_while_unready > 0, "/live was never asked while unready");
+    assert!(
+        live_while_unready > 0,
+        "/live was never asked while unready"
+    );
     assert!(
         replaying.iter().any(|l| {
             let rest = l.trim_start_matches("replaying write-ahead log: ");
-            rest.split('%').next().is_some_and(|p| p.parse::<u32>().is_ok_and(|p| p <= 100))
+            rest.split('%')
+                .next()
+                .is_some_and(|p| p.parse::<u32>().is_ok_and(|p| p <= 100))
                 && (rest.contains(" records") || rest.contains(" bytes"))
         }),
         "/ready showed the replay with a percentage: {replaying:?}"
@@ -206,25 +211,33 @@ fn ready_names_an_unreachable_object_store() {
     assert_eq!(client.get("/ready").status, 200);
 
     proxy.pause();
-    let why = eventually("/ready names the object store", Duration::from_secs(45), || {
-        let ready = client.get("/ready");
-        let text = ready.text();
-        if ready.status == 503 && text.contains("object store unreachable: ") {
-            Ok(text)
-        } else {
-            Err(format!("{}: {text}", ready.status))
-        }
-    });
+    let why = eventually(
+        "/ready names the object store",
+        Duration::from_secs(45),
+        || {
+            let ready = client.get("/ready");
+            let text = ready.text();
+            if ready.status == 503 && text.contains("object store unreachable: ") {
+                Ok(text)
+            } else {
+                Err(format!("{}: {text}", ready.status))
+            }
+        },
+    );
     eprintln!("/ready with the object store down: {why}");
     assert_eq!(client.get("/live").status, 200, "still alive");
 
     proxy.resume();
-    eventually("/ready once the store is back", Duration::from_secs(45), || {
-        let ready = client.get("/ready");
-        (ready.status == 200)
-            .then_some(())
-            .ok_or_else(|| ready.text())
-    });
+    eventually(
+        "/ready once the store is back",
+        Duration::from_secs(45),
+        || {
+            let ready = client.get("/ready");
+            (ready.status == 200)
+                .then_some(())
+                .ok_or_else(|| ready.text())
+        },
+    );
     assert!(ember.log().contains("object store reachable again"));
 }
 
@@ -236,7 +249,10 @@ fn exercise(client: &Client) {
         .encode();
     let body = push_request(&[("service_name", "logged")], &pprof).encode_to_vec();
     assert_eq!(push(client, &body).unwrap().0, 200);
-    let range = TimeRange::new(now_nanos() / 1_000_000 - 60_000, now_nanos() / 1_000_000 + 60_000);
+    let range = TimeRange::new(
+        now_nanos() / 1_000_000 - 60_000,
+        now_nanos() / 1_000_000 + 60_000,
+    );
     let _ = client.label_values(None, "service_name", &[], range);
 }
 
@@ -275,7 +291,10 @@ fn json_logs_parse_and_log_files_hold_no_colour_codes() {
     let log = ember.log();
     assert!(log.contains("level=info"), "{log}");
     assert!(log.contains("msg=\"ember is serving\""), "{log}");
-    assert!(!log.contains("\u{1b}["), "colour codes in the log file:\n{log}");
+    assert!(
+        !log.contains("\u{1b}["),
+        "colour codes in the log file:\n{log}"
+    );
     assert!(
         !log.contains("msg=request "),
         "request lines are debug, not info"

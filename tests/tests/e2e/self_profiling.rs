@@ -130,7 +130,10 @@ fn go_tool_pprof_reads_the_cpu_profile_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(go)
         .args(["tool", "pprof", "-top"])
-        .arg(format!("{}/debug/pprof/profile?seconds=2", ember.base_url()))
+        .arg(format!(
+            "{}/debug/pprof/profile?seconds=2",
+            ember.base_url()
+        ))
         .env("HOME", dir.path())
         .env("PPROF_TMPDIR", dir.path())
         .output()
