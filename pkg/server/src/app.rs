@@ -232,10 +232,13 @@ impl Context<'_> {
             }
             Module::Storage => {
                 let store = ember_objstore::build(&config.storage)?;
+                // An ingester takes writes into its log through an outage: it
+                // stays ready, degraded; the others cannot work without the store.
                 crate::health::watch_object_store(
                     store.clone(),
                     self.readiness.clone(),
                     crate::health::OBJECT_STORE_CHECK_EVERY,
+                    !self.targets.contains(&Target::Ingester),
                 );
                 self.store = Some(store);
                 None

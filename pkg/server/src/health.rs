@@ -11,6 +11,13 @@
 //! all: it is served from the moment the port is bound, before any module has
 //! started, so a long replay never gets a process restarted by its liveness
 //! probe.
+//!
+//! A reason either blocks readiness or only degrades it: a degraded process
+//! answers 200 and lists the reason under `ready`. The object store's reason
+//! degrades a process that runs an ingester (its write-ahead log still takes
+//! writes durably and flushes retry, so it must keep taking traffic through an
+//! outage) and blocks the others (a querier or compactor without its store
+//! cannot do its work).
 
 use std::{
     collections::BTreeMap,
@@ -44,8 +51,11 @@ pub mod reason {
 type Live = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 enum Reason {
-    Fixed(String),
-    /// Asked on every read; `None` means it does not hold right now.
+    Fixed {
+        why: String,
+        blocks: bool,
+    },
+    /// Asked on every read; `None` means it does not hold right now. Blocks.
     Live(Live),
 }
 
@@ -69,9 +79,27 @@ impl Readiness {
         Self::default()
     }
 
-    /// Sets (or replaces) the reason `name`.
+    /// Sets (or replaces) the reason `name`, which blocks readiness.
     pub fn set(&self, name: &'static str, why: impl Into<String>) {
-        self.lock().insert(name, Reason::Fixed(why.into()));
+        self.lock().insert(
+            name,
+            Reason::Fixed {
+                why: why.into(),
+                blocks: true,
+            },
+        );
+    }
+
+    /// Sets (or replaces) the reason `name`, which only degrades readiness:
+    /// `/ready` still answers 200, and names it.
+    pub fn set_degraded(&self, name: &'static str, why: impl Into<String>) {
+        self.lock().insert(
+            name,
+            Reason::Fixed {
+                why: why.into(),
+                blocks: false,
+            },
+        );
     }
 
     /// Sets the reason `name` to `why`, asked on every read: it holds while
@@ -89,27 +117,36 @@ impl Readiness {
         self.lock().remove(name);
     }
 
-    /// Returns the reasons that hold now, ordered by name.
-    pub fn reasons(&self) -> Vec<String> {
+    /// Returns the reasons that hold now, ordered by name, each with
+    /// whether it blocks readiness.
+    fn all(&self) -> Vec<(String, bool)> {
         // Live reasons are asked outside the lock: they read other modules' state.
         let reasons: Vec<_> = self
             .lock()
             .values()
             .map(|r| match r {
-                Reason::Fixed(why) => Ok(why.clone()),
+                Reason::Fixed { why, blocks } => Ok((why.clone(), *blocks)),
                 Reason::Live(f) => Err(f.clone()),
             })
             .collect();
         reasons
             .into_iter()
             .filter_map(|r| match r {
-                Ok(why) => Some(why),
-                Err(f) => f(),
+                Ok(reason) => Some(reason),
+                Err(f) => f().map(|why| (why, true)),
             })
             .collect()
     }
 
-    /// Returns whether no reason holds.
+    /// Returns the reasons that block readiness now, ordered by name.
+    pub fn reasons(&self) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter_map(|(why, blocks)| blocks.then_some(why))
+            .collect()
+    }
+
+    /// Returns whether no reason blocks readiness.
     pub fn is_ready(&self) -> bool {
         self.reasons().is_empty()
     }
@@ -119,15 +156,24 @@ impl Readiness {
     }
 }
 
-/// `GET /ready`: 200 `ready`, or 503 with one reason per line.
+/// `GET /ready`: 200 `ready` (then any degrading reason, one per line), or
+/// 503 with one reason per line.
 pub(crate) async fn ready(State(readiness): State<Readiness>) -> Response {
-    let reasons = readiness.reasons();
-    if reasons.is_empty() {
-        return (StatusCode::OK, "ready\n").into_response();
+    let reasons = readiness.all();
+    let status = if reasons.iter().any(|(_, blocks)| *blocks) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let mut body = String::new();
+    if status == StatusCode::OK {
+        body.push_str("ready\n");
     }
-    let mut body = reasons.join("\n");
-    body.push('\n');
-    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    for (why, _) in reasons {
+        body.push_str(&why);
+        body.push('\n');
+    }
+    (status, body).into_response()
 }
 
 /// `GET /live`: 200 while the process serves.
@@ -155,11 +201,13 @@ pub async fn check_object_store(store: &dyn ObjectStore, timeout: Duration) -> R
 }
 
 /// Checks the store every `every` (at once first) and sets or clears
-/// [`reason::OBJECT_STORE`]; runs until the process exits.
+/// [`reason::OBJECT_STORE`], blocking readiness when `blocks`, else
+/// degrading it; runs until the process exits.
 pub fn watch_object_store(
     store: Arc<dyn ObjectStore>,
     readiness: Readiness,
     every: Duration,
+    blocks: bool,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -180,10 +228,12 @@ pub fn watch_object_store(
                         warn!(%error, "object store unreachable");
                     }
                     was_down = true;
-                    readiness.set(
-                        reason::OBJECT_STORE,
-                        format!("object store unreachable: {error}"),
-                    );
+                    let why = format!("object store unreachable: {error}");
+                    if blocks {
+                        readiness.set(reason::OBJECT_STORE, why);
+                    } else {
+                        readiness.set_degraded(reason::OBJECT_STORE, why);
+                    }
                 }
             }
         }
@@ -222,8 +272,17 @@ mod tests {
         let readiness = Readiness::new();
         let response = ready(State(readiness.clone())).await;
         assert_eq!(response.status(), StatusCode::OK);
+        readiness.set_degraded(reason::OBJECT_STORE, "object store unreachable: refused");
+        let response = ready(State(readiness.clone())).await;
+        assert_eq!(response.status(), StatusCode::OK, "only degraded");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            "ready\nobject store unreachable: refused\n"
+        );
         readiness.set(reason::RING, "not ACTIVE in the ring (JOINING)");
-        readiness.set(reason::OBJECT_STORE, "object store unreachable: refused");
         let response = ready(State(readiness)).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         let body = axum::body::to_bytes(response.into_body(), 1 << 10)
