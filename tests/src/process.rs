@@ -44,6 +44,8 @@ pub struct EmberProcess {
     log_path: PathBuf,
     /// Where the current start's output begins in the log file.
     log_offset: u64,
+    /// Whether a start waits for `GET /ready`.
+    wait: bool,
     // Held for their lifetimes: removed when the process value is dropped.
     _owned_data_dir: Option<TempDir>,
     _log_dir: TempDir,
@@ -87,6 +89,7 @@ impl EmberProcess {
             starts: 0,
             log_path,
             log_offset: 0,
+            wait: true,
             _owned_data_dir: owned,
             _log_dir: log_dir,
         };
@@ -172,7 +175,35 @@ impl EmberProcess {
             });
         self.port = port;
         self.child = Some(child);
+        if !self.wait {
+            return Ok(());
+        }
         self.wait_ready()
+    }
+
+    /// Starts the binary again like [`restart`](Self::restart), but returns
+    /// once it runs, without waiting for `GET /ready` (to watch it start, e.g.
+    /// replay its write-ahead log); [`wait_until_ready`](Self::wait_until_ready) waits.
+    pub fn restart_without_waiting(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "restart_without_waiting() needs the previous process stopped first"
+        );
+        self.wait = false;
+        let launched = self.try_launch();
+        self.wait = true;
+        if let Err(StartFailure::Other(why)) = launched {
+            self.fail(&why);
+        }
+    }
+
+    /// Waits until `GET /ready` answers 200, failing the test when it does not in time.
+    pub fn wait_until_ready(&mut self) {
+        match self.wait_ready() {
+            Ok(()) => {}
+            Err(StartFailure::PortTaken) => self.fail("ember could not bind its port"),
+            Err(StartFailure::Other(why)) => self.fail(&why),
+        }
     }
 
     fn wait_ready(&mut self) -> Result<(), StartFailure> {

@@ -2,6 +2,8 @@
 //! environment, flags), starts the targets it names and serves until SIGTERM
 //! or SIGINT, then shuts down gracefully.
 //!
+//! Logs go to stderr in `-log.format` (logfmt or json) at `-log.level`.
+//!
 //! Exit codes: 0 after a clean shutdown, 1 when the process fails while
 //! running, 2 when the configuration is invalid.
 
@@ -15,6 +17,8 @@ use ember_server::{
 use tracing::error;
 
 fn main() -> ExitCode {
+    // Before any thread starts, so that every thread can be CPU-profiled.
+    ember_server::selfprofile::prime();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = match config::load(&args, &env) {
@@ -36,12 +40,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // -log.level and -log.format; lines go to stderr without colour codes.
+    ember_server::logging::init(&config.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

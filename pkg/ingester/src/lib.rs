@@ -21,6 +21,7 @@ mod active;
 mod config;
 mod head;
 mod metrics;
+mod replay;
 mod service;
 mod wal_record;
 
@@ -54,6 +55,7 @@ pub use config::IngesterConfig;
 pub use ember_wal::WalMetrics;
 pub use head::Head;
 pub use metrics::{HeadCounts, IngesterMetrics};
+pub use replay::{ReplayProgress, ReplaySnapshot, thousands};
 pub use service::{IngesterApi, plan_of};
 
 #[derive(Debug, Error)]
@@ -192,16 +194,49 @@ impl Ingester {
         clock: SharedClock,
         wal_dir: &Path,
     ) -> Result<Self> {
+        Self::open_with_progress(config, store, clock, wal_dir, ReplayProgress::shared()).await
+    }
+
+    /// [`Ingester::open`], reporting how far the replay has come in
+    /// `progress` (finished when this returns, whatever the outcome) and
+    /// logging it every few seconds.
+    pub async fn open_with_progress(
+        config: IngesterConfig,
+        store: Arc<dyn ObjectStore>,
+        clock: SharedClock,
+        wal_dir: &Path,
+        progress: Arc<ReplayProgress>,
+    ) -> Result<Self> {
+        let logger = progress.clone().log_periodically();
+        let opened = Self::replay_and_open(config, store, clock, wal_dir, progress.clone()).await;
+        progress.finish();
+        logger.abort();
+        opened
+    }
+
+    async fn replay_and_open(
+        config: IngesterConfig,
+        store: Arc<dyn ObjectStore>,
+        clock: SharedClock,
+        wal_dir: &Path,
+        progress: Arc<ReplayProgress>,
+    ) -> Result<Self> {
         let options = config.wal_options();
         // Locked before it is read: another process must not replay or append
         // to the same segments.
         let lock = ember_wal::DirLock::acquire(wal_dir)?;
         let dir = wal_dir.to_path_buf();
+        let reading = progress.clone();
         let (entries, report) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let (records, report) = ember_wal::replay(&dir)?;
+            let (records, report) = ember_wal::replay_with(&dir, &reading.wal)?;
+            reading.start_records(true, records.len());
             let entries: Vec<_> = records
                 .iter()
-                .map(|r| (r.segment, r.offset, wal_record::decode(&r.payload)))
+                .map(|r| {
+                    let entry = (r.segment, r.offset, wal_record::decode(&r.payload));
+                    reading.record_done();
+                    entry
+                })
                 .collect();
             Ok((entries, report))
         })
@@ -233,12 +268,18 @@ impl Ingester {
                 for (segment, r) in group {
                     head.note_wal_segment(segment);
                     head.append(&r.profile, &r.series, r.time_nanos, r.id);
+                    progress.record_done();
                 }
                 // Replayed heads become blocks on the next flush.
                 let heads = ingester.tenant(tenant);
                 heads.lock().expect("poisoned").flushing.push(Arc::new(head));
             };
+            progress.start_records(false, entries.len());
             for (segment, offset, entry) in entries {
+                // A profile counts once it is in a head (in `rebuild`).
+                if !matches!(entry, Ok(wal_record::Entry::Profile(_))) {
+                    progress.record_done();
+                }
                 match entry {
                     Ok(wal_record::Entry::Profile(r)) => pending
                         .entry(r.tenant.clone())
@@ -251,6 +292,7 @@ impl Ingester {
                         }
                         if uploaded.contains(&(tenant.clone(), head)) {
                             already_uploaded += group.len();
+                            progress.add_done(group.len());
                             info!(tenant, block = %head, profiles = group.len(), "not replaying profiles already in an uploaded block");
                         } else {
                             rebuild(&ingester, &tenant, head, group);

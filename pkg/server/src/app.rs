@@ -4,26 +4,24 @@
 //! Each module's init reads what the modules before it built from a [`Context`]
 //! and adds its own part, and may leave a [`Running`] handle behind. Shutdown has
 //! two steps: every handle first hears that the process is draining (readiness
-//! goes false, an ingester turns LEAVING so distributors stop choosing it), then
+//! gains "shutting down", an ingester turns LEAVING so distributors stop choosing it), then
 //! the handles stop in reverse start order: the server lets in-flight requests
 //! finish, the agent pushes what it buffered, the compactor finishes its merge,
 //! the ingester stops taking writes and flushes every head, and the ring is left
 //! last. No acknowledged profile is left behind in memory.
+//!
+//! The port serves from the moment it is bound (the listener module): `/live`,
+//! `/ready` with the [`Readiness`] reasons the modules set (the write-ahead log
+//! replay's progress, ring state, object-store reachability), `/metrics` and
+//! `/debug/pprof/*`; every other request gets 503 until the server module
+//! installs the full router, after every module is initialized.
 //!
 //! In a cluster (any `-target` but `all`) every process gossips to form the
 //! ring ([`ember_ring`]): distributors write to replicas over `ingester.v1`,
 //! queriers read every ingester, and an ingester is ACTIVE (takes writes)
 //! from the moment it serves until shutdown.
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use ember_agent::{Agent, AgentOptions, InProcess, PushSink};
 use ember_compactor::{Compactor, CompactorMetrics, Retention};
@@ -31,7 +29,7 @@ use ember_distributor::{
     Distributor, DistributorMetrics,
     replication::{Placement, Replicas, ReplicationConfig},
 };
-use ember_ingester::{Ingester, IngesterApi, IngesterMetrics};
+use ember_ingester::{Ingester, IngesterApi, IngesterMetrics, ReplayProgress};
 use ember_limits::TenantLimits;
 use ember_model::ingest::IngestSink;
 use ember_proto::clients::{IngesterAddr, IngesterClients};
@@ -47,9 +45,11 @@ use tracing::{info, warn};
 use crate::{
     auth::Authenticator,
     config::{Config, hostname},
-    http::{Services, router},
+    health::{Readiness, reason},
+    http::{Open, Services, Slot, router, serving},
     metrics::Metrics,
     modules::{Module, resolve},
+    selfprofile::Profiler,
     target::{Target, expand},
 };
 
@@ -84,6 +84,8 @@ pub enum AppError {
     Tls(#[from] crate::tls::TlsError),
     #[error("module {0} needs module {1}, which did not start")]
     Missing(Module, Module),
+    #[error("self_profiling.enabled needs a distributor in this process or client.url to push to")]
+    SelfProfilingWithoutDistributor,
 }
 
 /// The ring as distributors and queriers use it: ingester addresses.
@@ -166,7 +168,8 @@ struct Context<'a> {
     clock: SharedClock,
     metrics: Metrics,
     clients: Arc<IngesterClients>,
-    listener: Option<TcpListener>,
+    /// The bound address of the port.
+    address: Option<SocketAddr>,
     http_port: u16,
     store: Option<Arc<dyn ObjectStore>>,
     ring: Option<Arc<Ring>>,
@@ -175,7 +178,19 @@ struct Context<'a> {
     querier: Option<Arc<Querier>>,
     agent: Option<Agent>,
     auth: Option<Arc<Authenticator>>,
-    ready: Arc<AtomicBool>,
+    /// Why the process is not ready; each module sets and clears its reasons.
+    readiness: Readiness,
+    profiler: Profiler,
+    /// Where the server module installs the full router.
+    slot: Slot,
+    /// The server, serving from the moment the port is bound.
+    serving: Option<Serving>,
+}
+
+/// The running HTTP/gRPC server task and its stop signal.
+struct Serving {
+    task: JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Context<'_> {
@@ -214,19 +229,38 @@ impl Context<'_> {
                 let listener = TcpListener::bind(&address)
                     .await
                     .map_err(|source| AppError::Listen { address, source })?;
-                self.http_port = listener.local_addr().map_err(AppError::Serve)?.port();
-                self.listener = Some(listener);
+                let bound = listener.local_addr().map_err(AppError::Serve)?;
+                self.http_port = bound.port();
+                self.address = Some(bound);
+                self.serve(listener)?;
                 None
             }
             Module::Storage => {
                 let metrics = ember_objstore::ObjstoreMetrics::register(self.registry())?;
-                let store = ember_objstore::build(&config.storage)?;
-                self.store = Some(ember_objstore::instrument(store, metrics));
+                let store =
+                    ember_objstore::instrument(ember_objstore::build(&config.storage)?, metrics);
+                // An ingester takes writes into its log through an outage: it
+                // stays ready, degraded; the others cannot work without the store.
+                crate::health::watch_object_store(
+                    store.clone(),
+                    self.readiness.clone(),
+                    crate::health::OBJECT_STORE_CHECK_EVERY,
+                    !self.targets.contains(&Target::Ingester),
+                );
+                self.store = Some(store);
                 None
             }
             Module::Ring => {
                 let ring = self.start_ring().await?;
                 ring.record_metrics(&ember_ring::RingMetrics::register(self.registry())?);
+                if self.targets.contains(&Target::Ingester) {
+                    let member = ring.clone();
+                    self.readiness.set_live(reason::RING, move || {
+                        let state = member.state();
+                        (state != State::Active)
+                            .then(|| format!("not ACTIVE in the ring ({})", state.as_str()))
+                    });
+                }
                 self.ring = Some(ring.clone());
                 Some(Box::new(RingModule(ring)))
             }
@@ -236,20 +270,24 @@ impl Context<'_> {
                         "write-ahead log fsync is off: acknowledged profiles may be lost if the machine crashes"
                     );
                 }
-                let ingester = Arc::new(
-                    Ingester::open(
-                        config.ingester.clone(),
-                        self.store(module)?,
-                        self.clock.clone(),
-                        &config.wal_dir(),
-                    )
-                    .await?
-                    .with_id(hostname())
-                    .with_metrics(
-                        IngesterMetrics::register(self.registry())?,
-                        ember_ingester::WalMetrics::register(self.registry())?,
-                    ),
-                );
+                // `/ready` shows the replay's progress while it runs.
+                let progress = ReplayProgress::shared();
+                let shown = progress.clone();
+                self.readiness
+                    .set_live(reason::WAL_REPLAY, move || shown.describe());
+                let opened = Ingester::open_with_progress(
+                    config.ingester.clone(),
+                    self.store(module)?,
+                    self.clock.clone(),
+                    &config.wal_dir(),
+                    progress,
+                )
+                .await;
+                self.readiness.clear(reason::WAL_REPLAY);
+                let ingester = Arc::new(opened?.with_id(hostname()).with_metrics(
+                    IngesterMetrics::register(self.registry())?,
+                    ember_ingester::WalMetrics::register(self.registry())?,
+                ));
                 self.ingester = Some(ingester.clone());
                 Some(Box::new(IngesterModule {
                     ingester,
@@ -344,8 +382,8 @@ impl Context<'_> {
                 }))
             }
             Module::Server => {
-                let listener = self
-                    .listener
+                let serving = self
+                    .serving
                     .take()
                     .ok_or(AppError::Missing(module, Module::Listener))?;
                 let ring = self.ring(module)?;
@@ -362,8 +400,6 @@ impl Context<'_> {
                         .filter(|_| config.clustered())
                         .map(IngesterApi),
                     ring: ring.clone(),
-                    metrics: self.metrics.clone(),
-                    ready: self.ready.clone(),
                     multitenancy: config.auth.multitenancy_enabled,
                     max_body_bytes: config.server.max_request_body_bytes as usize,
                     max_ingester_request_bytes: config.max_ingester_request_bytes(),
@@ -371,31 +407,90 @@ impl Context<'_> {
                     auth: self.auth.clone(),
                     cluster_token: config.auth.cluster_token.clone(),
                 };
-                let tls = if config.server.tls() {
-                    let s = &config.server;
-                    let ca = (!s.http_tls_ca_path.as_os_str().is_empty())
-                        .then_some(s.http_tls_ca_path.as_path());
-                    Some(crate::tls::server_config(
-                        &s.http_tls_cert_path,
-                        &s.http_tls_key_path,
-                        ca,
-                    )?)
-                } else {
-                    None
-                };
                 Some(Box::new(ServerModule {
-                    tls,
                     auth: self.auth.clone(),
-                    listener: Some(listener),
                     services: Some(services),
+                    slot: self.slot.clone(),
                     ring,
-                    ready: self.ready.clone(),
+                    readiness: self.readiness.clone(),
                     graceful_timeout: config.server.graceful_shutdown_timeout,
-                    task: None,
-                    stop: None,
+                    serving: Some(serving),
+                    self_profiling: self.self_profiling()?,
+                    self_profile_task: None,
                 }))
             }
         })
+    }
+
+    /// Starts serving on `listener` (HTTPS when configured): the open paths
+    /// at once, the rest once the server module installs its router.
+    fn serve(&mut self, listener: TcpListener) -> Result<(), AppError> {
+        let config = self.config;
+        let tls = if config.server.tls() {
+            let s = &config.server;
+            let ca = (!s.http_tls_ca_path.as_os_str().is_empty())
+                .then_some(s.http_tls_ca_path.as_path());
+            Some(crate::tls::server_config(
+                &s.http_tls_cert_path,
+                &s.http_tls_key_path,
+                ca,
+            )?)
+        } else {
+            None
+        };
+        let app = serving(
+            Open {
+                readiness: self.readiness.clone(),
+                metrics: self.metrics.clone(),
+                profiler: self.profiler.clone(),
+            },
+            self.slot.clone(),
+        );
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let stopped = async {
+            let _ = stop_rx.await;
+        };
+        let task = match tls {
+            Some(tls) => tokio::spawn(crate::tls::serve(listener, app, tls, stopped)),
+            None => {
+                let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                tokio::spawn(async move { server.await })
+            }
+        };
+        self.serving = Some(Serving { task, stop });
+        Ok(())
+    }
+
+    /// Returns where self-profiling pushes (this process's distributor, else
+    /// `client.url`), as which tenant, and the `target` label; `None` when off.
+    fn self_profiling(&self) -> Result<Option<SelfProfiling>, AppError> {
+        let config = self.config;
+        if !config.self_profiling.enabled {
+            return Ok(None);
+        }
+        let sink: Arc<dyn PushSink> = match &self.distributor {
+            Some(distributor) => Arc::new(InProcess(Arc::new(distributor.clone()))),
+            None if !config.client.url.is_empty() => ember_agent::push::remote(&config.client)?,
+            None => return Err(AppError::SelfProfilingWithoutDistributor),
+        };
+        let tenant = if config.client.tenant_id.is_empty() {
+            ember_proto::Tenant::ANONYMOUS.to_owned()
+        } else {
+            config.client.tenant_id.clone()
+        };
+        let target = config
+            .target
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Some(SelfProfiling {
+            profiler: self.profiler.clone(),
+            sink,
+            tenant,
+            target,
+            interval: config.self_profiling.interval,
+        }))
     }
 
     /// Starts gossip for a clustered process, or describes the single process.
@@ -524,63 +619,67 @@ impl Running for AgentModule {
     }
 }
 
-/// The HTTP/gRPC server: serves every module, goes unready on the signal and
-/// gives in-flight requests the graceful period on stop.
+/// Where and how often self-profiling pushes.
+struct SelfProfiling {
+    /// The one `/debug/pprof/profile` uses too: one profile runs at a time.
+    profiler: Profiler,
+    sink: Arc<dyn PushSink>,
+    tenant: String,
+    target: String,
+    interval: Duration,
+}
+
+/// The HTTP/gRPC server: serving since the port was bound, it takes every
+/// request once started, goes unready on the signal and gives in-flight
+/// requests the graceful period on stop.
 struct ServerModule {
-    /// Set: the port serves HTTPS.
-    tls: Option<Arc<rustls::ServerConfig>>,
     /// Watched for changes of the credentials file while serving.
     auth: Option<Arc<Authenticator>>,
-    listener: Option<TcpListener>,
     services: Option<Services>,
+    slot: Slot,
     ring: Arc<Ring>,
-    ready: Arc<AtomicBool>,
+    readiness: Readiness,
     graceful_timeout: Duration,
-    task: Option<JoinHandle<std::io::Result<()>>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<Serving>,
+    self_profiling: Option<SelfProfiling>,
+    self_profile_task: Option<JoinHandle<()>>,
 }
 
 #[async_trait::async_trait]
 impl Running for ServerModule {
     fn start(&mut self) {
-        let (Some(listener), Some(services)) = (self.listener.take(), self.services.take()) else {
+        let Some(services) = self.services.take() else {
             return;
         };
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        self.stop = Some(stop_tx);
-        let app = router(services);
-        let stopped = async {
-            let _ = stop_rx.await;
-        };
-        self.task = Some(match self.tls.clone() {
-            Some(tls) => tokio::spawn(crate::tls::serve(listener, app, tls, stopped)),
-            None => {
-                let server = axum::serve(listener, app).with_graceful_shutdown(stopped);
-                tokio::spawn(async move { server.await })
-            }
-        });
+        self.slot.install(router(services));
         if let Some(auth) = &self.auth {
             tokio::spawn(auth.clone().watch());
         }
-        self.ready.store(true, Ordering::Release);
+        self.readiness.clear(reason::STARTING);
         // Serving, with the write-ahead log replayed: take writes.
         self.ring.set_state(State::Active);
+        if let Some(p) = self.self_profiling.take() {
+            self.self_profile_task = Some(crate::selfprofile::run_loop(
+                p.profiler, p.sink, p.tenant, p.target, p.interval,
+            ));
+        }
     }
 
     fn draining(&self) {
         info!("shutting down: no longer ready");
-        self.ready.store(false, Ordering::Release);
+        self.readiness.set(reason::SHUTDOWN, "shutting down");
+        if let Some(task) = &self.self_profile_task {
+            task.abort();
+        }
     }
 
     async fn stop(mut self: Box<Self>) -> Result<(), AppError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let Some(task) = self.task.take() else {
+        let Some(serving) = self.serving.take() else {
             return Ok(());
         };
+        let _ = serving.stop.send(());
         // In-flight requests get the graceful period; then the server is dropped.
-        match tokio::time::timeout(self.graceful_timeout, task).await {
+        match tokio::time::timeout(self.graceful_timeout, serving.task).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(AppError::Serve(e)),
             Ok(Err(e)) => {
@@ -625,7 +724,7 @@ impl App {
             clock: SystemClock::shared(),
             metrics: Metrics::new(),
             clients: Arc::new(peer_clients(config)?),
-            listener: None,
+            address: None,
             http_port: 0,
             store: None,
             ring: None,
@@ -634,21 +733,25 @@ impl App {
             querier: None,
             agent: None,
             auth: None,
-            ready: Arc::new(AtomicBool::new(false)),
+            readiness: Readiness::new(),
+            profiler: Profiler::new(),
+            slot: Slot::default(),
+            serving: None,
         };
+        context
+            .readiness
+            .set(reason::STARTING, "starting: modules are initializing");
         let target: Vec<&str> = config.target.iter().map(|t| t.as_str()).collect();
         context.metrics.register_process(&target.join(","))?;
         let mut running = Vec::new();
-        let mut address = None;
         for module in modules {
-            if module == Module::Server {
-                address = context.listener.as_ref().and_then(|l| l.local_addr().ok());
-            }
             if let Some(handle) = context.init(module).await? {
                 running.push((module, handle));
             }
         }
-        let address = address.ok_or(AppError::Missing(Module::Server, Module::Listener))?;
+        let address = context
+            .address
+            .ok_or(AppError::Missing(Module::Server, Module::Listener))?;
         Ok(Self { address, running })
     }
 

@@ -39,6 +39,8 @@ use ember_objstore::StorageConfig;
 use ember_ring::MemberlistConfig;
 use serde::{Deserialize, Serialize};
 
+pub use crate::logging::LogConfig;
+pub use crate::selfprofile::SelfProfilingConfig;
 pub use crate::server_config::{AuthConfig, IngesterClientConfig, ServerConfig};
 use crate::target::{Target, deserialize_targets};
 
@@ -88,6 +90,10 @@ pub struct Config {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// Where the agent pushes.
     pub client: ClientConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Ember's profiles of itself.
+    pub self_profiling: SelfProfilingConfig,
 }
 
 impl Default for Config {
@@ -106,6 +112,8 @@ impl Default for Config {
             overrides: BTreeMap::new(),
             scrape_configs: Vec::new(),
             client: ClientConfig::default(),
+            log: LogConfig::default(),
+            self_profiling: SelfProfilingConfig::default(),
         }
     }
 }
@@ -182,6 +190,7 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::invalid(e.to_string()))?;
         ember_agent::config::validate(&self.scrape_configs, &self.client)?;
+        self.self_profiling.validate()?;
         Ok(())
     }
 }
@@ -1020,7 +1029,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = loader().keys::<Config>();
-        assert_eq!(keys.list.len(), 78);
+        assert_eq!(keys.list.len(), 82);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(

@@ -1,19 +1,23 @@
 //! Assembles every endpoint on one port: gRPC (dispatched by content type),
-//! Connect, the legacy Pyroscope HTTP API, `/ready` and `/metrics`.
+//! Connect, the legacy Pyroscope HTTP API, and the open paths (`/ready`,
+//! `/live`, `/metrics`, `/debug/pprof/*`).
+//!
+//! The port serves from the moment it is bound ([`serving`]): the open paths at
+//! once, everything else 503 with the readiness reasons until the modules are
+//! started and the full [`router`] is installed in the [`Slot`]. So an
+//! ingester replaying a large write-ahead log answers its probes, and takes no
+//! write or query before the replay ends.
 
 use std::{
     convert::Infallible,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, OnceLock},
 };
 
 use axum::{
     Router,
     body::{Body, Bytes},
     extract::{DefaultBodyLimit, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -33,8 +37,11 @@ use tower::ServiceExt;
 use crate::{
     auth::{self, AuthError, Authenticator},
     connect,
+    health::{self, Readiness},
+    logging,
     metrics::Metrics,
     render,
+    selfprofile::{self, Profiler},
 };
 
 /// What the HTTP layer serves; absent services answer 404.
@@ -46,8 +53,6 @@ pub struct Services {
     pub ingester: Option<ember_ingester::IngesterApi>,
     /// Membership, shown at `/ring`.
     pub ring: Arc<ember_ring::Ring>,
-    pub metrics: Metrics,
-    pub ready: Arc<AtomicBool>,
     pub multitenancy: bool,
     pub max_body_bytes: usize,
     /// Largest `ingester.v1` request an ingester decodes: a distributor
@@ -62,8 +67,15 @@ pub struct Services {
     pub cluster_token: Secret,
 }
 
-/// Paths anyone may call, whatever the authentication: health and metrics.
-const OPEN_PATHS: &[&str] = &["/ready", "/metrics"];
+/// Paths anyone may call, whatever the authentication: health, metrics and
+/// profiling (as Pyroscope serves its pprof endpoints on the server port).
+const OPEN_PATHS: &[&str] = &[
+    "/ready",
+    "/live",
+    "/metrics",
+    "/debug/pprof/profile",
+    "/debug/pprof/heap",
+];
 
 /// How a request's tenant is found.
 #[derive(Debug)]
@@ -104,7 +116,7 @@ fn from_peer(headers: &HeaderMap, token: &Secret) -> bool {
 
 /// Puts the request's [`Tenant`] into its extensions, or refuses it: from its
 /// credentials when authentication is on, else from `X-Scope-OrgID`.
-async fn tenant(State(tenancy): State<Arc<Tenancy>>, mut request: Request, next: Next) -> Response {
+async fn tenant(State(tenancy): State<Arc<Tenancy>>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if OPEN_PATHS.contains(&path) {
         return next.run(request).await;
@@ -136,8 +148,7 @@ async fn tenant(State(tenancy): State<Arc<Tenancy>>, mut request: Request, next:
                 }
             }
         };
-        request.extensions_mut().insert(Tenant(tenant));
-        return next.run(request).await;
+        return with_tenant(request, next, tenant).await;
     }
     let tenant = if tenancy.multitenancy {
         match request
@@ -162,8 +173,15 @@ async fn tenant(State(tenancy): State<Arc<Tenancy>>, mut request: Request, next:
     } else {
         Tenant::ANONYMOUS.to_owned()
     };
-    request.extensions_mut().insert(Tenant(tenant));
-    next.run(request).await
+    with_tenant(request, next, tenant).await
+}
+
+/// Runs the request as `tenant`, whom the response names too (for the request log).
+async fn with_tenant(mut request: Request, next: Next, tenant: String) -> Response {
+    request.extensions_mut().insert(Tenant(tenant.clone()));
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(Tenant(tenant));
+    response
 }
 
 /// Tenant IDs become object-storage prefixes, so only safe characters pass.
@@ -306,27 +324,84 @@ fn is_grpc(request: &Request) -> bool {
         .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
-async fn ready(State(ready): State<Arc<AtomicBool>>) -> Response {
-    if ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+/// What every target serves from the moment its port is bound.
+#[derive(Debug, Clone)]
+pub struct Open {
+    pub readiness: Readiness,
+    pub metrics: Metrics,
+    pub profiler: Profiler,
+}
+
+/// Where the full [`router`] is installed, once, when the modules are ready.
+#[derive(Debug, Clone, Default)]
+pub struct Slot(Arc<OnceLock<Router>>);
+
+impl Slot {
+    /// Installs the full router; later calls change nothing.
+    pub fn install(&self, router: Router) {
+        let _ = self.0.set(router);
     }
 }
 
-/// Builds the whole application.
+/// Returns the answer to a request that comes before the modules are ready:
+/// 503 with the reasons, as a gRPC or a Connect error.
+fn not_ready(request: &Request, readiness: &Readiness) -> Response {
+    let reasons = readiness.reasons();
+    let why = if reasons.is_empty() {
+        "starting".to_owned()
+    } else {
+        reasons.join("; ")
+    };
+    let status = Code::Unavailable.status(format!("not ready: {why}"));
+    if is_grpc(request) {
+        status.into_http()
+    } else {
+        connect::error_response(&status)
+    }
+}
+
+/// Returns what the port serves from the moment it is bound: the open paths,
+/// and the router in `slot` once installed (503 before), each request counted
+/// in the metrics and logged.
+pub fn serving(open: Open, slot: Slot) -> Router {
+    let readiness = open.readiness.clone();
+    let rest = tower::service_fn(move |request: Request<Body>| {
+        let (slot, readiness) = (slot.clone(), readiness.clone());
+        async move {
+            Ok::<_, Infallible>(match slot.0.get() {
+                Some(app) => app.clone().oneshot(request).await.into_response(),
+                None => not_ready(&request, &readiness),
+            })
+        }
+    });
+    Router::new()
+        .route("/ready", get(health::ready).with_state(open.readiness))
+        .route("/live", get(health::live))
+        .route(
+            "/metrics",
+            get(crate::metrics::handler).with_state(open.metrics.clone()),
+        )
+        .route(
+            "/debug/pprof/profile",
+            get(selfprofile::profile_handler).with_state(open.profiler),
+        )
+        .route("/debug/pprof/heap", get(selfprofile::heap_handler))
+        .fallback_service(rest)
+        .layer(middleware::from_fn(logging::log_request))
+        .layer(middleware::from_fn_with_state(
+            open.metrics,
+            crate::metrics::record,
+        ))
+}
+
+/// Builds the application the modules serve, installed in [`serving`]'s slot.
 pub fn router(s: Services) -> Router {
     let http = Router::new()
         .merge(connect_routes(&s))
         .merge(render::routes(s.querier.clone()))
         .merge(crate::ingest::routes(s.distributor.clone()))
         .merge(ember_ui::routes(s.querier.clone()))
-        .route("/ready", get(ready).with_state(s.ready.clone()))
         .merge(s.ring.router())
-        .route(
-            "/metrics",
-            get(crate::metrics::handler).with_state(s.metrics.clone()),
-        )
         .merge(s.agent.as_ref().map(|a| a.routes()).unwrap_or_default())
         .layer(DefaultBodyLimit::max(s.max_body_bytes));
     let grpc = grpc_routes(&s);
@@ -348,15 +423,79 @@ pub fn router(s: Services) -> Router {
             }),
             tenant,
         ))
-        .layer(middleware::from_fn_with_state(
-            s.metrics.clone(),
-            crate::metrics::record,
-        ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::reason;
+
+    async fn call(app: &Router, method: &str, path: &str, content_type: &str) -> Response {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::empty())
+            .unwrap();
+        app.clone().oneshot(request).await.unwrap()
+    }
+
+    async fn text(response: Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn until_the_router_is_installed_only_the_open_paths_answer() {
+        let readiness = Readiness::new();
+        let replaying =
+            "replaying write-ahead log: 40%, 4,000 of 10,000 records (rebuilding heads)";
+        readiness.set(reason::WAL_REPLAY, replaying);
+        let slot = Slot::default();
+        let app = serving(
+            Open {
+                readiness: readiness.clone(),
+                metrics: Metrics::new(),
+                profiler: Profiler::new(),
+            },
+            slot.clone(),
+        );
+        let live = call(&app, "GET", "/live", "").await;
+        assert_eq!(live.status(), 200);
+        let ready = call(&app, "GET", "/ready", "").await;
+        assert_eq!(ready.status(), 503);
+        assert_eq!(text(ready).await, format!("{replaying}\n"));
+        assert_eq!(call(&app, "GET", "/metrics", "").await.status(), 200);
+
+        let push = call(
+            &app,
+            "POST",
+            "/push.v1.PusherService/Push",
+            "application/proto",
+        )
+        .await;
+        assert_eq!(push.status(), 503);
+        let body = text(push).await;
+        assert!(
+            body.contains("unavailable") && body.contains(replaying),
+            "{body}"
+        );
+        let grpc = call(
+            &app,
+            "POST",
+            "/push.v1.PusherService/Push",
+            "application/grpc",
+        )
+        .await;
+        assert_eq!(grpc.headers()["grpc-status"], "14", "gRPC's UNAVAILABLE");
+
+        slot.install(Router::new().route("/x", get(|| async { "x" })));
+        readiness.clear(reason::WAL_REPLAY);
+        assert_eq!(text(call(&app, "GET", "/x", "").await).await, "x");
+        assert_eq!(call(&app, "GET", "/ready", "").await.status(), 200);
+    }
 
     #[test]
     fn tenant_ids_are_path_safe() {

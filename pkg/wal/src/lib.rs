@@ -38,7 +38,10 @@ use std::{
     fs::{self, File, OpenOptions},
     io::{self, Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
-    sync::{Arc, Condvar, Mutex, MutexGuard},
+    sync::{
+        Arc, Condvar, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use thiserror::Error;
@@ -215,6 +218,26 @@ impl ReplayReport {
     }
 }
 
+/// How far a [`replay_with`] has read, readable from other threads while it
+/// runs: bytes of segment files read out of their total.
+#[derive(Debug, Default)]
+pub struct ReplayProgress {
+    bytes_total: AtomicU64,
+    bytes_read: AtomicU64,
+}
+
+impl ReplayProgress {
+    /// Returns the bytes of every segment file to read (0 until the replay starts).
+    pub fn bytes_total(&self) -> u64 {
+        self.bytes_total.load(Ordering::Relaxed)
+    }
+
+    /// Returns the bytes read and checked so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+}
+
 /// Returns a record's stored bytes: the payload's length, then its zstd frame.
 fn compress(payload: &[u8]) -> Vec<u8> {
     let mut stored = Vec::with_capacity(payload.len() / 3 + 16);
@@ -270,9 +293,23 @@ pub fn segments(dir: &Path) -> Result<Vec<u64>> {
 /// checksum is skipped and the records after it are kept. Only I/O errors and
 /// an unknown format version fail.
 pub fn replay(dir: &Path) -> Result<(Vec<Record>, ReplayReport)> {
+    replay_with(dir, &ReplayProgress::default())
+}
+
+/// [`replay`], counting the bytes it reads in `progress` as it goes.
+pub fn replay_with(dir: &Path, progress: &ReplayProgress) -> Result<(Vec<Record>, ReplayReport)> {
     let mut records = Vec::new();
     let mut report = ReplayReport::default();
-    for seq in segments(dir)? {
+    let sequences = segments(dir)?;
+    let total: u64 = sequences
+        .iter()
+        .filter_map(|&seq| fs::metadata(segment_path(dir, seq)).ok())
+        .map(|m| m.len())
+        .sum();
+    progress.bytes_total.store(total, Ordering::Relaxed);
+    // Bytes of the segments before the one being read.
+    let mut before = 0u64;
+    for seq in sequences {
         let path = segment_path(dir, seq);
         let mut data = Vec::new();
         File::open(&path)
@@ -292,6 +329,7 @@ pub fn replay(dir: &Path) -> Result<(Vec<Record>, ReplayReport)> {
             skip(0, data.len() as u64, Damage::BadHeader);
             // Nothing in it can be trusted; leave an empty, valid segment.
             rewrite_header(&path)?;
+            before += data.len() as u64;
             continue;
         }
         let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
@@ -340,7 +378,12 @@ pub fn replay(dir: &Path) -> Result<(Vec<Record>, ReplayReport)> {
                 }
             }
             pos += end;
+            progress
+                .bytes_read
+                .store(before + pos as u64, Ordering::Relaxed);
         }
+        before += data.len() as u64;
+        progress.bytes_read.store(before, Ordering::Relaxed);
         if let Some(at) = truncate_at {
             let f = OpenOptions::new()
                 .write(true)

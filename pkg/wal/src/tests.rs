@@ -259,3 +259,31 @@ fn records_are_stored_compressed() {
     let (records, _) = replay(dir.path()).unwrap();
     assert_eq!(records[0].payload, payload);
 }
+
+#[test]
+fn replay_progress_counts_every_byte_of_every_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        dir.path(),
+        WalOptions {
+            max_segment_bytes: 64,
+            fsync: false,
+        },
+    )
+    .unwrap();
+    for i in 0..20u32 {
+        wal.append(&i.to_le_bytes().repeat(10)).unwrap();
+    }
+    drop(wal);
+    let on_disk: u64 = segments(dir.path())
+        .unwrap()
+        .iter()
+        .map(|&s| fs::metadata(segment_path(dir.path(), s)).unwrap().len())
+        .sum();
+    assert!(segments(dir.path()).unwrap().len() > 2, "several segments");
+    let progress = ReplayProgress::default();
+    let (records, _) = replay_with(dir.path(), &progress).unwrap();
+    assert_eq!(records.len(), 20);
+    assert_eq!(progress.bytes_total(), on_disk);
+    assert_eq!(progress.bytes_read(), on_disk);
+}
