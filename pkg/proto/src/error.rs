@@ -24,10 +24,15 @@ pub enum Code {
     Unavailable,
     /// A bug or an infrastructure failure (500).
     Internal,
+    /// What was asked for does not exist, e.g. an unknown ad hoc profile ID (404).
+    NotFound,
+    /// A known method this server does not offer on purpose, e.g. a
+    /// Grafana Cloud-only feature (501; clients fall back on it).
+    Unimplemented,
 }
 
 impl Code {
-    const ALL: [Code; 8] = [
+    const ALL: [Code; 10] = [
         Code::BadRequest,
         Code::TooLarge,
         Code::Unprocessable,
@@ -36,6 +41,8 @@ impl Code {
         Code::Forbidden,
         Code::Unavailable,
         Code::Internal,
+        Code::NotFound,
+        Code::Unimplemented,
     ];
 
     pub fn grpc(self) -> GrpcCode {
@@ -46,6 +53,8 @@ impl Code {
             Code::Forbidden => GrpcCode::PermissionDenied,
             Code::Unavailable => GrpcCode::Unavailable,
             Code::Internal => GrpcCode::Internal,
+            Code::NotFound => GrpcCode::NotFound,
+            Code::Unimplemented => GrpcCode::Unimplemented,
         }
     }
 
@@ -59,6 +68,8 @@ impl Code {
             Code::Forbidden => 403,
             Code::Unavailable => 503,
             Code::Internal => 500,
+            Code::NotFound => 404,
+            Code::Unimplemented => 501,
         }
     }
 
@@ -72,6 +83,8 @@ impl Code {
             Code::Forbidden => "forbidden",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
+            Code::NotFound => "not_found",
+            Code::Unimplemented => "unimplemented",
         }
     }
 
@@ -102,6 +115,8 @@ impl Code {
             GrpcCode::ResourceExhausted => Code::RateLimited,
             GrpcCode::Unauthenticated => Code::Unauthenticated,
             GrpcCode::PermissionDenied => Code::Forbidden,
+            GrpcCode::NotFound => Code::NotFound,
+            GrpcCode::Unimplemented => Code::Unimplemented,
             GrpcCode::Unavailable | GrpcCode::Cancelled | GrpcCode::DeadlineExceeded => {
                 Code::Unavailable
             }

@@ -16,6 +16,10 @@ pub mod google {
         include!(concat!(env!("OUT_DIR"), "/google.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/google.v1.serde.rs"));
     }
+    pub mod api {
+        include!(concat!(env!("OUT_DIR"), "/google.api.rs"));
+        include!(concat!(env!("OUT_DIR"), "/google.api.serde.rs"));
+    }
 }
 
 pub mod push {
@@ -36,6 +40,34 @@ pub mod ingester {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/ingester.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/ingester.v1.serde.rs"));
+    }
+}
+
+pub mod settings {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/settings.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/settings.v1.serde.rs"));
+    }
+}
+
+pub mod status {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/status.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/status.v1.serde.rs"));
+    }
+}
+
+pub mod adhocprofiles {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/adhocprofiles.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/adhocprofiles.v1.serde.rs"));
+    }
+}
+
+pub mod capabilities {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/capabilities.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/capabilities.v1.serde.rs"));
     }
 }
 

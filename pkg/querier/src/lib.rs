@@ -12,6 +12,7 @@
 //! ([`ProfileFilter::Once`]), whichever copies it meets. Blocks whose data a
 //! compacted block holds ([`ember_block::superseded`]) are not read at all.
 
+mod analyze;
 mod error;
 pub mod remote;
 mod series;
@@ -31,9 +32,10 @@ use ember_proto::{
     Tenant,
     google::v1::Profile,
     querier::v1::{
-        DiffRequest, DiffResponse, ProfileTypesRequest, ProfileTypesResponse,
-        SelectMergeProfileRequest, SelectMergeStacktracesRequest, SelectMergeStacktracesResponse,
-        SelectSeriesRequest, SelectSeriesResponse, SeriesRequest, SeriesResponse,
+        AnalyzeQueryRequest, AnalyzeQueryResponse, DiffRequest, DiffResponse, ProfileFormat,
+        ProfileTypesRequest, ProfileTypesResponse, SelectMergeProfileRequest,
+        SelectMergeStacktracesRequest, SelectMergeStacktracesResponse, SelectSeriesRequest,
+        SelectSeriesResponse, SeriesRequest, SeriesResponse,
         querier_service_server::QuerierService,
     },
     types::v1::{
@@ -353,13 +355,24 @@ impl QuerierService for Querier {
         let plan = Self::stacktraces_plan(&req)?;
         let tree = self.merge_tree(&tenant, &plan).await?;
         let max_nodes = max_nodes(req.max_nodes);
-        let flamegraph = tokio::task::spawn_blocking(move || tree.to_flamegraph(max_nodes))
-            .await
-            .map_err(Error::from)?;
-        Ok(Response::new(SelectMergeStacktracesResponse {
-            flamegraph: Some(flamegraph),
-            tree: Vec::new(),
-        }))
+        // Any other value, unknown ones included, gets the documented default: a flame graph.
+        let as_tree = req.format == ProfileFormat::Tree as i32;
+        let response = tokio::task::spawn_blocking(move || {
+            if as_tree {
+                SelectMergeStacktracesResponse {
+                    flamegraph: None,
+                    tree: tree.to_tree_bytes(max_nodes),
+                }
+            } else {
+                SelectMergeStacktracesResponse {
+                    flamegraph: Some(tree.to_flamegraph(max_nodes)),
+                    tree: Vec::new(),
+                }
+            }
+        })
+        .await
+        .map_err(Error::from)?;
+        Ok(Response::new(response))
     }
 
     async fn select_merge_profile(
@@ -463,6 +476,16 @@ impl QuerierService for Querier {
         Ok(Response::new(DiffResponse {
             flamegraph: Some(diff),
         }))
+    }
+
+    async fn analyze_query(
+        &self,
+        request: Request<AnalyzeQueryRequest>,
+    ) -> Result<Response<AnalyzeQueryResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        Ok(Response::new(
+            self.estimate(&tenant, request.get_ref()).await?,
+        ))
     }
 
     async fn get_profile_stats(

@@ -1,15 +1,19 @@
 //! Assembles an Ember process: configuration, the components selected by
 //! `-target`, and one port serving gRPC, Connect and the HTTP API.
 
+pub mod adhoc;
 pub mod app;
 pub mod auth;
 pub mod config;
 mod connect;
+pub mod grafana;
 pub mod http;
 mod ingest;
 pub mod metrics;
 pub mod modules;
 mod render;
 mod server_config;
+pub mod settings;
+pub mod status;
 pub mod target;
 pub mod tls;
