@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 mod connect;
+mod dot;
 pub mod grafana;
 pub mod http;
 mod ingest;
