@@ -269,8 +269,9 @@ impl fmt::Display for Matcher {
     }
 }
 
-/// Returns whether `name` can be written unquoted in a selector.
-fn is_bare_name(name: &str) -> bool {
+/// Returns whether `name` can be written unquoted in a selector
+/// (`[a-zA-Z_][a-zA-Z0-9_.]*`); other names need Prometheus 3 quoting.
+pub fn is_bare_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
         .next()

@@ -1,5 +1,5 @@
 //! Times as Pyroscope's HTTP API and UI write them in URLs: `now`,
-//! `now-<n><unit>` or `-<n><unit>` (`s`, `m`, `h`, `d`, `w`, also spelled
+//! `now-<n><unit>`, `now+<n><unit>` or `-<n><unit>` (`s`, `m`, `h`, `d`, `w`, also spelled
 //! `sec`, `min`, `hour`, `day`, `week`), a unix time in seconds,
 //! milliseconds, microseconds or nanoseconds told apart by magnitude, or a
 //! UTC date as Pyroscope's `attime` reads it: `YYYYMMDD`, `HH:MM_YYYYMMDD`,
@@ -33,7 +33,11 @@ pub fn parse(input: &str, now_ms: i64) -> Result<i64> {
         if rest.is_empty() {
             return Ok(now_ms);
         }
-        let rest = rest.strip_prefix('-').ok_or_else(bad)?;
+        let (sign, rest) = match (rest.strip_prefix('-'), rest.strip_prefix('+')) {
+            (Some(r), _) => (-1, r),
+            (None, Some(r)) => (1, r),
+            _ => return Err(bad()),
+        };
         let split = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
@@ -50,7 +54,7 @@ pub fn parse(input: &str, now_ms: i64) -> Result<i64> {
                 )));
             }
         };
-        return Ok(now_ms.saturating_sub(n.saturating_mul(unit_ms)));
+        return Ok(now_ms.saturating_add(sign * n.saturating_mul(unit_ms)));
     }
     if s.len() == 8 && s.starts_with(['1', '2']) && s.bytes().all(|b| b.is_ascii_digit()) {
         // YYYYMMDD: eight digits that make a date are one, not a unix time in 1970.
@@ -149,6 +153,7 @@ mod tests {
         assert_eq!(parse("1700000000000000"), Some(now));
         assert_eq!(parse("1700000000000000000"), Some(now));
         assert_eq!(parse("-1h"), Some(now - 3_600_000));
+        assert_eq!(parse("now+1h"), Some(now + 3_600_000));
         assert_eq!(parse("now-30min"), Some(now - 1_800_000));
         assert!(parse("yesterday").is_none());
         // Dates, UTC.

@@ -23,13 +23,14 @@ use std::{
 };
 
 use ember_block::{Block, BlockView};
+use ember_model::selector::is_bare_name;
 use ember_model::{
     Labels, ProfileType, Selector,
     flamegraph::{self, FunctionTree},
     labels::PROFILE_TYPE,
 };
 use ember_proto::{
-    Tenant,
+    ClientCapabilities, Tenant,
     google::v1::Profile,
     querier::v1::{
         AnalyzeQueryRequest, AnalyzeQueryResponse, DiffRequest, DiffResponse, ProfileFormat,
@@ -299,14 +300,18 @@ impl QuerierService for Querier {
         request: Request<LabelNamesRequest>,
     ) -> Result<Response<LabelNamesResponse>, Status> {
         let tenant = Tenant::of(&request)?;
+        let utf8 = ClientCapabilities::of(&request).allow_utf8_label_names;
         let req = request.into_inner();
         let (start, end) = nanos_range(req.start, req.end)?;
         let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
+        // As Pyroscope: a client that cannot quote label names is not shown
+        // the names it could not filter on.
         let names: BTreeSet<String> = self
             .series_labels(&tenant, &plan)
             .await?
             .iter()
             .flat_map(|l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+            .filter(|n| utf8 || is_bare_name(n))
             .collect();
         Ok(Response::new(LabelNamesResponse {
             names: names.into_iter().collect(),
@@ -318,13 +323,23 @@ impl QuerierService for Querier {
         request: Request<SeriesRequest>,
     ) -> Result<Response<SeriesResponse>, Status> {
         let tenant = Tenant::of(&request)?;
+        let utf8 = ClientCapabilities::of(&request).allow_utf8_label_names;
         let req = request.into_inner();
         let (start, end) = nanos_range(req.start, req.end)?;
         let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
         let keep: BTreeSet<&str> = req.label_names.iter().map(String::as_str).collect();
         let mut out: BTreeSet<Labels> = BTreeSet::new();
         for labels in self.series_labels(&tenant, &plan).await? {
-            if keep.is_empty() {
+            if !utf8 && labels.iter().any(|l| !is_bare_name(&l.name)) {
+                out.insert(Labels::new(
+                    labels
+                        .iter()
+                        .filter(|l| is_bare_name(&l.name))
+                        .filter(|l| keep.is_empty() || keep.contains(l.name.as_str()))
+                        .cloned()
+                        .collect(),
+                ));
+            } else if keep.is_empty() {
                 out.insert(labels);
             } else {
                 out.insert(Labels::new(

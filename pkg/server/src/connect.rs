@@ -154,6 +154,14 @@ where
     };
     let mut request = tonic::Request::new(message);
     request.extensions_mut().insert(tenant);
+    request
+        .extensions_mut()
+        .insert(ember_proto::ClientCapabilities::from_accept(
+            headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        ));
     match call(request).await {
         Ok(response) => encode(response.get_ref(), encoding),
         Err(status) => error_response(&status),

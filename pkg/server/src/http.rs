@@ -121,6 +121,14 @@ fn from_peer(headers: &HeaderMap, token: &Secret) -> bool {
 /// Puts the request's [`Tenant`] into its extensions, or refuses it: from its
 /// credentials when authentication is on, else from `X-Scope-OrgID`.
 async fn tenant(State(tenancy): State<Arc<Tenancy>>, mut request: Request, next: Next) -> Response {
+    let capabilities = ember_proto::ClientCapabilities::from_accept(
+        request
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    request.extensions_mut().insert(capabilities);
     let path = request.uri().path();
     if OPEN_PATHS.contains(&path) {
         return next.run(request).await;

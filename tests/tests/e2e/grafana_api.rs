@@ -372,3 +372,142 @@ fn status_feature_flags_and_cloud_only_services() {
         );
     }
 }
+
+#[test]
+fn utf8_label_names_filter_and_are_negotiated() {
+    let ember = EmberProcess::start(&[]);
+    let client = ember.client();
+    let now = now_nanos();
+    for (ns, pod, work) in [("ns1", "p-1", 30_000_000), ("ns2", "p-2", 70_000_000)] {
+        let profile = PprofBuilder::go_cpu()
+            .time(now - 5 * SEC, 10 * SEC)
+            .sample(&["main", "work"], &[1, work])
+            .encode();
+        client.push_pprof(
+            None,
+            &[
+                ("service_name", "utf8"),
+                ("k8s.namespace.name", ns),
+                ("pod/name", pod),
+            ],
+            &profile,
+        );
+    }
+    let (start, end) = ((now - 60 * SEC) / 1_000_000, (now + 60 * SEC) / 1_000_000);
+    for (selector, total) in [
+        (r#"{"k8s.namespace.name"="ns1"}"#, "30000000"),
+        (r#"{service_name="utf8", "pod/name"=~"p-2"}"#, "70000000"),
+        (
+            r#"{"utf8_unused"="", "k8s.namespace.name"!="ns1"}"#,
+            "70000000",
+        ),
+        (r#"{k8s.namespace.name=~"ns.*"}"#, "100000000"),
+    ] {
+        let (status, answer) = client.connect_json(
+            None,
+            &querier_path("SelectMergeStacktraces"),
+            &json!({"profileTypeID": CPU, "labelSelector": selector, "start": start, "end": end}),
+        );
+        assert_eq!(status, 200, "{selector}: {answer}");
+        assert_eq!(answer["flamegraph"]["total"], total, "{selector}: {answer}");
+    }
+    // Names an unquoted selector cannot spell are listed only to clients that say they quote.
+    let names = |accept: Option<&str>| -> Vec<String> {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(a) = accept {
+            headers.push(("Accept", a));
+        }
+        let body = serde_json::to_vec(&json!({"start": start, "end": end})).unwrap();
+        let resp = client.request("POST", &querier_path("LabelNames"), &headers, Some(&body));
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        serde_json::from_value(resp.json()["names"].clone()).unwrap()
+    };
+    let plain = names(None);
+    assert!(
+        plain.contains(&"k8s.namespace.name".to_owned()),
+        "{plain:?}"
+    );
+    assert!(!plain.contains(&"pod/name".to_owned()), "{plain:?}");
+    let utf8 = names(Some("application/json; allow-utf8-labelnames=true"));
+    assert!(utf8.contains(&"pod/name".to_owned()), "{utf8:?}");
+}
+
+#[test]
+fn render_answers_dot_groups_dates_and_labels() {
+    let ember = EmberProcess::start(&[]);
+    let client = ember.client();
+    let now = now_nanos();
+    for (env, work) in [("prod", 30_000_000), ("dev", 10_000_000)] {
+        let profile = PprofBuilder::go_cpu()
+            .time(now - 5 * SEC, 10 * SEC)
+            .sample(&["main", "work"], &[1, work])
+            .encode();
+        client.push_pprof(None, &[("service_name", "render"), ("env", env)], &profile);
+    }
+    let q = |s: &str| {
+        s.replace('{', "%7B")
+            .replace('}', "%7D")
+            .replace('"', "%22")
+            .replace('=', "%3D")
+    };
+    let query = q(&format!("{CPU}{{service_name=\"render\"}}"));
+
+    let dot = client.get(&format!(
+        "/pyroscope/render?query={query}&from=now-1h&until=now%2B1h&format=dot"
+    ));
+    assert_eq!(dot.status, 200, "{}", dot.text());
+    let text = dot.text();
+    assert!(text.starts_with("digraph"), "{text}");
+    assert!(text.contains("label=\"work\\n40000000 (100.00%)"), "{text}");
+    assert!(text.contains("N1 -> N2"), "{text}");
+
+    // A day's date as `from` (UTC midnight of today) finds today's data.
+    let secs = now / SEC;
+    let days = secs / 86_400;
+    let (y, m, d) = civil(days);
+    let from = format!("{y:04}{m:02}{d:02}");
+    let grouped = client.get(&format!(
+        "/pyroscope/render?query={query}&from={from}&until=now%2B1h&groupBy=env&aggregation=sum"
+    ));
+    assert_eq!(grouped.status, 200, "{}", grouped.text());
+    let body = grouped.json();
+    assert_eq!(body["flamebearer"]["numTicks"], 40_000_000, "{body}");
+    let sum = |v: &Value| -> f64 {
+        v["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum(&body["groups"]["prod"]), 30_000_000.0, "{body}");
+    assert_eq!(sum(&body["groups"]["dev"]), 10_000_000.0, "{body}");
+    assert_eq!(sum(&body["timeline"]), 40_000_000.0);
+    let bad = client.get(&format!("/pyroscope/render?query={query}&aggregation=p99"));
+    assert_eq!(bad.status, 400, "{}", bad.text());
+
+    let labels = client.get(&format!("/pyroscope/labels?query={query}"));
+    assert_eq!(labels.status, 200, "{}", labels.text());
+    let labels: Vec<String> = serde_json::from_value(labels.json()).unwrap();
+    assert!(
+        labels.contains(&"env".to_owned()) && !labels.iter().any(|l| l.starts_with("__")),
+        "{labels:?}"
+    );
+    let values = client.get(&format!("/pyroscope/label-values?label=env&query={query}"));
+    assert_eq!(values.status, 200, "{}", values.text());
+    assert_eq!(values.json(), json!(["dev", "prod"]));
+    assert_eq!(client.get("/pyroscope/label-values").status, 400);
+}
+
+/// Returns the (year, month, day) of a day number since 1970-01-01.
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
