@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "google/v1/profile.proto",
     "push/v1/push.proto",
     "querier/v1/querier.proto",
+    "querier/v1/querier_async.proto",
     "ingester/v1/ingester.proto",
     "google/api/httpbody.proto",
     "settings/v1/setting.proto",

@@ -38,6 +38,7 @@ use crate::{
     render,
     status::StatusApi,
 };
+use ember_proto::querier::v1::async_querier_service_server::AsyncQuerierService;
 use ember_proto::{
     adhocprofiles::v1::ad_hoc_profile_service_server::{
         AdHocProfileService, AdHocProfileServiceServer,
@@ -294,6 +295,14 @@ fn connect_routes(s: &Services) -> Router {
             "/querier.v1.QuerierService/AnalyzeQuery",
             analyze_query
         );
+        let merge = crate::async_query::AsyncMerge(q.clone());
+        router = connect_route!(
+            router,
+            merge,
+            max,
+            "/querier.v1.AsyncQuerierService/SelectMergeProfileAsync",
+            select_merge_profile_async
+        );
     }
     if let Some(g) = &s.grafana {
         let (settings, adhoc, features) = (&g.settings, &g.adhoc, &g.features);
@@ -401,6 +410,15 @@ fn grpc_routes(s: &Services) -> Router {
                 .accept_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(max),
+        );
+        routes = routes.add_service(
+            ember_proto::querier::v1::async_querier_service_server::AsyncQuerierServiceServer::new(
+                crate::async_query::AsyncMerge(q.clone()),
+            )
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(usize::MAX),
         );
     }
     if let Some(g) = &s.grafana {

@@ -3,6 +3,7 @@
 
 pub mod adhoc;
 pub mod app;
+pub mod async_query;
 pub mod auth;
 pub mod config;
 mod connect;

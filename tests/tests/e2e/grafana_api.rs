@@ -221,6 +221,28 @@ fn query_api_accepts_newer_client_shapes_and_answers_tree_and_analysis() {
     ]);
     assert_eq!(stacks, want);
 
+    // profilecli `query merge --async`: answered at once with the merged pprof.
+    let (status, merged) = client.connect_json(
+        None,
+        "/querier.v1.AsyncQuerierService/SelectMergeProfileAsync",
+        &json!({"request": {"profileTypeID": CPU, "labelSelector": "{service_name=\"shapes\"}", "start": start, "end": end}}),
+    );
+    assert_eq!(status, 200, "{merged}");
+    assert_eq!(merged["status"], "ASYNC_QUERY_STATUS_SUCCESS", "{merged}");
+    let values: i64 = merged["profile"]["sample"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["value"][0].as_str().unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(values, 40_000_000, "{merged}");
+    let (status, poll) = client.connect_json(
+        None,
+        "/querier.v1.AsyncQuerierService/SelectMergeProfileAsync",
+        &json!({"requestId": "01J0000000000000000000000"}),
+    );
+    assert_eq!(status, 404, "{poll}");
+
     // AnalyzeQuery: what the query would read, from the head now.
     let analysis: AnalyzeQueryResponse = client
         .call(
