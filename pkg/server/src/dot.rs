@@ -37,10 +37,10 @@ pub(crate) fn render(tree: &FunctionTree, name: &str, units: &str, max_nodes: us
     tree.for_each_stack(|stack, value| {
         let mut seen = HashSet::new();
         for pair in stack.windows(2) {
-            if let (Some(&a), Some(&b)) = (ids.get(pair[0]), ids.get(pair[1])) {
-                if seen.insert((a, b)) {
-                    *edges.entry((a, b)).or_default() += value;
-                }
+            if let (Some(&a), Some(&b)) = (ids.get(pair[0]), ids.get(pair[1]))
+                && seen.insert((a, b))
+            {
+                *edges.entry((a, b)).or_default() += value;
             }
         }
     });
