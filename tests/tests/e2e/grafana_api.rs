@@ -533,3 +533,62 @@ fn civil(days: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
+
+#[test]
+fn analyze_query_estimates_blocks_after_a_restart() {
+    let mut ember = EmberProcess::start(&[]);
+    let client = ember.client();
+    let now = now_nanos();
+    push_cpu(&client, None, "analyzed", now - 5 * SEC);
+    push_cpu(&client, None, "other", now - 5 * SEC);
+    // Stopping flushes the heads into a block.
+    ember.stop();
+    ember.restart();
+    let client = ember.client();
+    let (start, end) = ((now - 60 * SEC) / 1_000_000, (now + 60 * SEC) / 1_000_000);
+    let analyze = |query: &str| -> AnalyzeQueryResponse {
+        client
+            .call(
+                None,
+                &querier_path("AnalyzeQuery"),
+                &AnalyzeQueryRequest {
+                    start,
+                    end,
+                    query: query.into(),
+                },
+                Codec::Proto,
+            )
+            .unwrap()
+    };
+    let one = analyze(&format!("{CPU}{{service_name=\"analyzed\"}}"));
+    let long = one
+        .query_scopes
+        .iter()
+        .find(|s| s.component_type == "long term storage")
+        .unwrap();
+    assert_eq!((long.block_count, long.series_count), (1, 1), "{one:?}");
+    assert_eq!(long.profile_count, 1, "{one:?}");
+    assert!(long.profile_bytes > 0, "{one:?}");
+    let impact = one.query_impact.unwrap();
+    assert_eq!(impact.total_queried_series, 1);
+    assert!(impact.total_bytes_in_time_range >= long.profile_bytes);
+    // Both services, every type: more series; outside the range: nothing.
+    let all = analyze("{}");
+    assert!(
+        all.query_impact.unwrap().total_queried_series >= 4,
+        "cpu and samples of two services"
+    );
+    let before: AnalyzeQueryResponse = client
+        .call(
+            None,
+            &querier_path("AnalyzeQuery"),
+            &AnalyzeQueryRequest {
+                start: 1000,
+                end: 2000,
+                query: "{}".into(),
+            },
+            Codec::Proto,
+        )
+        .unwrap();
+    assert_eq!(before.query_impact.unwrap().total_queried_series, 0);
+}
