@@ -8,7 +8,13 @@ const PROTOS: &[&str] = &[
     "google/v1/profile.proto",
     "push/v1/push.proto",
     "querier/v1/querier.proto",
+    "querier/v1/querier_async.proto",
     "ingester/v1/ingester.proto",
+    "google/api/httpbody.proto",
+    "settings/v1/setting.proto",
+    "status/v1/status.proto",
+    "adhocprofiles/v1/adhocprofiles.proto",
+    "capabilities/v1/feature_flags.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -30,14 +36,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_fds(descriptors)?;
 
     let descriptor_bytes = std::fs::read(&descriptor_path)?;
+    // Connect's protojson codec discards unknown fields and newer clients send
+    // fields and enum values this server does not know: both are ignored (an
+    // unknown enum value reads as the enum's zero value, its documented fallback).
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor_bytes)?
+        .ignore_unknown_fields()
+        .ignore_unknown_enum_variants()
         .build(&[
             ".types.v1",
             ".google.v1",
             ".push.v1",
             ".querier.v1",
             ".ingester.v1",
+            ".google.api",
+            ".settings.v1",
+            ".status.v1",
+            ".adhocprofiles.v1",
+            ".capabilities.v1",
         ])?;
     Ok(())
 }

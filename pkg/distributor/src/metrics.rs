@@ -156,7 +156,7 @@ pub(crate) fn reason(code: Code, message: &str) -> &'static str {
         Code::Unavailable => "too_few_ingesters",
         Code::Unauthenticated | Code::Forbidden => "unauthorized",
         Code::Timeout => "timeout",
-        Code::Internal => "internal",
+        Code::Internal | Code::NotFound | Code::Unimplemented => "internal",
     }
 }
 

@@ -872,5 +872,7 @@ fn level_values(levels: &[Level]) -> Vec<&[i64]> {
     levels.iter().map(|l| l.values.as_slice()).collect()
 }
 
+mod tree_bytes;
+
 #[cfg(test)]
 mod tests;

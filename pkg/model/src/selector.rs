@@ -8,7 +8,10 @@
 //!   allowed), with whitespace allowed anywhere between tokens;
 //! - operators are `=`, `!=`, `=~` and `!~`;
 //! - label names match `[a-zA-Z_][a-zA-Z0-9_.]*` (dots are allowed because
-//!   OpenTelemetry-style names such as `service.namespace` are common);
+//!   OpenTelemetry-style names such as `service.namespace` are common), or
+//!   are any UTF-8 quoted as in Prometheus 3: `{"k8s.namespace.name"="ns1"}`;
+//!   a quoted string on its own (`{"process_cpu:cpu:...", a="b"}`) is the
+//!   metric name, i.e. `__name__="..."`;
 //! - values are `"double"` or `'single'` quoted strings with Go-style escapes
 //!   (`\"`, `\\`, `\n`, `\t`, `\xHH`, `\uHHHH`, ...) or `` `raw` `` strings
 //!   without escapes, as in PromQL.
@@ -254,10 +257,26 @@ impl PartialEq for Matcher {
 impl Eq for Matcher {}
 
 impl fmt::Display for Matcher {
-    /// Formats as `name op "value"`, escaped so that it parses back.
+    /// Formats as `name op "value"`, escaped so that it parses back; a name
+    /// an unquoted name cannot spell is quoted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{}", self.name, self.op, Quoted(&self.value))
+        if is_bare_name(&self.name) {
+            f.write_str(&self.name)?;
+        } else {
+            Quoted(&self.name).fmt(f)?;
+        }
+        write!(f, "{}{}", self.op, Quoted(&self.value))
     }
+}
+
+/// Returns whether `name` can be written unquoted in a selector
+/// (`[a-zA-Z_][a-zA-Z0-9_.]*`); other names need Prometheus 3 quoting.
+pub fn is_bare_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
 }
 
 /// A conjunction of matchers.
@@ -419,8 +438,8 @@ fn check_len(input: &str, what: &str) -> Result<()> {
 }
 
 /// One parsed `name op value`, before its regular expression is compiled.
-struct Term<'a> {
-    name: &'a str,
+struct Term {
+    name: String,
     op: MatchOp,
     value: String,
     /// Byte offset of the name, for errors.
@@ -528,7 +547,7 @@ impl<'a> Parser<'a> {
 
     /// Builds the matchers, the regular expressions sharing
     /// [`SELECTOR_REGEX_BUDGET`].
-    fn compile(&self, terms: Vec<Term<'a>>) -> Result<Selector> {
+    fn compile(&self, terms: Vec<Term>) -> Result<Selector> {
         let engines = terms
             .iter()
             .filter(|t| t.op.is_regex() && Pattern::needs_engine(&t.value))
@@ -545,14 +564,15 @@ impl<'a> Parser<'a> {
         let matchers = terms
             .into_iter()
             .map(|t| {
-                Matcher::with_size_limit(t.name.to_owned(), t.op, t.value, size_limit, &why_limit)
-                    .map_err(|err| match err {
+                Matcher::with_size_limit(t.name, t.op, t.value, size_limit, &why_limit).map_err(
+                    |err| match err {
                         Error::Malformed(reason) => self.fail(format!(
                             "{reason} (matcher at position {})",
                             self.position(t.at)
                         )),
                         other => other,
-                    })
+                    },
+                )
             })
             .collect::<Result<_>>()?;
         Ok(Selector { matchers })
@@ -569,9 +589,30 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses `name op value`.
-    fn term(&mut self) -> Result<Term<'a>> {
+    fn term(&mut self) -> Result<Term> {
         let at = self.pos;
-        let name = self.label_name()?;
+        let name = if matches!(self.peek(), Some(b'"' | b'\'')) {
+            // Prometheus 3 quoting: any UTF-8 name, or alone the metric name.
+            let quoted = self.string()?;
+            self.skip_ws();
+            if matches!(self.peek(), Some(b',' | b'}') | None) {
+                return Ok(Term {
+                    name: METRIC_NAME.to_owned(),
+                    op: MatchOp::Equal,
+                    value: quoted,
+                    at,
+                });
+            }
+            if quoted.is_empty() {
+                return Err(self.fail(format!(
+                    "empty label name at position {}",
+                    self.position(at)
+                )));
+            }
+            quoted
+        } else {
+            self.label_name()?.to_owned()
+        };
         self.skip_ws();
         let op = if self.eat("=~") {
             MatchOp::Regex
@@ -596,7 +637,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    /// Parses a label name: `[a-zA-Z_][a-zA-Z0-9_.]*`.
+    /// Parses an unquoted label name: `[a-zA-Z_][a-zA-Z0-9_.]*`.
     fn label_name(&mut self) -> Result<&'a str> {
         let start = self.pos;
         match self.peek() {
@@ -752,6 +793,44 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn quoted_utf8_label_names_as_in_prometheus_3() {
+        let labels = Labels::new(vec![
+            crate::Label::new("k8s.namespace.name", "ns1"),
+            crate::Label::new("service.name/π", "api"),
+            crate::Label::new("service_name", "api"),
+        ]);
+        for (selector, hit) in [
+            (r#"{"k8s.namespace.name"="ns1"}"#, true),
+            (r#"{"k8s.namespace.name"!="ns1"}"#, false),
+            (r#"{ 'service.name/π' =~ "a.*" , service_name="api"}"#, true),
+            (r#"{k8s.namespace.name="ns1"}"#, true),
+            (r#"{"service.name/\u03c0"="api"}"#, true),
+        ] {
+            let parsed = Selector::parse(selector).unwrap_or_else(|e| panic!("{selector}: {e}"));
+            assert_eq!(parsed.matches(&labels), hit, "{selector}");
+            // Displayed back (as sent to other processes), it means the same.
+            let again = Selector::parse(&parsed.to_string()).unwrap();
+            assert_eq!(again, parsed, "{selector} -> {parsed}");
+        }
+        let s = Selector::parse(r#"{"service.name/π"="api"}"#).unwrap();
+        assert_eq!(s.to_string(), r#"{"service.name/π"="api"}"#);
+        // A quoted string alone is the metric name: the profile type in a query.
+        let (t, rest) = Selector::parse_profile_query(
+            r#"{"process_cpu:cpu:nanoseconds:cpu:nanoseconds", "k8s.pod.name"="p"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.id(), "process_cpu:cpu:nanoseconds:cpu:nanoseconds");
+        assert_eq!(rest.matchers[0].name, "k8s.pod.name");
+        let err = Selector::parse(r#"{""="x"}"#).unwrap_err().to_string();
+        assert!(err.contains("empty label name"), "{err}");
+        assert!(
+            Selector::parse("{k8s-pod=\"x\"}").is_err(),
+            "unquoted, '-' ends the name"
+        );
+        assert!(Selector::parse(r#"{"k8s-pod"="x"}"#).is_ok());
+    }
     use crate::Label;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {

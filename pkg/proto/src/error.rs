@@ -29,10 +29,15 @@ pub enum Code {
     Unavailable,
     /// A bug or an infrastructure failure (500).
     Internal,
+    /// What was asked for does not exist, e.g. an unknown ad hoc profile ID (404).
+    NotFound,
+    /// A known method this server does not offer on purpose, e.g. a
+    /// Grafana Cloud-only feature (501; clients fall back on it).
+    Unimplemented,
 }
 
 impl Code {
-    const ALL: [Code; 9] = [
+    const ALL: [Code; 11] = [
         Code::BadRequest,
         Code::TooLarge,
         Code::Unprocessable,
@@ -42,6 +47,8 @@ impl Code {
         Code::Timeout,
         Code::Unavailable,
         Code::Internal,
+        Code::NotFound,
+        Code::Unimplemented,
     ];
 
     pub fn grpc(self) -> GrpcCode {
@@ -53,6 +60,8 @@ impl Code {
             Code::Timeout => GrpcCode::DeadlineExceeded,
             Code::Unavailable => GrpcCode::Unavailable,
             Code::Internal => GrpcCode::Internal,
+            Code::NotFound => GrpcCode::NotFound,
+            Code::Unimplemented => GrpcCode::Unimplemented,
         }
     }
 
@@ -67,6 +76,8 @@ impl Code {
             Code::Timeout => 408,
             Code::Unavailable => 503,
             Code::Internal => 500,
+            Code::NotFound => 404,
+            Code::Unimplemented => 501,
         }
     }
 
@@ -81,6 +92,8 @@ impl Code {
             Code::Timeout => "timeout",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
+            Code::NotFound => "not_found",
+            Code::Unimplemented => "unimplemented",
         }
     }
 
@@ -111,6 +124,8 @@ impl Code {
             GrpcCode::ResourceExhausted => Code::RateLimited,
             GrpcCode::Unauthenticated => Code::Unauthenticated,
             GrpcCode::PermissionDenied => Code::Forbidden,
+            GrpcCode::NotFound => Code::NotFound,
+            GrpcCode::Unimplemented => Code::Unimplemented,
             GrpcCode::Unavailable | GrpcCode::Cancelled | GrpcCode::DeadlineExceeded => {
                 Code::Unavailable
             }

@@ -12,6 +12,7 @@
 //! ([`ProfileFilter::Once`]), whichever copies it meets. Blocks whose data a
 //! compacted block holds ([`ember_block::superseded`]) are not read at all.
 
+mod analyze;
 mod error;
 mod limits;
 mod metrics;
@@ -28,18 +29,20 @@ use ember_time::{SharedClock, SystemClock};
 use limits::{Abandoned, QueryLimits};
 
 use ember_block::{Block, BlockView};
+use ember_model::selector::is_bare_name;
 use ember_model::{
     Labels, ProfileType, Selector,
     flamegraph::{self, FunctionTree},
     labels::PROFILE_TYPE,
 };
 use ember_proto::{
-    Tenant,
+    ClientCapabilities, Tenant,
     google::v1::Profile,
     querier::v1::{
-        DiffRequest, DiffResponse, ProfileTypesRequest, ProfileTypesResponse,
-        SelectMergeProfileRequest, SelectMergeStacktracesRequest, SelectMergeStacktracesResponse,
-        SelectSeriesRequest, SelectSeriesResponse, SeriesRequest, SeriesResponse,
+        AnalyzeQueryRequest, AnalyzeQueryResponse, DiffRequest, DiffResponse, ProfileFormat,
+        ProfileTypesRequest, ProfileTypesResponse, SelectMergeProfileRequest,
+        SelectMergeStacktracesRequest, SelectMergeStacktracesResponse, SelectSeriesRequest,
+        SelectSeriesResponse, SeriesRequest, SeriesResponse,
         querier_service_server::QuerierService,
     },
     types::v1::{
@@ -371,14 +374,18 @@ impl QuerierService for Querier {
         self.metrics
             .time("LabelNames", async move {
                 let tenant = Tenant::of(&request)?;
+                let utf8 = ClientCapabilities::of(&request).allow_utf8_label_names;
                 let (req, _query) = admit!(self, &tenant, request);
                 let (start, end) = nanos_range(req.start, req.end)?;
                 let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
+                // As Pyroscope: a client that cannot quote label names is not shown
+                // the names it could not filter on.
                 let names: BTreeSet<String> = self
                     .series_labels(&tenant, &plan)
                     .await?
                     .iter()
                     .flat_map(|l| l.iter().map(|l| l.name.clone()).collect::<Vec<_>>())
+                    .filter(|n| utf8 || is_bare_name(n))
                     .collect();
                 Ok(Response::new(LabelNamesResponse {
                     names: names.into_iter().collect(),
@@ -394,13 +401,23 @@ impl QuerierService for Querier {
         self.metrics
             .time("Series", async move {
                 let tenant = Tenant::of(&request)?;
+                let utf8 = ClientCapabilities::of(&request).allow_utf8_label_names;
                 let (req, _query) = admit!(self, &tenant, request);
                 let (start, end) = nanos_range(req.start, req.end)?;
                 let plan = Plan::new(None, parse_selectors(&req.matchers)?, start, end);
                 let keep: BTreeSet<&str> = req.label_names.iter().map(String::as_str).collect();
                 let mut out: BTreeSet<Labels> = BTreeSet::new();
                 for labels in self.series_labels(&tenant, &plan).await? {
-                    if keep.is_empty() {
+                    if !utf8 && labels.iter().any(|l| !is_bare_name(&l.name)) {
+                        out.insert(Labels::new(
+                            labels
+                                .iter()
+                                .filter(|l| is_bare_name(&l.name))
+                                .filter(|l| keep.is_empty() || keep.contains(l.name.as_str()))
+                                .cloned()
+                                .collect(),
+                        ));
+                    } else if keep.is_empty() {
                         out.insert(labels);
                     } else {
                         out.insert(Labels::new(
@@ -435,13 +452,24 @@ impl QuerierService for Querier {
                 let plan = Self::stacktraces_plan(&req)?;
                 let tree = self.merge_tree(&tenant, &plan).await?;
                 let max_nodes = max_nodes(req.max_nodes);
-                let flamegraph = tokio::task::spawn_blocking(move || tree.to_flamegraph(max_nodes))
-                    .await
-                    .map_err(Error::from)?;
-                Ok(Response::new(SelectMergeStacktracesResponse {
-                    flamegraph: Some(flamegraph),
-                    tree: Vec::new(),
-                }))
+                // Any other value, unknown ones included, gets the documented default: a flame graph.
+                let as_tree = req.format == ProfileFormat::Tree as i32;
+                let response = tokio::task::spawn_blocking(move || {
+                    if as_tree {
+                        SelectMergeStacktracesResponse {
+                            flamegraph: None,
+                            tree: tree.to_tree_bytes(max_nodes),
+                        }
+                    } else {
+                        SelectMergeStacktracesResponse {
+                            flamegraph: Some(tree.to_flamegraph(max_nodes)),
+                            tree: Vec::new(),
+                        }
+                    }
+                })
+                .await
+                .map_err(Error::from)?;
+                Ok(Response::new(response))
             })
             .await
     }
@@ -563,6 +591,16 @@ impl QuerierService for Querier {
                 }))
             })
             .await
+    }
+
+    async fn analyze_query(
+        &self,
+        request: Request<AnalyzeQueryRequest>,
+    ) -> Result<Response<AnalyzeQueryResponse>, Status> {
+        let tenant = Tenant::of(&request)?;
+        Ok(Response::new(
+            self.estimate(&tenant, request.get_ref()).await?,
+        ))
     }
 
     async fn get_profile_stats(

@@ -406,6 +406,14 @@ impl Context<'_> {
                     agent: self.agent.clone(),
                     auth: self.auth.clone(),
                     cluster_token: config.auth.cluster_token.clone(),
+                    grafana: match (&self.querier, &self.store) {
+                        (Some(_), Some(store)) => Some(crate::grafana::GrafanaApi::new(
+                            store.clone(),
+                            self.clock.clone(),
+                        )),
+                        _ => None,
+                    },
+                    status: Some(crate::status::StatusApi::new(config)),
                 };
                 Some(Box::new(ServerModule {
                     auth: self.auth.clone(),

@@ -154,6 +154,14 @@ where
     };
     let mut request = tonic::Request::new(message);
     request.extensions_mut().insert(tenant);
+    request
+        .extensions_mut()
+        .insert(ember_proto::ClientCapabilities::from_accept(
+            headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        ));
     match call(request).await {
         Ok(response) => encode(response.get_ref(), encoding),
         Err(status) => error_response(&status),
@@ -164,6 +172,7 @@ where
 mod tests {
     use super::*;
     use ember_proto::querier::v1::ProfileTypesRequest;
+    use prost::Message;
 
     fn headers(content_type: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -180,6 +189,76 @@ mod tests {
         )
         .unwrap();
         assert_eq!((req.start, req.end, enc), (1000, 4000, Encoding::Json));
+    }
+
+    /// What newer Grafana Profiles Drilldown and datasource versions send:
+    /// fields and enum values this server does not know are ignored, an
+    /// unknown enum value reading as the documented default (a flame graph).
+    #[test]
+    fn ignores_unknown_fields_and_enum_values() {
+        use ember_proto::querier::v1::{
+            ProfileFormat, SelectMergeStacktracesRequest, SelectSeriesRequest,
+        };
+        use ember_proto::types::v1::TimeSeriesAggregationType;
+        let cases: &[(&str, i32)] = &[
+            (
+                r#"{"profileTypeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":"{service_name=\"a\"}","start":"1000","end":"2000","format":"PROFILE_FORMAT_FUNCTIONS","frameFilter":{"functionName":"main"}}"#,
+                ProfileFormat::Unspecified as i32,
+            ),
+            (
+                r#"{"profile_typeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","label_selector":"{service_name=\"a\"}","start":1000,"end":2000,"format":"PROFILE_FORMAT_SANDWICH","sandwich":{"function":"f"}}"#,
+                ProfileFormat::Unspecified as i32,
+            ),
+            (
+                r#"{"profileTypeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","start":1000,"end":2000,"format":"PROFILE_FORMAT_TREE","maxNodes":"16","newField":[1,2]}"#,
+                ProfileFormat::Tree as i32,
+            ),
+            (
+                r#"{"profileTypeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","start":1000,"end":2000,"format":7}"#,
+                ProfileFormat::Unspecified as i32,
+            ),
+        ];
+        for (body, format) in cases {
+            let (req, _) = decode::<SelectMergeStacktracesRequest>(
+                &headers("application/json"),
+                Bytes::from(body.to_string()),
+                1 << 20,
+            )
+            .unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(
+                req.profile_type_id,
+                "process_cpu:cpu:nanoseconds:cpu:nanoseconds"
+            );
+            assert_eq!((req.start, req.end), (1000, 2000));
+            assert_eq!(req.format, *format, "{body}");
+        }
+        let (req, _) = decode::<SelectSeriesRequest>(
+            &headers("application/json"),
+            Bytes::from_static(
+                br#"{"profileTypeID":"x:y:z:a:b","step":15,"aggregation":"TIME_SERIES_AGGREGATION_TYPE_P99","exemplarType":"EXEMPLAR_TYPE_FUTURE","groupBy":["pod"]}"#,
+            ),
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!(req.aggregation, Some(TimeSeriesAggregationType::Sum as i32));
+        assert_eq!(req.group_by, vec!["pod".to_owned()]);
+        assert_eq!(req.exemplar_type, 0);
+        // Protobuf bodies: unknown fields are skipped and unknown enum numbers kept
+        // as numbers (the service treats them as the default).
+        let mut proto = SelectMergeStacktracesRequest {
+            profile_type_id: "a:b:c:d:e".into(),
+            format: 9,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        proto.extend_from_slice(&[0xfa, 0x06, 0x02, b'h', b'i']); // field 111, "hi"
+        let (req, _) = decode::<SelectMergeStacktracesRequest>(
+            &headers("application/proto"),
+            Bytes::from(proto),
+            1 << 20,
+        )
+        .unwrap();
+        assert_eq!((req.profile_type_id.as_str(), req.format), ("a:b:c:d:e", 9));
     }
 
     #[test]

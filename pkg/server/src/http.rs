@@ -37,11 +37,24 @@ use tower::ServiceExt;
 use crate::{
     auth::{self, AuthError, Authenticator},
     connect,
+    grafana::GrafanaApi,
     health::{self, Readiness},
     logging,
     metrics::Metrics,
     render,
     selfprofile::{self, Profiler},
+    status::StatusApi,
+};
+use ember_proto::querier::v1::async_querier_service_server::AsyncQuerierService;
+use ember_proto::{
+    adhocprofiles::v1::ad_hoc_profile_service_server::{
+        AdHocProfileService, AdHocProfileServiceServer,
+    },
+    capabilities::v1::feature_flags_service_server::{
+        FeatureFlagsService, FeatureFlagsServiceServer,
+    },
+    settings::v1::settings_service_server::{SettingsService, SettingsServiceServer},
+    status::v1::status_service_server::{StatusService, StatusServiceServer},
 };
 
 /// What the HTTP layer serves; absent services answer 404.
@@ -65,6 +78,10 @@ pub struct Services {
     pub auth: Option<Arc<Authenticator>>,
     /// The token cluster peers present (`-auth.cluster-token`).
     pub cluster_token: Secret,
+    /// Settings, ad hoc profiles and feature flags, where the querier runs.
+    pub grafana: Option<GrafanaApi>,
+    /// Build information and configuration (`status.v1`), on every target.
+    pub status: Option<StatusApi>,
 }
 
 /// Paths anyone may call, whatever the authentication: health, metrics and
@@ -116,7 +133,15 @@ fn from_peer(headers: &HeaderMap, token: &Secret) -> bool {
 
 /// Puts the request's [`Tenant`] into its extensions, or refuses it: from its
 /// credentials when authentication is on, else from `X-Scope-OrgID`.
-async fn tenant(State(tenancy): State<Arc<Tenancy>>, request: Request, next: Next) -> Response {
+async fn tenant(State(tenancy): State<Arc<Tenancy>>, mut request: Request, next: Next) -> Response {
+    let capabilities = ember_proto::ClientCapabilities::from_accept(
+        request
+            .headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
+    request.extensions_mut().insert(capabilities);
     let path = request.uri().path();
     if OPEN_PATHS.contains(&path) {
         return next.run(request).await;
@@ -281,6 +306,98 @@ fn connect_routes(s: &Services) -> Router {
             "/querier.v1.QuerierService/GetProfileStats",
             get_profile_stats
         );
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/AnalyzeQuery",
+            analyze_query
+        );
+        let merge = crate::async_query::AsyncMerge(q.clone());
+        router = connect_route!(
+            router,
+            merge,
+            max,
+            "/querier.v1.AsyncQuerierService/SelectMergeProfileAsync",
+            select_merge_profile_async
+        );
+    }
+    if let Some(g) = &s.grafana {
+        let (settings, adhoc, features) = (&g.settings, &g.adhoc, &g.features);
+        router = connect_route!(
+            router,
+            settings,
+            max,
+            "/settings.v1.SettingsService/Get",
+            get
+        );
+        router = connect_route!(
+            router,
+            settings,
+            max,
+            "/settings.v1.SettingsService/Set",
+            set
+        );
+        router = connect_route!(
+            router,
+            adhoc,
+            max,
+            "/adhocprofiles.v1.AdHocProfileService/Upload",
+            upload
+        );
+        router = connect_route!(
+            router,
+            adhoc,
+            max,
+            "/adhocprofiles.v1.AdHocProfileService/Get",
+            get
+        );
+        router = connect_route!(
+            router,
+            adhoc,
+            max,
+            "/adhocprofiles.v1.AdHocProfileService/List",
+            list
+        );
+        router = connect_route!(
+            router,
+            features,
+            max,
+            "/capabilities.v1.FeatureFlagsService/GetFeatureFlags",
+            get_feature_flags
+        );
+        router = router.merge(crate::grafana::cloud_only_routes());
+    }
+    if let Some(st) = &s.status {
+        router = connect_route!(
+            router,
+            st,
+            max,
+            "/status.v1.StatusService/GetBuildInfo",
+            get_build_info
+        );
+        router = connect_route!(
+            router,
+            st,
+            max,
+            "/status.v1.StatusService/GetConfig",
+            get_config
+        );
+        router = connect_route!(
+            router,
+            st,
+            max,
+            "/status.v1.StatusService/GetDiffConfig",
+            get_diff_config
+        );
+        router = connect_route!(
+            router,
+            st,
+            max,
+            "/status.v1.StatusService/GetDefaultConfig",
+            get_default_config
+        );
+        router = router.merge(st.routes());
     }
     router
 }
@@ -312,6 +429,26 @@ fn grpc_routes(s: &Services) -> Router {
                 .send_compressed(CompressionEncoding::Gzip)
                 .max_decoding_message_size(max),
         );
+        routes = routes.add_service(
+            ember_proto::querier::v1::async_querier_service_server::AsyncQuerierServiceServer::new(
+                crate::async_query::AsyncMerge(q.clone()),
+            )
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(usize::MAX),
+        );
+    }
+    if let Some(g) = &s.grafana {
+        routes = routes
+            .add_service(SettingsServiceServer::new(g.settings.clone()))
+            .add_service(
+                AdHocProfileServiceServer::new(g.adhoc.clone()).max_decoding_message_size(max),
+            )
+            .add_service(FeatureFlagsServiceServer::new(g.features));
+    }
+    if let Some(st) = &s.status {
+        routes = routes.add_service(StatusServiceServer::new(st.clone()));
     }
     routes.prepare().into_axum_router()
 }

@@ -16,6 +16,7 @@ mod filtering;
 mod flamegraph_format;
 mod go_pprof;
 mod grafana;
+mod grafana_api;
 mod grafana_plugin;
 mod health;
 mod ingest_formats;
