@@ -10,7 +10,8 @@
 //!   (`ProfileTypes`, `LabelNames`, `LabelValues`, `Series`) that gives no range
 //!   (start or end 0) is not checked, as in Pyroscope.
 //! - `max_query_length` refuses (400) a range longer than the limit, once the
-//!   lookback has clamped it; all time (start and end 0) is longer than any limit.
+//!   lookback has clamped it. A query of all time (start and end 0, Ember's
+//!   shorthand) reads the last `max_query_length` up to now.
 //! - `max_flamegraph_nodes_default` is what a query asking for no number of
 //!   nodes gets (capped by the maximum); `max_flamegraph_nodes_max` refuses
 //!   (400) a query asking for more, or for no limit at all (a negative number).
@@ -136,9 +137,12 @@ impl QueryLimits {
         if timeout.is_zero() {
             return work.await;
         }
+        // A query that finishes in its first poll is never interrupted, so the
+        // time it took is checked as well: every query over the limit is refused.
+        let started = tokio::time::Instant::now();
         match tokio::time::timeout(timeout, work).await {
-            Ok(result) => result,
-            Err(_) => {
+            Ok(result) if started.elapsed() <= timeout => result,
+            _ => {
                 let limit = human(timeout);
                 warn!(tenant, timeout = %limit, "query stopped by query_timeout");
                 Err(Error::Timeout(format!(
@@ -225,6 +229,27 @@ impl Bounds<'_> {
         let tenant = self.tenant;
         let all_time = *start == 0 && *end == 0;
         let lookback = millis(self.limits.max_query_lookback);
+        let max = self.limits.max_query_length;
+        if all_time && !max.is_zero() {
+            // All time, as far as the limits reach: the last max_query_length
+            // up to now, and no further back than the lookback.
+            let from = self.now_ms.saturating_sub(millis(max));
+            let min_start = self.now_ms.saturating_sub(lookback);
+            (*start, *end) = (
+                if lookback > 0 {
+                    from.max(min_start)
+                } else {
+                    from
+                },
+                self.now_ms,
+            );
+            debug!(
+                tenant,
+                start = *start,
+                "query of all time read as the last max_query_length"
+            );
+            return Ok(Span::Inside);
+        }
         if lookback > 0 {
             let min_start = self.now_ms.saturating_sub(lookback);
             if all_time {
@@ -247,18 +272,10 @@ impl Bounds<'_> {
                 *start = min_start;
             }
         }
-        let max = self.limits.max_query_length;
         if max.is_zero() {
             return Ok(Span::Inside);
         }
         let limit = human(max);
-        if all_time && lookback == 0 {
-            return Err(Error::QueryLimit(format!(
-                "tenant \"{tenant}\": a query of all time (start and end 0) is longer than the \
-                 limit of {limit} (limits.max_query_length): give a start and an end at most \
-                 {limit} apart"
-            )));
-        }
         let length = end.saturating_sub(*start);
         if length > millis(max) {
             let length = human(Duration::from_millis(length.unsigned_abs()));

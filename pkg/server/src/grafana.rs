@@ -137,13 +137,14 @@ pub(crate) fn cloud_only_routes() -> Router {
     let mut router = Router::new();
     for &(service, methods, why) in CLOUD_ONLY {
         for method in methods {
-            router =
-                router.route(
-                    &format!("/{service}/{method}"),
-                    post(move || async move {
-                        connect::error_response(&Code::Unimplemented.status(why))
-                    }),
-                );
+            router = router.route(
+                &format!("/{service}/{method}"),
+                // The body is read (and dropped) so that the connection
+                // stays usable: hyper closes one whose request was left unread.
+                post(move |_body: axum::body::Bytes| async move {
+                    connect::error_response(&Code::Unimplemented.status(why))
+                }),
+            );
         }
     }
     router
