@@ -249,6 +249,7 @@ impl ProfileVisitor for Copier<'_> {
             total,
             stacktrace_ids: Vec::with_capacity(self.pairs.len()),
             values: Vec::with_capacity(self.pairs.len()),
+            ..Default::default()
         };
         for &(n, v) in &self.pairs {
             if row.stacktrace_ids.last() == Some(&n) {
