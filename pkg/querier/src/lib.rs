@@ -16,6 +16,8 @@ mod error;
 mod heatmap;
 pub mod remote;
 mod series;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
