@@ -450,7 +450,9 @@ fn visit_span_batch(
         .ok()
         .map(|i| batch.column(i).as_fixed_size_binary().clone());
     let spans = batch.column(column("span_ids")?).as_list::<i32>();
-    let stacks = batch.column(column("span_stacktrace_ids")?).as_list::<i32>();
+    let stacks = batch
+        .column(column("span_stacktrace_ids")?)
+        .as_list::<i32>();
     let values = batch.column(column("span_values")?).as_list::<i32>();
     if spans.offsets() != stacks.offsets() || spans.offsets() != values.offsets() {
         return Err(corrupt(ulid, "span columns have different lengths"));
@@ -463,8 +465,7 @@ fn visit_span_batch(
         let s = series[row];
         let t = times[row];
         let (a, b) = (offsets[row] as usize, offsets[row + 1] as usize);
-        if a == b || !selected.get(s as usize).copied().unwrap_or(false) || t < start || t > end
-        {
+        if a == b || !selected.get(s as usize).copied().unwrap_or(false) || t < start || t > end {
             continue;
         }
         let id = profile_ids.as_ref().map_or(0, |ids| {
@@ -699,7 +700,16 @@ mod tests {
         )
         .unwrap();
         let mut rows = Rows(Vec::new());
-        scan(Ulid::nil(), bytes, &[true, true], 0, 100, Read::Samples, &mut rows).unwrap();
+        scan(
+            Ulid::nil(),
+            bytes,
+            &[true, true],
+            0,
+            100,
+            Read::Samples,
+            &mut rows,
+        )
+        .unwrap();
         assert_eq!(rows.0, vec![(0, 0, 10, 3), (0, 1, 20, 4)]);
     }
 
@@ -746,11 +756,29 @@ mod tests {
         ];
         let bytes = crate::write::encode_profiles(&rows).unwrap();
         let mut spans = Spans::default();
-        scan(Ulid::nil(), bytes.clone(), &[true], 0, 100, Read::Spans, &mut spans).unwrap();
+        scan(
+            Ulid::nil(),
+            bytes.clone(),
+            &[true],
+            0,
+            100,
+            Read::Spans,
+            &mut spans,
+        )
+        .unwrap();
         assert_eq!(spans.0, vec![(7, 0xa, 1, 2), (7, 0xb, 2, 1)]);
         // The totals scan is unchanged by the new columns.
         let mut totals = Rows(Vec::new());
-        scan(Ulid::nil(), bytes, &[true], 0, 100, Read::Samples, &mut totals).unwrap();
+        scan(
+            Ulid::nil(),
+            bytes,
+            &[true],
+            0,
+            100,
+            Read::Samples,
+            &mut totals,
+        )
+        .unwrap();
         assert_eq!(totals.0, vec![(7, 0, 10, 5), (8, 0, 20, 1)]);
     }
 
@@ -778,10 +806,27 @@ mod tests {
         )
         .unwrap();
         let mut rows = Rows(Vec::new());
-        scan(Ulid::nil(), bytes.clone(), &[true, true], 0, 100, Read::Samples, &mut rows).unwrap();
+        scan(
+            Ulid::nil(),
+            bytes.clone(),
+            &[true, true],
+            0,
+            100,
+            Read::Samples,
+            &mut rows,
+        )
+        .unwrap();
         assert_eq!(rows.0.len(), 2);
         let mut spans = Spans::default();
-        let err = scan(Ulid::nil(), bytes, &[true, true], 0, 100, Read::Spans, &mut spans);
+        let err = scan(
+            Ulid::nil(),
+            bytes,
+            &[true, true],
+            0,
+            100,
+            Read::Spans,
+            &mut spans,
+        );
         assert!(err.unwrap_err().to_string().contains("no span columns"));
     }
 }

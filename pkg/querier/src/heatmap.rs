@@ -89,10 +89,8 @@ impl Shape {
                     }
                 })
                 .collect();
-            let exemplars: Vec<Exemplar> = best
-                .values()
-                .map(|(p, s)| groups.exemplar(p, *s))
-                .collect();
+            let exemplars: Vec<Exemplar> =
+                best.values().map(|(p, s)| groups.exemplar(p, *s)).collect();
             let total = points.iter().map(|(p, _)| p.total).sum();
             out.push((
                 total,

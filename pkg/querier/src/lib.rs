@@ -34,12 +34,11 @@ use ember_proto::{
     Tenant,
     google::v1::Profile,
     querier::v1::{
-        DiffRequest, DiffResponse, ProfileTypesRequest, ProfileTypesResponse,
-        SelectHeatmapRequest, SelectHeatmapResponse, SelectMergeProfileRequest,
-        SelectMergeSpanProfileRequest, SelectMergeSpanProfileResponse,
-        SelectMergeStacktracesRequest, SelectMergeStacktracesResponse, SelectSeriesRequest,
-        SelectSeriesResponse, SeriesRequest, SeriesResponse,
-        querier_service_server::QuerierService,
+        DiffRequest, DiffResponse, ProfileTypesRequest, ProfileTypesResponse, SelectHeatmapRequest,
+        SelectHeatmapResponse, SelectMergeProfileRequest, SelectMergeSpanProfileRequest,
+        SelectMergeSpanProfileResponse, SelectMergeStacktracesRequest,
+        SelectMergeStacktracesResponse, SelectSeriesRequest, SelectSeriesResponse, SeriesRequest,
+        SeriesResponse, querier_service_server::QuerierService,
     },
     types::v1::{
         ExemplarType, GetProfileStatsRequest, GetProfileStatsResponse, LabelNamesRequest,
@@ -335,7 +334,8 @@ impl Querier {
             start,
             end,
         );
-        let spans = ember_query::parse_span_ids(&req.span_selector).map_err(Error::InvalidRequest)?;
+        let spans =
+            ember_query::parse_span_ids(&req.span_selector).map_err(Error::InvalidRequest)?;
         plan.samples.spans = Some(Arc::new(spans));
         Ok(plan)
     }

@@ -201,7 +201,14 @@ mod tests {
             let mut g = Groups::default();
             for (i, &p) in points.iter().enumerate() {
                 let labels = Labels::new(vec![Label::new("i", i.to_string())]);
-                g.add(&[], &labels, Point { id: i as u128 + 1, ..p });
+                g.add(
+                    &[],
+                    &labels,
+                    Point {
+                        id: i as u128 + 1,
+                        ..p
+                    },
+                );
             }
             g
         };
@@ -216,7 +223,11 @@ mod tests {
         assert_eq!(e[0].timestamp, 2_000);
         assert_eq!(e[0].profile_id, ember_query::format_profile_id(1));
         assert_eq!(e[0].labels[0].value, "0");
-        assert!(sum.aggregate(groups(), false)[0].points[0].exemplars.is_empty());
+        assert!(
+            sum.aggregate(groups(), false)[0].points[0]
+                .exemplars
+                .is_empty()
+        );
         let mut avg = Bucketing::new(
             &req(10.0, Some(TimeSeriesAggregationType::Average)),
             1_000_000_000,

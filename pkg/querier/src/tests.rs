@@ -104,8 +104,20 @@ fn stacktraces(
 async fn stack_trace_and_profile_id_selectors_give_that_subtree_and_profile() {
     let q = querier().await;
     let id_2 = ember_query::format_profile_id(0x200);
-    let table: Vec<(&str, SelectMergeStacktracesRequest, i64, Vec<&str>, Vec<&str>)> = vec![
-        ("all", stacktraces(None, &[]), 160, vec!["gc", "idle"], vec![]),
+    let table: Vec<(
+        &str,
+        SelectMergeStacktracesRequest,
+        i64,
+        Vec<&str>,
+        Vec<&str>,
+    )> = vec![
+        (
+            "all",
+            stacktraces(None, &[]),
+            160,
+            vec!["gc", "idle"],
+            vec![],
+        ),
         (
             // Function details of handle, clicked under main: not the 80
             // under idle.
@@ -158,7 +170,10 @@ async fn stack_trace_and_profile_id_selectors_give_that_subtree_and_profile() {
         .await
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
-    assert!(bad.message().contains("neither a UUID nor a ULID"), "{bad:?}");
+    assert!(
+        bad.message().contains("neither a UUID nor a ULID"),
+        "{bad:?}"
+    );
 }
 
 #[tokio::test]
@@ -225,7 +240,11 @@ async fn go_pgo_trims_stacks_to_their_leaves() {
         }),
         ..Default::default()
     };
-    let p = q.select_merge_profile(request(req)).await.unwrap().into_inner();
+    let p = q
+        .select_merge_profile(request(req))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(p.sample.iter().all(|s| s.location_id.len() <= 2));
     assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 160);
     // handle;parse under main and under idle merge once trimmed to 2.

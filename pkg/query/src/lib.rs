@@ -337,7 +337,11 @@ impl Plan {
 
     /// Scans the span samples of the selected profiles of `view` that the
     /// filter admits.
-    pub fn scan_spans(&self, view: &dyn SourceView, visitor: &mut dyn ProfileVisitor) -> Result<()> {
+    pub fn scan_spans(
+        &self,
+        view: &dyn SourceView,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
         let selected = self.select(view.series());
         let mut admitted = Admitted {
             filter: &self.profiles,

@@ -265,7 +265,10 @@ mod tests {
     #[test]
     fn go_pgo_keeps_leaf_locations_and_merges() {
         // Leaf first: [leaf, caller, root].
-        let mut p = pprof_with(&[(vec![1, 2, 3], 5), (vec![1, 2, 4], 7), (vec![2, 3], 1)], 4);
+        let mut p = pprof_with(
+            &[(vec![1, 2, 3], 5), (vec![1, 2, 4], 7), (vec![2, 3], 1)],
+            4,
+        );
         apply_go_pgo(
             &mut p,
             GoPgo {

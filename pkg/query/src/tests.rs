@@ -197,7 +197,11 @@ async fn time_series_points_count_only_the_selected_samples() {
             with_call_site(&["main", "handle"]),
             vec![(100, 31), (200, 5)],
         ),
-        ("call site main;gc", with_call_site(&["main", "gc"]), vec![(100, 40)]),
+        (
+            "call site main;gc",
+            with_call_site(&["main", "gc"]),
+            vec![(100, 40)],
+        ),
         ("span B", with_spans(&[SPAN_B]), vec![(100, 21)]),
         ("profile 100", with_ids(&[100]), vec![(100, 151)]),
     ];

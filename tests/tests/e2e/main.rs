@@ -26,6 +26,7 @@ mod python_sdk;
 mod restart_blocks;
 mod s3;
 mod shared_profiles;
+mod spans;
 mod tls;
 mod ui;
 mod zones;
