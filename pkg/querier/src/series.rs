@@ -56,6 +56,10 @@ impl Groups {
 /// Steps of less than this would let one query ask for billions of points.
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
+/// One point being aggregated: sum, count and the largest profile with an
+/// ID (and its series).
+type Bucket = (i64, i64, Option<(Point, u32)>);
+
 #[derive(Debug)]
 pub(crate) struct Bucketing {
     start: i64,
@@ -102,8 +106,7 @@ impl Bucketing {
             .groups
             .iter()
             .map(|(labels, points)| {
-                // Per point time: sum, count and the largest profile with an ID.
-                let mut buckets: BTreeMap<i64, (i64, i64, Option<(Point, u32)>)> = BTreeMap::new();
+                let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
                 for &(p, s) in points {
                     let b = buckets.entry(self.bucket(p.time_nanos)).or_default();
                     b.0 += p.total;
@@ -180,7 +183,7 @@ mod tests {
 
     #[test]
     fn sums_or_averages_per_bucket() {
-        let points = vec![
+        let points = [
             Point {
                 id: 0,
                 time_nanos: 2_000_000_000,

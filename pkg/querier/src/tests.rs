@@ -100,17 +100,20 @@ fn stacktraces(
     }
 }
 
+/// A request, its flame graph's total, names it must and must not hold.
+type Case = (
+    &'static str,
+    SelectMergeStacktracesRequest,
+    i64,
+    Vec<&'static str>,
+    Vec<&'static str>,
+);
+
 #[tokio::test]
 async fn stack_trace_and_profile_id_selectors_give_that_subtree_and_profile() {
     let q = querier().await;
     let id_2 = ember_query::format_profile_id(0x200);
-    let table: Vec<(
-        &str,
-        SelectMergeStacktracesRequest,
-        i64,
-        Vec<&str>,
-        Vec<&str>,
-    )> = vec![
+    let table: Vec<Case> = vec![
         (
             "all",
             stacktraces(None, &[]),

@@ -186,11 +186,14 @@ fn totals(view: &dyn SourceView, plan: &Plan) -> Vec<(ProfileId, i64)> {
     out
 }
 
+/// A plan and the (profile, total) points it must give.
+type TotalsCase = (&'static str, Plan, Vec<(ProfileId, i64)>);
+
 #[tokio::test]
 async fn time_series_points_count_only_the_selected_samples() {
     let head = head();
     let block = block_of(&head).await;
-    let table: Vec<(&str, Plan, Vec<(ProfileId, i64)>)> = vec![
+    let table: Vec<TotalsCase> = vec![
         ("all", plan(), vec![(100, 151), (200, 5)]),
         (
             "call site main;handle",
