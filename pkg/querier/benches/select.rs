@@ -83,7 +83,12 @@ async fn querier() -> Querier {
             };
         }
         let time = 1_000_000_000 * (10 + p as i64);
-        head.append(&b.build(), std::slice::from_ref(&series), time, 1 + p as u128);
+        head.append(
+            &b.build(),
+            std::slice::from_ref(&series),
+            time,
+            1 + p as u128,
+        );
     }
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let encoded = encode_block(&head.to_block_data("bench".into())).unwrap();
@@ -100,7 +105,10 @@ async fn querier() -> Querier {
     Querier::new(None, store)
 }
 
-fn stacktraces(selector: Option<StackTraceSelector>, ids: Vec<String>) -> SelectMergeStacktracesRequest {
+fn stacktraces(
+    selector: Option<StackTraceSelector>,
+    ids: Vec<String>,
+) -> SelectMergeStacktracesRequest {
     SelectMergeStacktracesRequest {
         profile_type_id: CPU.into(),
         label_selector: "{service_name=\"bench\"}".into(),
@@ -140,12 +148,15 @@ async fn main() {
     let call_site = StackTraceSelector {
         call_site: ["main", "handler_3"]
             .iter()
-            .map(|n| Location { name: n.to_string() })
+            .map(|n| Location {
+                name: n.to_string(),
+            })
             .collect(),
         go_pgo: None,
     };
     let site = median(|| async {
-        let r = q.select_merge_stacktraces(request(stacktraces(Some(call_site.clone()), Vec::new())));
+        let r =
+            q.select_merge_stacktraces(request(stacktraces(Some(call_site.clone()), Vec::new())));
         r.await.unwrap().into_inner().flamegraph.unwrap().total
     })
     .await;
@@ -167,7 +178,9 @@ async fn main() {
         r.await.unwrap().into_inner().flamegraph.unwrap().total
     })
     .await;
-    println!("| query over {PROFILES} profiles × {SAMPLES} samples | median of {RUNS} warm runs | total |");
+    println!(
+        "| query over {PROFILES} profiles × {SAMPLES} samples | median of {RUNS} warm runs | total |"
+    );
     println!("|---|---|---|");
     for (name, (t, total)) in [
         ("flame graph, no selection", normal),
