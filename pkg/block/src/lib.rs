@@ -7,13 +7,16 @@
 //! |---|---|---|
 //! | `meta.json` | — | [`BlockMeta`]: format version, time range, counts, partitions |
 //! | `series.parquet` | one per series, sorted by labels | `partition`, `label_names`, `label_values` |
-//! | `profiles.parquet` | one per (series, time), sorted by both | `series`, `time_nanos`, `total`, `stacktrace_ids`, `values`, `id` (format 2) |
+//! | `profiles.parquet` | one per (series, time), sorted by both | `series`, `time_nanos`, `total`, `stacktrace_ids`, `values`, `id` (format 2), `span_ids`, `span_stacktrace_ids`, `span_values` (format 3) |
 //! | `strings.parquet`, `mappings.parquet`, `functions.parquet`, `locations.parquet`, `stacktraces.parquet` | symbols, sorted by partition then ID | `partition`, ... |
 //!
 //! | `deletion-mark.json` | — | [`DeletionMark`], written by the compactor into a block it will delete |
 //!
 //! A profile's `(stacktrace_ids, values)` pairs are sorted by stack-trace ID, so
-//! the ID column delta-encodes to a few bits per sample. `meta.json` is written
+//! the ID column delta-encodes to a few bits per sample. Samples taken inside
+//! a span (pprof label `span_id`) are counted there too, and again in the
+//! `span_*` columns as `(span, stack-trace ID, value)` triples sorted by span
+//! then stack: a span flame graph reads only those, a normal one never does. `meta.json` is written
 //! last: a block without it is incomplete and ignored. A block deleted by the
 //! compactor loses `meta.json` first and its deletion mark last.
 
@@ -25,11 +28,11 @@ mod schema;
 mod write;
 
 pub use error::{Error, Result};
-pub use mem::MemBlock;
+pub use mem::{MemBlock, SPAN_ID_LABEL, parse_span_id};
 pub use meta::{
     BlockMeta, BlockStats, Compaction, DeletionMark, FORMAT_VERSION, live_blocks, superseded,
 };
-pub use read::{Block, BlockView, ProfileVisitor, list_blocks};
+pub use read::{Block, BlockView, ProfileVisitor, SpanSamples, list_blocks};
 pub use schema::{DELETION_MARK_FILE, META_FILE};
 pub use write::{BlockData, EncodedBlock, encode_block, upload_block};
 
@@ -56,6 +59,11 @@ pub struct ProfileRow {
     /// Sorted ascending, unique.
     pub stacktrace_ids: Vec<u32>,
     pub values: Vec<i64>,
+    /// The samples taken inside a span, as `(span, stack, value)` columns
+    /// sorted by `(span, stack)` and unique; empty in blocks before format 3.
+    pub span_ids: Vec<u64>,
+    pub span_stacktrace_ids: Vec<u32>,
+    pub span_values: Vec<i64>,
 }
 
 /// Returns the object path prefix of a tenant's blocks.

@@ -16,6 +16,40 @@ use ulid::Ulid;
 
 use crate::{BlockData, Compaction, ProfileRow, SeriesEntry};
 
+/// The pprof sample label that names the span a sample was taken in (set by
+/// `otel-profiling-go` and by Go's `pprof.Do` with that label).
+pub const SPAN_ID_LABEL: &str = "span_id";
+
+/// Parses a span ID: 16 hex digits (an OpenTelemetry span ID), or fewer.
+/// Returns `None` for anything else, and for the all-zero (invalid) ID.
+pub fn parse_span_id(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 16 {
+        return None;
+    }
+    u64::from_str_radix(s, 16).ok().filter(|&id| id != 0)
+}
+
+/// Returns the span ID of every sample of `profile`, or `None` when no
+/// sample has one.
+fn sample_spans(profile: &Profile) -> Option<Vec<Option<u64>>> {
+    let key = profile
+        .string_table
+        .iter()
+        .position(|s| s == SPAN_ID_LABEL)? as i64;
+    let mut any = false;
+    let spans = profile
+        .sample
+        .iter()
+        .map(|sample| {
+            let label = sample.label.iter().find(|l| l.key == key && l.str != 0)?;
+            let span = parse_span_id(profile.string_table.get(label.str as usize)?);
+            any |= span.is_some();
+            span
+        })
+        .collect();
+    any.then_some(spans)
+}
+
 /// The contents of a block in memory. Series references are indices into
 /// `series`; profiles are kept in arrival order.
 #[derive(Debug)]
@@ -111,14 +145,20 @@ impl MemBlock {
             }
         };
         let stack_ids = d.partitions[partition as usize].1.add_profile(profile);
+        let spans = sample_spans(profile);
 
         let mut pairs: Vec<(u32, i64)> = Vec::new();
+        let mut triples: Vec<(u64, u32, i64)> = Vec::new();
         for (i, spec) in series.iter().enumerate() {
             pairs.clear();
+            triples.clear();
             let mut push = |i: usize| {
                 let v = profile.sample[i].value[spec.sample_type];
                 if v != 0 {
                     pairs.push((stack_ids[i], v));
+                    if let Some(span) = spans.as_ref().and_then(|s| s[i]) {
+                        triples.push((span, stack_ids[i], v));
+                    }
                 }
             };
             match &spec.samples {
@@ -143,6 +183,17 @@ impl MemBlock {
                 }
             }
             row.total = row.values.iter().sum();
+            triples.sort_unstable_by_key(|t| (t.0, t.1));
+            for &(span, stack, v) in triples.iter() {
+                let last = row.span_ids.last().zip(row.span_stacktrace_ids.last());
+                if last == Some((&span, &stack)) {
+                    *row.span_values.last_mut().expect("paired") += v;
+                } else {
+                    row.span_ids.push(span);
+                    row.span_stacktrace_ids.push(stack);
+                    row.span_values.push(v);
+                }
+            }
             row.series = match d.series_index.get(&spec.labels) {
                 Some(&s) => s,
                 None => {
@@ -155,7 +206,7 @@ impl MemBlock {
                     s
                 }
             };
-            d.profile_bytes += 48 + row.values.len() * 12;
+            d.profile_bytes += 48 + row.values.len() * 12 + row.span_values.len() * 20;
             d.time_range = Some(match d.time_range {
                 Some((lo, hi)) => (lo.min(time_nanos), hi.max(time_nanos)),
                 None => (time_nanos, time_nanos),

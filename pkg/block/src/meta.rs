@@ -7,8 +7,9 @@ use ulid::Ulid;
 
 /// The block format this binary writes. Readers accept every version up to it.
 ///
-/// 2 added the `id` column of `profiles.parquet`.
-pub const FORMAT_VERSION: u32 = 2;
+/// 2 added the `id` column of `profiles.parquet`, 3 the `span_ids`,
+/// `span_stacktrace_ids` and `span_values` columns after it.
+pub const FORMAT_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlockMeta {

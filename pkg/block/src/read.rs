@@ -34,6 +34,36 @@ pub trait ProfileVisitor {
         total: i64,
         samples: Option<(&[u32], &[i64])>,
     );
+
+    /// Called once per profile by a span scan ([`BlockView::scan_spans`])
+    /// with the samples the profile took inside spans. Ignored by default.
+    fn visit_spans(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        time_nanos: i64,
+        total: i64,
+        spans: SpanSamples<'_>,
+    ) {
+        let _ = (id, series, time_nanos, total, spans);
+    }
+}
+
+/// The samples of one profile taken inside spans: equal-length columns,
+/// sorted by `(span, stack)`.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanSamples<'a> {
+    pub spans: &'a [u64],
+    pub stacktrace_ids: &'a [u32],
+    pub values: &'a [i64],
+}
+
+/// Which columns a scan reads besides series, time, total and ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Totals,
+    Samples,
+    Spans,
 }
 
 /// An opened block: its metadata and series are in memory; profiles are read
@@ -196,13 +226,45 @@ impl BlockView {
         if !self.block.meta.overlaps(start, end) || !selected.iter().any(|s| *s) {
             return Ok(());
         }
+        let read = if with_samples {
+            Read::Samples
+        } else {
+            Read::Totals
+        };
         scan(
             self.block.meta.ulid,
             self.profiles.clone(),
             selected,
             start,
             end,
-            with_samples,
+            read,
+            visitor,
+        )
+    }
+
+    /// Scans like [`BlockView::scan`] but reads the samples taken inside
+    /// spans, calling [`ProfileVisitor::visit_spans`]; blocks older than
+    /// format 3 have none, and nothing is visited.
+    pub fn scan_spans(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        if self.block.meta.version < 3
+            || !self.block.meta.overlaps(start, end)
+            || !selected.iter().any(|s| *s)
+        {
+            return Ok(());
+        }
+        scan(
+            self.block.meta.ulid,
+            self.profiles.clone(),
+            selected,
+            start,
+            end,
+            Read::Spans,
             visitor,
         )
     }
@@ -228,7 +290,7 @@ fn scan(
     selected: &[bool],
     start: i64,
     end: i64,
-    with_samples: bool,
+    read: Read,
     visitor: &mut dyn ProfileVisitor,
 ) -> Result<()> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
@@ -251,18 +313,31 @@ fn scan(
     }
     let parquet_schema = builder.parquet_schema();
     let mut roots = vec![profiles::SERIES, profiles::TIME, profiles::TOTAL];
-    if with_samples {
-        roots.extend([profiles::STACKTRACE_IDS, profiles::VALUES]);
+    let columns = parquet_schema.root_schema().get_fields().len();
+    match read {
+        Read::Totals => {}
+        Read::Samples => roots.extend([profiles::STACKTRACE_IDS, profiles::VALUES]),
+        Read::Spans if columns > profiles::SPAN_VALUES => roots.extend([
+            profiles::SPAN_IDS,
+            profiles::SPAN_STACKTRACE_IDS,
+            profiles::SPAN_VALUES,
+        ]),
+        Read::Spans => {
+            return Err(corrupt(
+                ulid,
+                "profiles.parquet has no span columns (written before format 3)",
+            ));
+        }
     }
-    let has_ids = parquet_schema.root_schema().get_fields().len() > profiles::ID;
+    let has_ids = columns > profiles::ID;
     if has_ids {
         roots.push(profiles::ID);
     }
     let projection = ProjectionMask::roots(parquet_schema, roots);
-    let batch_size = if with_samples {
-        batch_rows(&metadata, &row_groups)
-    } else {
-        BATCH_ROWS_WITHOUT_SAMPLES
+    let batch_size = match read {
+        Read::Samples => batch_rows(&metadata, &row_groups, profiles::VALUES),
+        Read::Spans => batch_rows(&metadata, &row_groups, profiles::SPAN_VALUES),
+        Read::Totals => BATCH_ROWS_WITHOUT_SAMPLES,
     };
     let reader = builder
         .with_projection(projection)
@@ -271,7 +346,7 @@ fn scan(
         .build()?;
     for batch in reader {
         let batch = batch?;
-        visit_batch(ulid, &batch, selected, start, end, with_samples, visitor)?;
+        visit_batch(ulid, &batch, selected, start, end, read, visitor)?;
     }
     Ok(())
 }
@@ -284,12 +359,16 @@ const BATCH_ROWS_WITHOUT_SAMPLES: usize = 8 * 1024;
 
 /// Returns the rows per batch that hold about [`BATCH_SAMPLES`] samples in
 /// the densest of the selected row groups.
-fn batch_rows(metadata: &parquet::file::metadata::ParquetMetaData, row_groups: &[usize]) -> usize {
+fn batch_rows(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    row_groups: &[usize],
+    column: usize,
+) -> usize {
     let densest = row_groups
         .iter()
         .map(|&i| {
             let rg = metadata.row_group(i);
-            let samples = rg.column(profiles::VALUES).num_values().max(0) as usize;
+            let samples = rg.column(column).num_values().max(0) as usize;
             samples / (rg.num_rows().max(1) as usize)
         })
         .max()
@@ -304,7 +383,7 @@ fn visit_batch(
     selected: &[bool],
     start: i64,
     end: i64,
-    with_samples: bool,
+    read: Read,
     visitor: &mut dyn ProfileVisitor,
 ) -> Result<()> {
     let series = batch.column(0).as_primitive::<UInt32Type>().values();
@@ -316,7 +395,10 @@ fn visit_batch(
         .index_of("id")
         .ok()
         .map(|i| batch.column(i).as_fixed_size_binary().clone());
-    let samples = if with_samples {
+    if read == Read::Spans {
+        return visit_span_batch(ulid, batch, selected, start, end, visitor);
+    }
+    let samples = if read == Read::Samples {
         let ids = batch.column(3).as_list::<i32>();
         let values = batch.column(4).as_list::<i32>();
         if ids.offsets() != values.offsets() {
@@ -347,6 +429,59 @@ fn visit_batch(
             ProfileId::from_be_bytes(ids.value(row).try_into().expect("16-byte IDs"))
         });
         visitor.visit(id, s, t, totals[row], pairs);
+    }
+    Ok(())
+}
+
+/// Visits a batch of the span columns (projected after the totals, before the ID).
+fn visit_span_batch(
+    ulid: Ulid,
+    batch: &RecordBatch,
+    selected: &[bool],
+    start: i64,
+    end: i64,
+    visitor: &mut dyn ProfileVisitor,
+) -> Result<()> {
+    let series = batch.column(0).as_primitive::<UInt32Type>().values();
+    let times = batch.column(1).as_primitive::<Int64Type>().values();
+    let totals = batch.column(2).as_primitive::<Int64Type>().values();
+    let column = |name: &str| {
+        batch
+            .schema()
+            .index_of(name)
+            .map_err(|_| corrupt(ulid, format!("column {name} is missing")))
+    };
+    let profile_ids = column("id")
+        .ok()
+        .map(|i| batch.column(i).as_fixed_size_binary().clone());
+    let spans = batch.column(column("span_ids")?).as_list::<i32>();
+    let stacks = batch
+        .column(column("span_stacktrace_ids")?)
+        .as_list::<i32>();
+    let values = batch.column(column("span_values")?).as_list::<i32>();
+    if spans.offsets() != stacks.offsets() || spans.offsets() != values.offsets() {
+        return Err(corrupt(ulid, "span columns have different lengths"));
+    }
+    let offsets = spans.offsets();
+    let span_values = spans.values().as_primitive::<UInt64Type>().values();
+    let stack_values = stacks.values().as_primitive::<UInt32Type>().values();
+    let value_values = values.values().as_primitive::<Int64Type>().values();
+    for row in 0..batch.num_rows() {
+        let s = series[row];
+        let t = times[row];
+        let (a, b) = (offsets[row] as usize, offsets[row + 1] as usize);
+        if a == b || !selected.get(s as usize).copied().unwrap_or(false) || t < start || t > end {
+            continue;
+        }
+        let id = profile_ids.as_ref().map_or(0, |ids| {
+            ProfileId::from_be_bytes(ids.value(row).try_into().expect("16-byte IDs"))
+        });
+        let samples = SpanSamples {
+            spans: &span_values[a..b],
+            stacktrace_ids: &stack_values[a..b],
+            values: &value_values[a..b],
+        };
+        visitor.visit_spans(id, s, t, totals[row], samples);
     }
     Ok(())
 }
@@ -525,6 +660,7 @@ mod tests {
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
+    use crate::ProfileRow;
 
     struct Rows(Vec<(ProfileId, u32, i64, i64)>);
 
@@ -569,7 +705,133 @@ mod tests {
         )
         .unwrap();
         let mut rows = Rows(Vec::new());
-        scan(Ulid::nil(), bytes, &[true, true], 0, 100, true, &mut rows).unwrap();
+        scan(
+            Ulid::nil(),
+            bytes,
+            &[true, true],
+            0,
+            100,
+            Read::Samples,
+            &mut rows,
+        )
+        .unwrap();
         assert_eq!(rows.0, vec![(0, 0, 10, 3), (0, 1, 20, 4)]);
+    }
+
+    /// Span samples as `(profile, span, stack, value)`.
+    #[derive(Default)]
+    struct Spans(Vec<(ProfileId, u64, u32, i64)>);
+
+    impl ProfileVisitor for Spans {
+        fn visit(&mut self, _: ProfileId, _: u32, _: i64, _: i64, _: Option<(&[u32], &[i64])>) {
+            panic!("a span scan visits spans only");
+        }
+
+        fn visit_spans(&mut self, id: ProfileId, _: u32, _: i64, _: i64, s: SpanSamples<'_>) {
+            for i in 0..s.spans.len() {
+                self.0
+                    .push((id, s.spans[i], s.stacktrace_ids[i], s.values[i]));
+            }
+        }
+    }
+
+    #[test]
+    fn span_columns_round_trip_and_skip_profiles_without_spans() {
+        let rows = vec![
+            ProfileRow {
+                id: 7,
+                series: 0,
+                time_nanos: 10,
+                total: 5,
+                stacktrace_ids: vec![1, 2],
+                values: vec![2, 3],
+                span_ids: vec![0xa, 0xb],
+                span_stacktrace_ids: vec![1, 2],
+                span_values: vec![2, 1],
+            },
+            ProfileRow {
+                id: 8,
+                series: 0,
+                time_nanos: 20,
+                total: 1,
+                stacktrace_ids: vec![1],
+                values: vec![1],
+                ..Default::default()
+            },
+        ];
+        let bytes = crate::write::encode_profiles(&rows).unwrap();
+        let mut spans = Spans::default();
+        scan(
+            Ulid::nil(),
+            bytes.clone(),
+            &[true],
+            0,
+            100,
+            Read::Spans,
+            &mut spans,
+        )
+        .unwrap();
+        assert_eq!(spans.0, vec![(7, 0xa, 1, 2), (7, 0xb, 2, 1)]);
+        // The totals scan is unchanged by the new columns.
+        let mut totals = Rows(Vec::new());
+        scan(
+            Ulid::nil(),
+            bytes,
+            &[true],
+            0,
+            100,
+            Read::Samples,
+            &mut totals,
+        )
+        .unwrap();
+        assert_eq!(totals.0, vec![(7, 0, 10, 5), (8, 0, 20, 1)]);
+    }
+
+    /// A format-2 `profiles.parquet` (no span columns) refuses a span scan
+    /// with a clear error; `BlockView::scan_spans` never asks one.
+    #[test]
+    fn format_2_profiles_have_no_span_columns() {
+        let schema = Arc::new(Schema::new(PROFILES.fields()[..6].to_vec()));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from(vec![0, 1])),
+            Arc::new(Int64Array::from(vec![10, 20])),
+            Arc::new(Int64Array::from(vec![3, 4])),
+            list(DataType::UInt32, Arc::new(UInt32Array::from(vec![1, 2]))),
+            list(DataType::Int64, Arc::new(Int64Array::from(vec![3, 4]))),
+            Arc::new(arrow::array::FixedSizeBinaryArray::new(
+                16,
+                arrow::buffer::Buffer::from_vec(vec![1u8; 32]),
+                None,
+            )),
+        ];
+        let bytes = crate::write::parquet_bytes(
+            &schema,
+            columns,
+            parquet::file::properties::WriterProperties::builder().build(),
+        )
+        .unwrap();
+        let mut rows = Rows(Vec::new());
+        scan(
+            Ulid::nil(),
+            bytes.clone(),
+            &[true, true],
+            0,
+            100,
+            Read::Samples,
+            &mut rows,
+        )
+        .unwrap();
+        assert_eq!(rows.0.len(), 2);
+        let mut spans = Spans::default();
+        let err = scan(
+            Ulid::nil(),
+            bytes,
+            &[true, true],
+            0,
+            100,
+            Read::Spans,
+            &mut spans,
+        );
+        assert!(err.unwrap_err().to_string().contains("no span columns"));
     }
 }

@@ -30,6 +30,10 @@ pub(crate) static PROFILES: LazyLock<SchemaRef> = LazyLock::new(|| {
         list_of("values", DataType::Int64),
         // Format 2; last so that format 1's column indices stay valid.
         Field::new("id", DataType::FixedSizeBinary(16), false),
+        // Format 3, after the ID for the same reason.
+        list_of("span_ids", DataType::UInt64),
+        list_of("span_stacktrace_ids", DataType::UInt32),
+        list_of("span_values", DataType::Int64),
     ]))
 });
 
@@ -40,6 +44,9 @@ pub(crate) mod profiles {
     pub(crate) const STACKTRACE_IDS: usize = 3;
     pub(crate) const VALUES: usize = 4;
     pub(crate) const ID: usize = 5;
+    pub(crate) const SPAN_IDS: usize = 6;
+    pub(crate) const SPAN_STACKTRACE_IDS: usize = 7;
+    pub(crate) const SPAN_VALUES: usize = 8;
 }
 
 pub(crate) static STRINGS: LazyLock<SchemaRef> = LazyLock::new(|| {

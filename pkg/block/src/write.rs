@@ -147,7 +147,7 @@ fn encode_series(series: &[SeriesEntry]) -> Result<Bytes> {
     parquet_bytes(&schema::SERIES, columns, base_props().build())
 }
 
-fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
+pub(crate) fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
     let samples: usize = profiles.iter().map(|p| p.values.len()).sum();
     let mut offsets = Vec::with_capacity(profiles.len() + 1);
     offsets.push(0i32);
@@ -157,6 +157,18 @@ fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
         ids.extend_from_slice(&p.stacktrace_ids);
         values.extend_from_slice(&p.values);
         offsets.push(ids.len() as i32);
+    }
+    let span_samples: usize = profiles.iter().map(|p| p.span_values.len()).sum();
+    let mut span_offsets = Vec::with_capacity(profiles.len() + 1);
+    span_offsets.push(0i32);
+    let mut span_ids = Vec::with_capacity(span_samples);
+    let mut span_stacks = Vec::with_capacity(span_samples);
+    let mut span_values = Vec::with_capacity(span_samples);
+    for p in profiles {
+        span_ids.extend_from_slice(&p.span_ids);
+        span_stacks.extend_from_slice(&p.span_stacktrace_ids);
+        span_values.extend_from_slice(&p.span_values);
+        span_offsets.push(span_ids.len() as i32);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(UInt32Array::from_iter_values(
@@ -175,7 +187,19 @@ fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
             Buffer::from_vec(profiles.iter().flat_map(|p| p.id.to_be_bytes()).collect()),
             None,
         )),
+        list(
+            DataType::UInt64,
+            span_offsets.clone(),
+            UInt64Array::from(span_ids),
+        ),
+        list(
+            DataType::UInt32,
+            span_offsets.clone(),
+            UInt32Array::from(span_stacks),
+        ),
+        list(DataType::Int64, span_offsets, Int64Array::from(span_values)),
     ];
+    let span_ids_path = ColumnPath::new(vec!["span_ids".into(), "list".into(), "item".into()]);
     let ids_path = ColumnPath::new(vec!["stacktrace_ids".into(), "list".into(), "item".into()]);
     let values_path = ColumnPath::new(vec!["values".into(), "list".into(), "item".into()]);
     let props = base_props()
@@ -191,6 +215,9 @@ fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
         // Random IDs: neither a dictionary nor min/max statistics help.
         .set_column_dictionary_enabled(ColumnPath::from("id"), false)
         .set_column_statistics_enabled(ColumnPath::from("id"), EnabledStatistics::None)
+        // Sorted within a profile, one run per span.
+        .set_column_dictionary_enabled(span_ids_path.clone(), false)
+        .set_column_encoding(span_ids_path, Encoding::DELTA_BINARY_PACKED)
         .build();
     parquet_bytes(&schema::PROFILES, columns, props)
 }

@@ -3,10 +3,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use ember_block::{BlockData, BlockView, Compaction, ProfileRow, ProfileVisitor, SeriesEntry};
+use ember_block::{
+    BlockData, BlockView, Compaction, ProfileRow, ProfileVisitor, SeriesEntry, SpanSamples,
+};
 use ember_model::{Labels, ProfileId};
 use ember_symdb::{Remap, Symbols, SymbolsBuilder};
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use ulid::Ulid;
 
 use crate::{Error, Result};
@@ -136,10 +138,13 @@ impl Merger {
             remaps: (0..sources.len()).map(|_| None).collect(),
             merger: self,
             pairs: Vec::new(),
+            rows: FxHashMap::default(),
             error: None,
         };
         let selected = vec![true; block.series.len()];
         view.scan(&selected, i64::MIN, i64::MAX, true, &mut visitor)?;
+        // Then the samples taken inside spans, into the rows just copied.
+        view.scan_spans(&selected, i64::MIN, i64::MAX, &mut visitor)?;
         match visitor.error {
             Some(e) => Err(e),
             None => Ok(()),
@@ -195,6 +200,8 @@ struct Copier<'a> {
     remaps: Vec<Option<Remap<'a>>>,
     merger: &'a mut Merger,
     pairs: Vec<(u32, i64)>,
+    /// The merger's row of each profile copied from this source, by ID.
+    rows: FxHashMap<ProfileId, usize>,
     error: Option<Error>,
 }
 
@@ -249,6 +256,7 @@ impl ProfileVisitor for Copier<'_> {
             total,
             stacktrace_ids: Vec::with_capacity(self.pairs.len()),
             values: Vec::with_capacity(self.pairs.len()),
+            ..Default::default()
         };
         for &(n, v) in &self.pairs {
             if row.stacktrace_ids.last() == Some(&n) {
@@ -258,6 +266,126 @@ impl ProfileVisitor for Copier<'_> {
                 row.values.push(v);
             }
         }
+        if id != 0 {
+            self.rows.insert(id, m.profiles.len());
+        }
         m.profiles.push(row);
+    }
+
+    fn visit_spans(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        _time_nanos: i64,
+        _total: i64,
+        spans: SpanSamples<'_>,
+    ) {
+        // Only rows this source contributed (not replicas already merged).
+        let Some(&row) = self.rows.get(&id) else {
+            return;
+        };
+        if self.error.is_some() {
+            return;
+        }
+        let (_, src_partition) = self.series_map[series as usize];
+        let Some((dst_partition, symbols)) = self.sources[src_partition as usize] else {
+            unreachable!("every partition of a series is mapped")
+        };
+        if spans
+            .stacktrace_ids
+            .iter()
+            .any(|&n| n as usize >= symbols.stacks.len())
+        {
+            self.error = Some(corrupt(
+                self.ulid,
+                format!(
+                    "a span sample refers to a stack trace beyond partition {src_partition}'s tree"
+                ),
+            ));
+            return;
+        }
+        let m = &mut *self.merger;
+        let remap = self.remaps[src_partition as usize].get_or_insert_with(|| Remap::new(symbols));
+        let builder = &mut m.partitions[dst_partition as usize].1;
+        let mut triples: Vec<(u64, u32, i64)> = spans
+            .spans
+            .iter()
+            .zip(spans.stacktrace_ids)
+            .zip(spans.values)
+            .map(|((&span, &n), &v)| (span, remap.stack(builder, n), v))
+            .collect();
+        triples.sort_unstable_by_key(|t| (t.0, t.1));
+        let row = &mut m.profiles[row];
+        for (span, stack, v) in triples {
+            let last = row.span_ids.last().zip(row.span_stacktrace_ids.last());
+            if last == Some((&span, &stack)) {
+                *row.span_values.last_mut().expect("paired") += v;
+            } else {
+                row.span_ids.push(span);
+                row.span_stacktrace_ids.push(stack);
+                row.span_values.push(v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ember_block::{Block, MemBlock, encode_block, upload_block};
+    use ember_model::{Label, ProfileType, ingest::SeriesSpec, labels::PROFILE_TYPE};
+    use ember_testkit::pprof::PprofBuilder;
+    use object_store::{ObjectStore, memory::InMemory};
+
+    use super::*;
+
+    const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+    /// A block of one profile with span samples, as one replica wrote it.
+    async fn replica(store: &Arc<dyn ObjectStore>) -> BlockView {
+        let mut head = MemBlock::default();
+        let series = SeriesSpec {
+            labels: Labels::new(vec![
+                Label::new(PROFILE_TYPE, CPU),
+                Label::new("service_name", "svc"),
+            ]),
+            profile_type: CPU.parse::<ProfileType>().unwrap(),
+            sample_type: 0,
+            samples: None,
+        };
+        let profile = PprofBuilder::new(&[("cpu", "nanoseconds")])
+            .sample(&["main", "idle"], &[1])
+            .sample_with_labels(&["main", "work"], &[5], &[("span_id", "00000000000000aa")])
+            .build();
+        head.append(&profile, &[series], 1_000, 42);
+        let encoded = encode_block(&head.to_block_data("test".into())).unwrap();
+        upload_block(store, "t", &encoded).await.unwrap();
+        let block = Arc::new(Block::open(store.clone(), "t", head.ulid()).await.unwrap());
+        block.view(true).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn span_samples_survive_a_merge_of_replicas_once() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut merger = Merger::default();
+        for _ in 0..2 {
+            merger.add(&replica(&store).await).unwrap();
+        }
+        let data = merger.finish(
+            Ulid::new(),
+            "c".into(),
+            Compaction {
+                level: 2,
+                sources: Vec::new(),
+            },
+        );
+        assert_eq!(data.profiles.len(), 1, "replicas merge into one profile");
+        let row = &data.profiles[0];
+        assert_eq!(row.span_ids, [0xaa]);
+        assert_eq!(row.span_values, [5]);
+        // The span's stack is the merged partition's `main;work`.
+        let symbols = &data.partitions[0].1;
+        let node = row.span_stacktrace_ids[0] as usize;
+        let location = &symbols.locations[symbols.stacks.locations[node] as usize];
+        assert_eq!(symbols.function_name(location.lines[0].function), "work");
     }
 }

@@ -29,12 +29,19 @@ pub fn plan_of(req: &SelectRequest) -> Result<Plan, Status> {
         req.profile_type.parse::<ProfileType>()?;
     }
     let selectors = ember_query::parse_selectors(&req.selectors)?;
-    Ok(Plan::new(
+    let mut plan = Plan::new(
         (!req.profile_type.is_empty()).then(|| req.profile_type.clone()),
         selectors,
         req.start_nanos,
         req.end_nanos,
-    ))
+    );
+    if !req.span_ids.is_empty() {
+        plan.samples.spans = Some(Arc::new(req.span_ids.iter().copied().collect()));
+    }
+    if let Some(selector) = &req.stack_trace_selector {
+        plan.samples.call_site = selector.call_site.iter().map(|l| l.name.clone()).collect();
+    }
+    Ok(plan)
 }
 
 impl IngesterApi {

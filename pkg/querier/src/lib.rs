@@ -14,13 +14,16 @@
 
 mod analyze;
 mod error;
+mod heatmap;
 mod limits;
 mod metrics;
 pub mod remote;
 mod series;
+#[cfg(test)]
+mod tests;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex},
 };
 
@@ -40,17 +43,18 @@ use ember_proto::{
     google::v1::Profile,
     querier::v1::{
         AnalyzeQueryRequest, AnalyzeQueryResponse, DiffRequest, DiffResponse, ProfileFormat,
-        ProfileTypesRequest, ProfileTypesResponse, SelectMergeProfileRequest,
+        ProfileTypesRequest, ProfileTypesResponse, SelectHeatmapRequest, SelectHeatmapResponse,
+        SelectMergeProfileRequest, SelectMergeSpanProfileRequest, SelectMergeSpanProfileResponse,
         SelectMergeStacktracesRequest, SelectMergeStacktracesResponse, SelectSeriesRequest,
         SelectSeriesResponse, SeriesRequest, SeriesResponse,
         querier_service_server::QuerierService,
     },
     types::v1::{
-        GetProfileStatsRequest, GetProfileStatsResponse, LabelNamesRequest, LabelNamesResponse,
-        LabelValuesRequest, LabelValuesResponse,
+        ExemplarType, GetProfileStatsRequest, GetProfileStatsResponse, LabelNamesRequest,
+        LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, StackTraceSelector,
     },
 };
-use ember_query::{Need, Plan, ProfileFilter, RecentData, RecentSources, SourceView};
+use ember_query::{GoPgo, Need, Plan, ProfileFilter, RecentData, RecentSources, SourceView};
 use ember_symdb::resolve::PprofBuilder;
 pub use error::{Error, Result};
 pub use metrics::QuerierMetrics;
@@ -109,6 +113,39 @@ fn nanos_range(start_ms: i64, end_ms: i64) -> Result<(i64, i64)> {
 fn parse_selectors(matchers: &[String]) -> Result<Vec<Selector>> {
     Ok(ember_query::parse_selectors(matchers)?)
 }
+
+/// Applies a request's `stack_trace_selector` and `profile_id_selector` to
+/// `plan`; returns the Go PGO trimming asked for, if any (which, as in
+/// Pyroscope, replaces the call site).
+fn select_samples(
+    plan: &mut Plan,
+    stack_trace_selector: Option<&StackTraceSelector>,
+    profile_ids: &[String],
+) -> Result<Option<GoPgo>> {
+    plan.ids = ember_query::parse_profile_ids(profile_ids).map_err(Error::InvalidRequest)?;
+    let Some(selector) = stack_trace_selector else {
+        return Ok(None);
+    };
+    if let Some(pgo) = &selector.go_pgo {
+        return Ok(Some(GoPgo {
+            keep_locations: pgo.keep_locations as usize,
+            aggregate_callees: pgo.aggregate_callees,
+        }));
+    }
+    if selector.call_site.len() > MAX_CALL_SITE {
+        return Err(Error::InvalidRequest(format!(
+            "a call site has at most {MAX_CALL_SITE} frames, got {}",
+            selector.call_site.len()
+        )));
+    }
+    plan.samples.call_site = selector.call_site.iter().map(|l| l.name.clone()).collect();
+    Ok(None)
+}
+
+/// Stack depth is limited at ingest; a call site cannot be deeper.
+const MAX_CALL_SITE: usize = 1024;
+/// Span IDs one request may select.
+const MAX_SPANS: usize = 10_000;
 
 /// Returns the nodes a flame graph keeps: `max_nodes` when positive, every
 /// node (0) when negative, [`DEFAULT_MAX_NODES`] when absent or 0.
@@ -194,7 +231,8 @@ impl Querier {
     /// Collects the sources of `tenant` that may hold data of `plan`.
     async fn sources(&self, tenant: &str, plan: &Plan, need: Need) -> Result<Sources> {
         let (start, end) = (plan.start, plan.end);
-        let with_symbols = need == Need::Samples;
+        // A call site needs the stack tree even to draw time series.
+        let with_symbols = need == Need::Samples || !plan.samples.call_site.is_empty();
         // Heads first: see the module docs for why the order matters.
         let recent = match &self.recent {
             Some(recent) => recent
@@ -310,12 +348,74 @@ impl Querier {
     fn stacktraces_plan(req: &SelectMergeStacktracesRequest) -> Result<Plan> {
         req.profile_type_id.parse::<ProfileType>()?;
         let (start, end) = nanos_range(req.start, req.end)?;
-        Ok(Plan::new(
+        let mut plan = Plan::new(
             Some(req.profile_type_id.clone()),
             parse_selectors(std::slice::from_ref(&req.label_selector))?,
             start,
             end,
-        ))
+        );
+        // Go PGO trims pprof; a flame graph has nothing to trim.
+        select_samples(
+            &mut plan,
+            req.stack_trace_selector.as_ref(),
+            &req.profile_id_selector,
+        )?;
+        Ok(plan)
+    }
+
+    /// Returns every selected profile's point, grouped by the `group_by`
+    /// labels of its series, with the series' labels.
+    async fn grouped_points(
+        &self,
+        tenant: &str,
+        plan: &Plan,
+        group_by: &[String],
+    ) -> Result<series::Groups> {
+        let group_by = group_by.to_vec();
+        self.evaluate(
+            tenant,
+            plan,
+            Need::Points,
+            series::Groups::default(),
+            move |view, plan, out| {
+                ember_query::points(view, plan, &mut |labels, point| {
+                    out.add(&group_by, labels, point)
+                })
+            },
+        )
+        .await
+    }
+
+    fn span_plan(req: &SelectMergeSpanProfileRequest) -> Result<Plan> {
+        req.profile_type_id.parse::<ProfileType>()?;
+        let (start, end) = nanos_range(req.start, req.end)?;
+        if req.span_selector.len() > MAX_SPANS {
+            return Err(Error::InvalidRequest(format!(
+                "a span selector holds at most {MAX_SPANS} span IDs, got {}",
+                req.span_selector.len()
+            )));
+        }
+        let mut plan = Plan::new(
+            Some(req.profile_type_id.clone()),
+            parse_selectors(std::slice::from_ref(&req.label_selector))?,
+            start,
+            end,
+        );
+        let spans =
+            ember_query::parse_span_ids(&req.span_selector).map_err(Error::InvalidRequest)?;
+        plan.samples.spans = Some(Arc::new(spans));
+        Ok(plan)
+    }
+
+    /// Returns the flame graph of `plan` with at most `max_nodes` nodes.
+    async fn flamegraph(
+        &self,
+        tenant: &str,
+        plan: &Plan,
+        max_nodes: usize,
+    ) -> Result<ember_proto::querier::v1::FlameGraph> {
+        let tree = self.merge_tree(tenant, plan).await?;
+        Ok(tokio::task::spawn_blocking(move || tree.to_flamegraph(max_nodes)).await?)
     }
 }
 
@@ -450,26 +550,70 @@ impl QuerierService for Querier {
                 let tenant = Tenant::of(&request)?;
                 let (req, _query) = admit!(self, &tenant, request);
                 let plan = Self::stacktraces_plan(&req)?;
-                let tree = self.merge_tree(&tenant, &plan).await?;
                 let max_nodes = max_nodes(req.max_nodes);
                 // Any other value, unknown ones included, gets the documented default: a flame graph.
-                let as_tree = req.format == ProfileFormat::Tree as i32;
-                let response = tokio::task::spawn_blocking(move || {
-                    if as_tree {
-                        SelectMergeStacktracesResponse {
-                            flamegraph: None,
-                            tree: tree.to_tree_bytes(max_nodes),
-                        }
-                    } else {
-                        SelectMergeStacktracesResponse {
-                            flamegraph: Some(tree.to_flamegraph(max_nodes)),
-                            tree: Vec::new(),
-                        }
-                    }
-                })
-                .await
-                .map_err(Error::from)?;
-                Ok(Response::new(response))
+                if req.format == ProfileFormat::Tree as i32 {
+                    let tree = self.merge_tree(&tenant, &plan).await?;
+                    let tree = tokio::task::spawn_blocking(move || tree.to_tree_bytes(max_nodes))
+                        .await
+                        .map_err(Error::from)?;
+                    return Ok(Response::new(SelectMergeStacktracesResponse {
+                        flamegraph: None,
+                        tree,
+                    }));
+                }
+                let flamegraph = self.flamegraph(&tenant, &plan, max_nodes).await?;
+                Ok(Response::new(SelectMergeStacktracesResponse {
+                    flamegraph: Some(flamegraph),
+                    tree: Vec::new(),
+                }))
+            })
+            .await
+    }
+
+    async fn select_merge_span_profile(
+        &self,
+        request: Request<SelectMergeSpanProfileRequest>,
+    ) -> Result<Response<SelectMergeSpanProfileResponse>, Status> {
+        self.metrics
+            .time("SelectMergeSpanProfile", async move {
+                let tenant = Tenant::of(&request)?;
+                let (req, _query) = admit!(self, &tenant, request);
+                let plan = Self::span_plan(&req)?;
+                let flamegraph = self
+                    .flamegraph(&tenant, &plan, max_nodes(req.max_nodes))
+                    .await?;
+                Ok(Response::new(SelectMergeSpanProfileResponse {
+                    flamegraph: Some(flamegraph),
+                    tree: Vec::new(),
+                }))
+            })
+            .await
+    }
+
+    async fn select_heatmap(
+        &self,
+        request: Request<SelectHeatmapRequest>,
+    ) -> Result<Response<SelectHeatmapResponse>, Status> {
+        self.metrics
+            .time("SelectHeatmap", async move {
+                let tenant = Tenant::of(&request)?;
+                let (req, _query) = admit!(self, &tenant, request);
+                req.profile_type_id
+                    .parse::<ProfileType>()
+                    .map_err(Error::from)?;
+                let (start, end) = nanos_range(req.start, req.end)?;
+                let plan = Plan::new(
+                    Some(req.profile_type_id.clone()),
+                    parse_selectors(std::slice::from_ref(&req.label_selector))?,
+                    start,
+                    end,
+                );
+                let shape = heatmap::Shape::new(&req, start)?;
+                let points = self.grouped_points(&tenant, &plan, &req.group_by).await?;
+                Ok(Response::new(SelectHeatmapResponse {
+                    series: shape.build(points),
+                }))
             })
             .await
     }
@@ -484,12 +628,17 @@ impl QuerierService for Querier {
                 let (req, _query) = admit!(self, &tenant, request);
                 let profile_type: ProfileType = req.profile_type_id.parse().map_err(Error::from)?;
                 let (start, end) = nanos_range(req.start, req.end)?;
-                let plan = Plan::new(
+                let mut plan = Plan::new(
                     Some(req.profile_type_id.clone()),
                     parse_selectors(std::slice::from_ref(&req.label_selector))?,
                     start,
                     end,
                 );
+                let go_pgo = select_samples(
+                    &mut plan,
+                    req.stack_trace_selector.as_ref(),
+                    &req.profile_id_selector,
+                )?;
                 let builder = PprofBuilder::new(
                     (&profile_type.sample_type, &profile_type.sample_unit),
                     (&profile_type.period_type, &profile_type.period_unit),
@@ -509,7 +658,16 @@ impl QuerierService for Querier {
                 } else {
                     (start, end - start)
                 };
-                Ok(Response::new(builder.finish(time_nanos, duration)))
+                let mut profile = builder.finish(time_nanos, duration);
+                if let Some(pgo) = go_pgo {
+                    profile = tokio::task::spawn_blocking(move || {
+                        ember_query::apply_go_pgo(&mut profile, pgo);
+                        profile
+                    })
+                    .await
+                    .map_err(Error::from)?;
+                }
+                Ok(Response::new(profile))
             })
             .await
     }
@@ -526,39 +684,24 @@ impl QuerierService for Querier {
                     .parse::<ProfileType>()
                     .map_err(Error::from)?;
                 let (start, end) = nanos_range(req.start, req.end)?;
-                let plan = Plan::new(
+                let mut plan = Plan::new(
                     Some(req.profile_type_id.clone()),
                     parse_selectors(std::slice::from_ref(&req.label_selector))?,
                     start,
                     end,
                 );
+                // Go PGO trims pprof; a time series has nothing to trim.
+                select_samples(&mut plan, req.stack_trace_selector.as_ref(), &[])?;
                 let mut shape = series::Bucketing::new(&req, start)?;
-                let group_by = req.group_by.clone();
-                let points: BTreeMap<Labels, Vec<ember_query::Point>> = self
-                    .evaluate(
-                        &tenant,
-                        &plan,
-                        Need::Points,
-                        BTreeMap::new(),
-                        move |view, plan, out| {
-                            ember_query::points(view, plan, &mut |labels, point| {
-                                let key = Labels::new(
-                                    group_by
-                                        .iter()
-                                        .filter_map(|n| {
-                                            labels
-                                                .get(n)
-                                                .map(|v| ember_model::Label::new(n.clone(), v))
-                                        })
-                                        .collect(),
-                                );
-                                out.entry(key).or_insert_with(Vec::new).push(point);
-                            })
-                        },
-                    )
-                    .await?;
+                // Pyroscope gives individual profiles for span exemplars too when
+                // spans are not asked for: Ember has no per-span series.
+                let exemplars = matches!(
+                    ExemplarType::try_from(req.exemplar_type),
+                    Ok(ExemplarType::Individual | ExemplarType::Span)
+                );
+                let points = self.grouped_points(&tenant, &plan, &req.group_by).await?;
                 Ok(Response::new(SelectSeriesResponse {
-                    series: shape.aggregate(points),
+                    series: shape.aggregate(points, exemplars),
                 }))
             })
             .await

@@ -39,8 +39,9 @@ use ember_config::duration::format as human;
 use ember_limits::{Limits, TenantLimits};
 use ember_proto::{
     querier::v1::{
-        DiffRequest, ProfileTypesRequest, SelectMergeProfileRequest, SelectMergeStacktracesRequest,
-        SelectSeriesRequest, SeriesRequest,
+        DiffRequest, ProfileTypesRequest, SelectHeatmapRequest, SelectMergeProfileRequest,
+        SelectMergeSpanProfileRequest, SelectMergeStacktracesRequest, SelectSeriesRequest,
+        SeriesRequest,
     },
     types::v1::{GetProfileStatsRequest, LabelNamesRequest, LabelValuesRequest},
 };
@@ -359,6 +360,22 @@ impl Bounded for SelectMergeStacktracesRequest {
         }
         self.max_nodes = Some(bounds.max_nodes(self.max_nodes)?);
         Ok(true)
+    }
+}
+
+impl Bounded for SelectMergeSpanProfileRequest {
+    fn bound(&mut self, bounds: &Bounds<'_>) -> Result<bool> {
+        if !bounds.select_range(&mut self.start, &mut self.end)? {
+            return Ok(false);
+        }
+        self.max_nodes = Some(bounds.max_nodes(self.max_nodes)?);
+        Ok(true)
+    }
+}
+
+impl Bounded for SelectHeatmapRequest {
+    fn bound(&mut self, bounds: &Bounds<'_>) -> Result<bool> {
+        bounds.select_range(&mut self.start, &mut self.end)
     }
 }
 

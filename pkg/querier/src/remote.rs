@@ -23,6 +23,7 @@ use ember_proto::{
     clients::{IngesterAddr, IngesterClients},
     error::Code,
     ingester::v1::{MergeProfilesRequest, SelectProfilesResponse, SelectRequest},
+    types::v1::{Location, StackTraceSelector},
 };
 use ember_query::{Need, Plan, RecentData, RecentSources, SharedSource, SourceView};
 use ember_symdb::Symbols;
@@ -95,6 +96,11 @@ impl SourceView for AnsweredView {
     fn symbols(&self, _partition: u32) -> Option<&Symbols> {
         None
     }
+
+    fn presampled(&self) -> bool {
+        // The ingester applied the call site and spans of the request.
+        true
+    }
 }
 
 impl SharedSource for AnsweredView {
@@ -107,11 +113,25 @@ impl SharedSource for AnsweredView {
 }
 
 fn select_request(plan: &Plan) -> SelectRequest {
+    let call_site = &plan.samples.call_site;
     SelectRequest {
         profile_type: plan.profile_type.clone().unwrap_or_default(),
         selectors: plan.selectors.iter().map(|s| s.to_string()).collect(),
         start_nanos: plan.start,
         end_nanos: plan.end,
+        span_ids: plan
+            .samples
+            .spans
+            .as_ref()
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default(),
+        stack_trace_selector: (!call_site.is_empty()).then(|| StackTraceSelector {
+            call_site: call_site
+                .iter()
+                .map(|name| Location { name: name.clone() })
+                .collect(),
+            go_pgo: None,
+        }),
     }
 }
 
@@ -229,6 +249,7 @@ impl RemoteIngesters {
         for (addr, list) in lists {
             let share: Vec<ProfileId> = wire::decode_ids(&list.ids)?
                 .into_iter()
+                .filter(|id| plan.ids.as_ref().is_none_or(|ids| ids.contains(id)))
                 .filter(|&id| id == 0 || out.counted.insert(id))
                 .collect();
             if !share.is_empty() {

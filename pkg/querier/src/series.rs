@@ -1,18 +1,64 @@
 //! Turns profile totals into time series: points at `start + k*step`, each
 //! aggregating the profiles in `(t - step, t]`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::{Error, Result};
-use ember_model::Labels;
+use ember_model::{Label, Labels};
 use ember_proto::{
     querier::v1::SelectSeriesRequest,
-    types::v1::{Point as PointProto, Series, TimeSeriesAggregationType},
+    types::v1::{Exemplar, Point as PointProto, Series, TimeSeriesAggregationType},
 };
 use ember_query::Point;
 
+/// Profiles grouped by the `group_by` labels of their series, each with the
+/// index of its series' labels (for exemplars).
+#[derive(Debug, Default)]
+pub(crate) struct Groups {
+    pub(crate) groups: BTreeMap<Labels, Vec<(Point, u32)>>,
+    pub(crate) labels: Vec<Labels>,
+    index: HashMap<Labels, u32>,
+}
+
+impl Groups {
+    /// Adds the point of a profile of the series with `labels`.
+    pub(crate) fn add(&mut self, group_by: &[String], labels: &Labels, point: Point) {
+        let series = match self.index.get(labels) {
+            Some(&i) => i,
+            None => {
+                let i = self.labels.len() as u32;
+                self.labels.push(labels.clone());
+                self.index.insert(labels.clone(), i);
+                i
+            }
+        };
+        let key = Labels::new(
+            group_by
+                .iter()
+                .filter_map(|n| labels.get(n).map(|v| Label::new(n.clone(), v)))
+                .collect(),
+        );
+        self.groups.entry(key).or_default().push((point, series));
+    }
+
+    /// Returns the exemplar of one profile: its ID, time, value and labels.
+    pub(crate) fn exemplar(&self, point: &Point, series: u32) -> Exemplar {
+        Exemplar {
+            timestamp: point.time_nanos.div_euclid(1_000_000),
+            profile_id: ember_query::format_profile_id(point.id),
+            span_id: String::new(),
+            value: point.total,
+            labels: self.labels[series as usize].to_proto(),
+        }
+    }
+}
+
 /// Steps of less than this would let one query ask for billions of points.
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// One point being aggregated: sum, count and the largest profile with an
+/// ID (and its series).
+type Bucket = (i64, i64, Option<(Point, u32)>);
 
 #[derive(Debug)]
 pub(crate) struct Bucketing {
@@ -48,31 +94,42 @@ impl Bucketing {
     }
 
     /// Returns the point time (ns) of the bucket holding `t`.
-    fn bucket(&self, t: i64) -> i64 {
+    pub(crate) fn bucket(&self, t: i64) -> i64 {
         let k = (t - self.start + self.step - 1).div_euclid(self.step);
         self.start + k * self.step
     }
 
-    pub(crate) fn aggregate(&mut self, groups: BTreeMap<Labels, Vec<Point>>) -> Vec<Series> {
+    /// Returns one series per group; with `exemplars`, each point names the
+    /// profile of largest value among those it aggregates.
+    pub(crate) fn aggregate(&mut self, groups: Groups, exemplars: bool) -> Vec<Series> {
         let mut series: Vec<(i64, Series)> = groups
-            .into_iter()
+            .groups
+            .iter()
             .map(|(labels, points)| {
-                let mut buckets: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-                for p in &points {
+                let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
+                for &(p, s) in points {
                     let b = buckets.entry(self.bucket(p.time_nanos)).or_default();
                     b.0 += p.total;
                     b.1 += 1;
+                    if exemplars && p.id != 0 && b.2.is_none_or(|(e, _)| p.total > e.total) {
+                        b.2 = Some((p, s));
+                    }
                 }
-                let total: i64 = points.iter().map(|p| p.total).sum();
+                let total: i64 = points.iter().map(|(p, _)| p.total).sum();
                 let points = buckets
                     .into_iter()
-                    .map(|(t, (sum, n))| PointProto {
+                    .map(|(t, (sum, n, exemplar))| PointProto {
                         value: if self.average {
                             sum as f64 / n as f64
                         } else {
                             sum as f64
                         },
                         timestamp: t.div_euclid(1_000_000),
+                        annotations: Vec::new(),
+                        exemplars: exemplar
+                            .map(|(p, s)| groups.exemplar(&p, s))
+                            .into_iter()
+                            .collect(),
                     })
                     .collect();
                 (
@@ -126,7 +183,7 @@ mod tests {
 
     #[test]
     fn sums_or_averages_per_bucket() {
-        let points = vec![
+        let points = [
             Point {
                 id: 0,
                 time_nanos: 2_000_000_000,
@@ -143,18 +200,43 @@ mod tests {
                 total: 7,
             },
         ];
-        let mut groups = BTreeMap::new();
-        groups.insert(Labels::default(), points);
+        let groups = || {
+            let mut g = Groups::default();
+            for (i, &p) in points.iter().enumerate() {
+                let labels = Labels::new(vec![Label::new("i", i.to_string())]);
+                g.add(
+                    &[],
+                    &labels,
+                    Point {
+                        id: i as u128 + 1,
+                        ..p
+                    },
+                );
+            }
+            g
+        };
         let mut sum = Bucketing::new(&req(10.0, None), 1_000_000_000).unwrap();
-        let s = sum.aggregate(groups.clone());
+        let s = sum.aggregate(groups(), true);
         let values: Vec<(i64, f64)> = s[0].points.iter().map(|p| (p.timestamp, p.value)).collect();
         assert_eq!(values, [(11_000, 6.0), (21_000, 7.0)]);
+        // The first point's exemplar is its larger profile (4, the first).
+        let e = &s[0].points[0].exemplars;
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].value, 4);
+        assert_eq!(e[0].timestamp, 2_000);
+        assert_eq!(e[0].profile_id, ember_query::format_profile_id(1));
+        assert_eq!(e[0].labels[0].value, "0");
+        assert!(
+            sum.aggregate(groups(), false)[0].points[0]
+                .exemplars
+                .is_empty()
+        );
         let mut avg = Bucketing::new(
             &req(10.0, Some(TimeSeriesAggregationType::Average)),
             1_000_000_000,
         )
         .unwrap();
-        assert_eq!(avg.aggregate(groups)[0].points[0].value, 3.0);
+        assert_eq!(avg.aggregate(groups(), false)[0].points[0].value, 3.0);
     }
 
     #[test]

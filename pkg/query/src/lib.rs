@@ -10,16 +10,23 @@
 
 use std::sync::{Arc, Mutex};
 
-use ember_block::{BlockView, MemBlock, ProfileVisitor, SeriesEntry};
+use ember_block::{BlockView, MemBlock, ProfileVisitor, SeriesEntry, SpanSamples};
 use ember_model::{Labels, ProfileId, Selector, flamegraph::FunctionTree, labels::PROFILE_TYPE};
 use ember_symdb::{Symbols, resolve};
 use rustc_hash::FxHashSet;
 use ulid::Ulid;
 
 mod recent;
+mod select;
+#[cfg(test)]
+mod tests;
 
 pub use ember_block::Error;
 pub use recent::{Need, RecentData, RecentSources, SharedSource};
+pub use select::{
+    GoPgo, SampleFilter, apply_go_pgo, call_site_mask, format_profile_id, parse_profile_id,
+    parse_profile_ids, parse_span_ids,
+};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One source of profiles, readable synchronously.
@@ -41,6 +48,24 @@ pub trait SourceView {
     ) -> Result<()>;
     /// Returns the symbols of a partition.
     fn symbols(&self, partition: u32) -> Option<&Symbols>;
+    /// Visits the samples taken inside spans of the profiles of selected
+    /// series within `[start, end]` ([`ProfileVisitor::visit_spans`]). A
+    /// source without span samples visits nothing.
+    fn scan_spans(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        let _ = (selected, start, end, visitor);
+        Ok(())
+    }
+    /// Returns whether the totals this source reports already apply the
+    /// plan's [`SampleFilter`] (an ingester's answer), so they are used as is.
+    fn presampled(&self) -> bool {
+        false
+    }
 }
 
 impl SourceView for BlockView {
@@ -70,6 +95,16 @@ impl SourceView for BlockView {
 
     fn symbols(&self, partition: u32) -> Option<&Symbols> {
         BlockView::symbols(self, partition)
+    }
+
+    fn scan_spans(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        BlockView::scan_spans(self, selected, start, end, visitor)
     }
 }
 
@@ -106,6 +141,30 @@ impl SourceView for MemBlock {
     fn symbols(&self, partition: u32) -> Option<&Symbols> {
         MemBlock::symbols(self, partition)
     }
+
+    fn scan_spans(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        for p in self.profiles() {
+            if !p.span_values.is_empty()
+                && selected[p.series as usize]
+                && p.time_nanos >= start
+                && p.time_nanos <= end
+            {
+                let spans = SpanSamples {
+                    spans: &p.span_ids,
+                    stacktrace_ids: &p.span_stacktrace_ids,
+                    values: &p.span_values,
+                };
+                visitor.visit_spans(p.id, p.series, p.time_nanos, p.total, spans);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What to read: a profile type, a selector and a time range.
@@ -120,6 +179,11 @@ pub struct Plan {
     pub end: i64,
     /// Which of the selected profiles count.
     pub profiles: ProfileFilter,
+    /// When set, only these profiles count (a `profile_id_selector`); profiles
+    /// without an ID then never do.
+    pub ids: Option<Arc<FxHashSet<ProfileId>>>,
+    /// Which samples of the counted profiles count.
+    pub samples: SampleFilter,
 }
 
 /// Which profiles a query counts, by [`ProfileId`].
@@ -161,7 +225,14 @@ impl ProfileFilter {
 /// A visitor that forwards only the profiles the plan's filter admits.
 struct Admitted<'a> {
     filter: &'a ProfileFilter,
+    ids: Option<&'a FxHashSet<ProfileId>>,
     inner: &'a mut dyn ProfileVisitor,
+}
+
+impl Admitted<'_> {
+    fn admit(&self, id: ProfileId) -> bool {
+        self.ids.is_none_or(|ids| ids.contains(&id)) && self.filter.admit(id)
+    }
 }
 
 impl ProfileVisitor for Admitted<'_> {
@@ -173,8 +244,21 @@ impl ProfileVisitor for Admitted<'_> {
         total: i64,
         samples: Option<(&[u32], &[i64])>,
     ) {
-        if self.filter.admit(id) {
+        if self.admit(id) {
             self.inner.visit(id, series, time_nanos, total, samples);
+        }
+    }
+
+    fn visit_spans(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        time_nanos: i64,
+        total: i64,
+        spans: SpanSamples<'_>,
+    ) {
+        if self.admit(id) {
+            self.inner.visit_spans(id, series, time_nanos, total, spans);
         }
     }
 }
@@ -189,10 +273,13 @@ pub fn parse_selectors(matchers: &[String]) -> ember_model::Result<Vec<Selector>
 }
 
 impl Plan {
-    /// Returns the plan for a source whose series the answering ingester
-    /// already selected: the same type and range, no selectors.
+    /// Returns the plan for a source whose series, profiles and spans the
+    /// answering ingester already selected: the same type, range and call
+    /// site (selecting a call site twice changes nothing), nothing else.
     pub fn preselected(&self) -> Plan {
-        Plan::new(self.profile_type.clone(), Vec::new(), self.start, self.end)
+        let mut plan = Plan::new(self.profile_type.clone(), Vec::new(), self.start, self.end);
+        plan.samples.call_site = self.samples.call_site.clone();
+        plan
     }
 
     /// Returns a plan that counts every selected profile.
@@ -208,6 +295,8 @@ impl Plan {
             start,
             end,
             profiles: ProfileFilter::All,
+            ids: None,
+            samples: SampleFilter::default(),
         }
     }
 
@@ -240,9 +329,26 @@ impl Plan {
         let selected = self.select(view.series());
         let mut admitted = Admitted {
             filter: &self.profiles,
+            ids: self.ids.as_deref(),
             inner: visitor,
         };
         view.scan(&selected, self.start, self.end, with_samples, &mut admitted)
+    }
+
+    /// Scans the span samples of the selected profiles of `view` that the
+    /// filter admits.
+    pub fn scan_spans(
+        &self,
+        view: &dyn SourceView,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        let selected = self.select(view.series());
+        let mut admitted = Admitted {
+            filter: &self.profiles,
+            ids: self.ids.as_deref(),
+            inner: visitor,
+        };
+        view.scan_spans(&selected, self.start, self.end, &mut admitted)
     }
 }
 
@@ -250,6 +356,23 @@ impl Plan {
 struct StackSums<'a> {
     series: &'a [SeriesEntry],
     sums: Vec<Vec<i64>>,
+    /// For span scans: the spans whose samples count.
+    spans: Option<&'a FxHashSet<u64>>,
+}
+
+impl StackSums<'_> {
+    /// Returns the sums of `series`'s partition, sized for stack `max`.
+    fn partition(&mut self, series: u32, max: u32) -> &mut Vec<i64> {
+        let partition = self.series[series as usize].partition as usize;
+        if self.sums.len() <= partition {
+            self.sums.resize_with(partition + 1, Vec::new);
+        }
+        let sums = &mut self.sums[partition];
+        if sums.len() <= max as usize {
+            sums.resize(max as usize + 1, 0);
+        }
+        sums
+    }
 }
 
 impl ProfileVisitor for StackSums<'_> {
@@ -262,19 +385,27 @@ impl ProfileVisitor for StackSums<'_> {
         samples: Option<(&[u32], &[i64])>,
     ) {
         let Some((ids, values)) = samples else { return };
-        let partition = self.series[series as usize].partition as usize;
-        if self.sums.len() <= partition {
-            self.sums.resize_with(partition + 1, Vec::new);
-        }
-        let sums = &mut self.sums[partition];
-        if let Some(&max) = ids.last() {
-            // IDs are sorted, so the last one bounds the vector.
-            if sums.len() <= max as usize {
-                sums.resize(max as usize + 1, 0);
-            }
-        }
+        // IDs are sorted, so the last one bounds the vector.
+        let Some(&max) = ids.last() else { return };
+        let sums = self.partition(series, max);
         for (&id, &v) in ids.iter().zip(values) {
             sums[id as usize] += v;
+        }
+    }
+
+    fn visit_spans(&mut self, _: ProfileId, series: u32, _: i64, _: i64, s: SpanSamples<'_>) {
+        let Some(wanted) = self.spans else { return };
+        let Some(&max) = s.stacktrace_ids.iter().max() else {
+            return;
+        };
+        if !s.spans.iter().any(|span| wanted.contains(span)) {
+            return;
+        }
+        let sums = self.partition(series, max);
+        for ((span, &id), &v) in s.spans.iter().zip(s.stacktrace_ids).zip(s.values) {
+            if wanted.contains(span) {
+                sums[id as usize] += v;
+            }
         }
     }
 }
@@ -284,8 +415,13 @@ fn stack_sums(view: &dyn SourceView, plan: &Plan) -> Result<Vec<Vec<i64>>> {
     let mut sums = StackSums {
         series: view.series(),
         sums: Vec::new(),
+        spans: plan.samples.spans.as_deref(),
     };
-    plan.scan(view, true, &mut sums)?;
+    if sums.spans.is_some() {
+        plan.scan_spans(view, &mut sums)?;
+    } else {
+        plan.scan(view, true, &mut sums)?;
+    }
     Ok(sums.sums)
 }
 
@@ -316,6 +452,14 @@ fn for_each_partition(
                 });
             }
             sums.resize(symbols.stacks.len(), 0);
+            if !plan.samples.call_site.is_empty() {
+                let mask = call_site_mask(symbols, &plan.samples.call_site);
+                for (sum, keep) in sums.iter_mut().zip(mask) {
+                    if !keep {
+                        *sum = 0;
+                    }
+                }
+            }
             f(symbols, &sums);
         }
     }
@@ -352,7 +496,9 @@ pub struct Point {
     pub total: i64,
 }
 
-/// Calls `out` with the series labels, time and total of every selected profile.
+/// Calls `out` with the series labels, time and total of every selected
+/// profile. With a [`SampleFilter`], a profile's total is that of its
+/// selected samples, and profiles with none are left out.
 pub fn points(
     view: &dyn SourceView,
     plan: &Plan,
@@ -361,34 +507,122 @@ pub fn points(
     if !plan.overlaps(view) {
         return Ok(());
     }
-    struct Totals<'a, 'b> {
-        series: &'a [SeriesEntry],
-        out: &'b mut dyn FnMut(&Labels, Point),
+    let filtered = !plan.samples.is_all() && !view.presampled();
+    let mut totals = Totals {
+        view,
+        out,
+        call_site: filtered.then_some(&plan.samples.call_site[..]),
+        spans: plan.samples.spans.as_deref().filter(|_| filtered),
+        masks: Vec::new(),
+        error: None,
+    };
+    if totals.spans.is_some() {
+        plan.scan_spans(view, &mut totals)?;
+    } else {
+        plan.scan(view, filtered, &mut totals)?;
     }
-    impl ProfileVisitor for Totals<'_, '_> {
-        fn visit(
-            &mut self,
-            id: ProfileId,
-            series: u32,
-            time_nanos: i64,
-            total: i64,
-            _: Option<(&[u32], &[i64])>,
-        ) {
-            (self.out)(
-                &self.series[series as usize].labels,
-                Point {
-                    id,
-                    time_nanos,
-                    total,
-                },
-            );
+    totals.error.map_or(Ok(()), Err)
+}
+
+/// Reports one point per profile, summing only the selected samples when a
+/// call site or spans are set.
+struct Totals<'a, 'b> {
+    view: &'a dyn SourceView,
+    out: &'b mut dyn FnMut(&Labels, Point),
+    call_site: Option<&'a [String]>,
+    spans: Option<&'a FxHashSet<u64>>,
+    /// Per partition, made on first use: which stacks are under the call site.
+    masks: Vec<Option<Vec<bool>>>,
+    error: Option<Error>,
+}
+
+impl Totals<'_, '_> {
+    /// Returns the call-site mask of `series`'s partition (`None`: no call site).
+    fn mask(&mut self, series: u32) -> Option<&[bool]> {
+        let call_site = self.call_site.filter(|c| !c.is_empty())?;
+        let partition = self.view.series()[series as usize].partition as usize;
+        if self.masks.len() <= partition {
+            self.masks.resize(partition + 1, None);
+        }
+        if self.masks[partition].is_none() {
+            match partition_symbols(self.view, partition) {
+                Ok(symbols) => self.masks[partition] = Some(call_site_mask(symbols, call_site)),
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                    return Some(&[]);
+                }
+            }
+        }
+        self.masks[partition].as_deref()
+    }
+
+    fn report(&mut self, id: ProfileId, series: u32, time_nanos: i64, total: i64) {
+        let labels = &self.view.series()[series as usize].labels;
+        (self.out)(
+            labels,
+            Point {
+                id,
+                time_nanos,
+                total,
+            },
+        );
+    }
+}
+
+impl ProfileVisitor for Totals<'_, '_> {
+    fn visit(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        time_nanos: i64,
+        total: i64,
+        samples: Option<(&[u32], &[i64])>,
+    ) {
+        let total = match (samples, self.mask(series)) {
+            (Some((ids, values)), Some(mask)) => {
+                let mut kept = 0;
+                let mut any = false;
+                for (&id, &v) in ids.iter().zip(values) {
+                    if mask.get(id as usize).copied().unwrap_or(false) {
+                        kept += v;
+                        any = true;
+                    }
+                }
+                if !any {
+                    return;
+                }
+                kept
+            }
+            _ => total,
+        };
+        self.report(id, series, time_nanos, total);
+    }
+
+    fn visit_spans(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        time_nanos: i64,
+        _: i64,
+        s: SpanSamples<'_>,
+    ) {
+        let Some(wanted) = self.spans else { return };
+        let mut kept = 0;
+        let mut any = false;
+        let mask = self.mask(series).map(<[bool]>::to_vec);
+        for ((span, &stack), &v) in s.spans.iter().zip(s.stacktrace_ids).zip(s.values) {
+            let under = mask
+                .as_ref()
+                .is_none_or(|m| m.get(stack as usize).copied().unwrap_or(false));
+            if under && wanted.contains(span) {
+                kept += v;
+                any = true;
+            }
+        }
+        if any {
+            self.report(id, series, time_nanos, kept);
         }
     }
-    let mut totals = Totals {
-        series: view.series(),
-        out,
-    };
-    plan.scan(view, false, &mut totals)
 }
 
 /// Calls `out` with the labels of every selected series of `view`.

@@ -298,6 +298,20 @@ fn connect_routes(s: &Services) -> Router {
             "/querier.v1.QuerierService/SelectSeries",
             select_series
         );
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/SelectMergeSpanProfile",
+            select_merge_span_profile
+        );
+        router = connect_route!(
+            router,
+            q,
+            max,
+            "/querier.v1.QuerierService/SelectHeatmap",
+            select_heatmap
+        );
         router = connect_route!(router, q, max, "/querier.v1.QuerierService/Diff", diff);
         router = connect_route!(
             router,

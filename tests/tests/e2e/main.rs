@@ -32,6 +32,7 @@ mod restart_blocks;
 mod s3;
 mod self_profiling;
 mod shared_profiles;
+mod spans;
 mod tls;
 mod ui;
 mod zones;

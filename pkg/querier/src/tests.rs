@@ -1,0 +1,366 @@
+//! Table tests of the selecting RPCs through [`QuerierService`], over a
+//! stored block: call sites, profile IDs, spans, Go PGO, exemplars, heatmaps.
+
+use std::sync::Arc;
+
+use ember_block::{MemBlock, encode_block, upload_block};
+use ember_model::{Label, Labels, ProfileType, ingest::SeriesSpec, labels::PROFILE_TYPE};
+use ember_proto::{
+    Tenant,
+    querier::v1::{
+        HeatmapQueryType, SelectHeatmapRequest, SelectMergeProfileRequest,
+        SelectMergeSpanProfileRequest, SelectMergeStacktracesRequest, SelectSeriesRequest,
+        querier_service_server::QuerierService,
+    },
+    types::v1::{ExemplarType, GoPgo, Location, StackTraceSelector},
+};
+use ember_testkit::pprof::PprofBuilder;
+use object_store::{ObjectStore, memory::InMemory};
+use tonic::Request;
+
+use crate::Querier;
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+const SECOND: i64 = 1_000_000_000;
+
+fn request<T>(message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    r.extensions_mut().insert(Tenant("t".into()));
+    r
+}
+
+fn series() -> SeriesSpec {
+    SeriesSpec {
+        labels: Labels::new(vec![
+            Label::new(PROFILE_TYPE, CPU),
+            Label::new("service_name", "svc"),
+        ]),
+        profile_type: CPU.parse::<ProfileType>().unwrap(),
+        sample_type: 0,
+        samples: None,
+    }
+}
+
+/// A querier over one block of three profiles, at 10 s, 20 s and 21 s.
+async fn querier() -> Querier {
+    let mut head = MemBlock::default();
+    let first = PprofBuilder::new(&[("cpu", "nanoseconds")])
+        .sample_with_labels(
+            &["main", "handle", "parse"],
+            &[10],
+            &[("span_id", "9a517183f26a089d")],
+        )
+        .sample_with_labels(
+            &["main", "handle", "render"],
+            &[20],
+            &[("span_id", "5a4fe264a9c987fe")],
+        )
+        .sample(&["main", "gc"], &[40])
+        .sample(&["main", "idle", "handle", "parse"], &[80])
+        .build();
+    head.append(&first, &[series()], 10 * SECOND, 0x100);
+    let second = PprofBuilder::new(&[("cpu", "nanoseconds")])
+        .sample(&["main", "handle", "parse"], &[7])
+        .build();
+    head.append(&second, &[series()], 20 * SECOND, 0x200);
+    let third = PprofBuilder::new(&[("cpu", "nanoseconds")])
+        .sample(&["main", "gc"], &[3])
+        .build();
+    head.append(&third, &[series()], 21 * SECOND, 0x300);
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let encoded = encode_block(&head.to_block_data("test".into())).unwrap();
+    upload_block(&store, "t", &encoded).await.unwrap();
+    Querier::new(None, store)
+}
+
+fn call_site(names: &[&str]) -> Option<StackTraceSelector> {
+    Some(StackTraceSelector {
+        call_site: names
+            .iter()
+            .map(|n| Location {
+                name: n.to_string(),
+            })
+            .collect(),
+        go_pgo: None,
+    })
+}
+
+fn stacktraces(
+    selector: Option<StackTraceSelector>,
+    ids: &[&str],
+) -> SelectMergeStacktracesRequest {
+    SelectMergeStacktracesRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{service_name=\"svc\"}".into(),
+        start: 1_000,
+        end: 60_000,
+        stack_trace_selector: selector,
+        profile_id_selector: ids.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A request, its flame graph's total, names it must and must not hold.
+type Case = (
+    &'static str,
+    SelectMergeStacktracesRequest,
+    i64,
+    Vec<&'static str>,
+    Vec<&'static str>,
+);
+
+#[tokio::test]
+async fn stack_trace_and_profile_id_selectors_give_that_subtree_and_profile() {
+    let q = querier().await;
+    let id_2 = ember_query::format_profile_id(0x200);
+    let table: Vec<Case> = vec![
+        (
+            "all",
+            stacktraces(None, &[]),
+            160,
+            vec!["gc", "idle"],
+            vec![],
+        ),
+        (
+            // Function details of handle, clicked under main: not the 80
+            // under idle.
+            "call site main;handle",
+            stacktraces(call_site(&["main", "handle"]), &[]),
+            37,
+            vec!["parse", "render"],
+            vec!["gc", "idle"],
+        ),
+        (
+            "call site main;handle;render",
+            stacktraces(call_site(&["main", "handle", "render"]), &[]),
+            20,
+            vec!["render"],
+            vec!["parse"],
+        ),
+        (
+            "profile 0x200",
+            stacktraces(None, &[&id_2]),
+            7,
+            vec!["parse"],
+            vec!["gc"],
+        ),
+        (
+            "profile 0x200 and call site main;gc",
+            stacktraces(call_site(&["main", "gc"]), &[&id_2]),
+            0,
+            vec![],
+            vec!["gc"],
+        ),
+    ];
+    for (name, req, total, has, lacks) in table {
+        let fg = q
+            .select_merge_stacktraces(request(req))
+            .await
+            .unwrap()
+            .into_inner()
+            .flamegraph
+            .unwrap();
+        assert_eq!(fg.total, total, "{name}");
+        for n in has {
+            assert!(fg.names.iter().any(|x| x == n), "{name}: {n} missing");
+        }
+        for n in lacks {
+            assert!(!fg.names.iter().any(|x| x == n), "{name}: {n} present");
+        }
+    }
+    let bad = q
+        .select_merge_stacktraces(request(stacktraces(None, &["not-an-id"])))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(
+        bad.message().contains("neither a UUID nor a ULID"),
+        "{bad:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_span_flame_graph_holds_only_that_spans_samples() {
+    let q = querier().await;
+    let span = |ids: &[&str]| SelectMergeSpanProfileRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{}".into(),
+        span_selector: ids.iter().map(|s| s.to_string()).collect(),
+        start: 1_000,
+        end: 60_000,
+        ..Default::default()
+    };
+    let table: Vec<(&str, Vec<&str>, i64, Vec<&str>)> = vec![
+        ("parse span", vec!["9a517183f26a089d"], 10, vec!["parse"]),
+        ("render span", vec!["5a4fe264a9c987fe"], 20, vec!["render"]),
+        (
+            "both",
+            vec!["9a517183f26a089d", "5a4fe264a9c987fe"],
+            30,
+            vec!["parse", "render"],
+        ),
+        ("unknown span", vec!["0000000000000001"], 0, vec![]),
+    ];
+    for (name, ids, total, names) in table {
+        let fg = q
+            .select_merge_span_profile(request(span(&ids)))
+            .await
+            .unwrap()
+            .into_inner()
+            .flamegraph
+            .unwrap();
+        assert_eq!(fg.total, total, "{name}");
+        let mut leaves: Vec<&str> = fg
+            .names
+            .iter()
+            .map(String::as_str)
+            .filter(|n| !["total", "main", "handle"].contains(n))
+            .collect();
+        leaves.sort();
+        assert_eq!(leaves, names, "{name}");
+    }
+    let bad = q
+        .select_merge_span_profile(request(span(&["zz"])))
+        .await
+        .unwrap_err();
+    assert!(bad.message().contains("span ID \"zz\""), "{bad:?}");
+}
+
+#[tokio::test]
+async fn go_pgo_trims_stacks_to_their_leaves() {
+    let q = querier().await;
+    let req = SelectMergeProfileRequest {
+        profile_type_id: CPU.into(),
+        label_selector: "{}".into(),
+        start: 1_000,
+        end: 60_000,
+        stack_trace_selector: Some(StackTraceSelector {
+            call_site: Vec::new(),
+            go_pgo: Some(GoPgo {
+                keep_locations: 2,
+                aggregate_callees: true,
+            }),
+        }),
+        ..Default::default()
+    };
+    let p = q
+        .select_merge_profile(request(req))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(p.sample.iter().all(|s| s.location_id.len() <= 2));
+    assert_eq!(p.sample.iter().map(|s| s.value[0]).sum::<i64>(), 160);
+    // handle;parse under main and under idle merge once trimmed to 2.
+    assert_eq!(p.sample.len(), 3, "{:?}", p.sample);
+}
+
+#[tokio::test]
+async fn exemplars_name_profiles_whose_single_profile_query_gives_their_value() {
+    let q = querier().await;
+    let series = q
+        .select_series(request(SelectSeriesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: 0,
+            end: 30_000,
+            step: 15.0,
+            exemplar_type: ExemplarType::Individual as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .series;
+    assert_eq!(series.len(), 1);
+    let points = &series[0].points;
+    let values: Vec<(i64, f64)> = points.iter().map(|p| (p.timestamp, p.value)).collect();
+    assert_eq!(values, [(15_000, 150.0), (30_000, 10.0)]);
+    for point in points {
+        assert_eq!(point.exemplars.len(), 1, "{point:?}");
+        let e = &point.exemplars[0];
+        assert!(e.labels.iter().any(|l| l.value == "svc"));
+        let one = q
+            .select_merge_stacktraces(request(stacktraces(None, &[&e.profile_id])))
+            .await
+            .unwrap()
+            .into_inner()
+            .flamegraph
+            .unwrap();
+        assert_eq!(one.total, e.value, "exemplar {e:?}");
+        let pprof = q
+            .select_merge_profile(request(SelectMergeProfileRequest {
+                profile_type_id: CPU.into(),
+                label_selector: "{}".into(),
+                start: 1_000,
+                end: 60_000,
+                profile_id_selector: vec![e.profile_id.clone()],
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            pprof.sample.iter().map(|s| s.value[0]).sum::<i64>(),
+            e.value
+        );
+    }
+    // The second point aggregates 7 and 3: its exemplar is the 7.
+    assert_eq!(points[1].exemplars[0].value, 7);
+    assert_eq!(
+        points[1].exemplars[0].profile_id,
+        ember_query::format_profile_id(0x200)
+    );
+}
+
+#[tokio::test]
+async fn select_series_with_a_call_site_sums_only_that_subtree() {
+    let q = querier().await;
+    let series = q
+        .select_series(request(SelectSeriesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: 0,
+            end: 30_000,
+            step: 15.0,
+            stack_trace_selector: call_site(&["main", "gc"]),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .series;
+    let values: Vec<(i64, f64)> = series[0]
+        .points
+        .iter()
+        .map(|p| (p.timestamp, p.value))
+        .collect();
+    assert_eq!(values, [(15_000, 40.0), (30_000, 3.0)]);
+}
+
+#[tokio::test]
+async fn heatmap_counts_every_profile_once() {
+    let q = querier().await;
+    let heatmap = q
+        .select_heatmap(request(SelectHeatmapRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: 0,
+            end: 30_000,
+            step: 15.0,
+            query_type: HeatmapQueryType::Individual as i32,
+            exemplar_type: ExemplarType::Individual as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .series;
+    assert_eq!(heatmap.len(), 1);
+    let slots = &heatmap[0].slots;
+    let counts: Vec<i32> = slots.iter().map(|s| s.counts.iter().sum()).collect();
+    assert_eq!(counts, [1, 2]);
+    // One axis from 3 to 150 in 20 ranges: 150 is in the last.
+    assert_eq!(slots[0].y_min.len(), 1);
+    assert!((slots[0].y_min[0] - (3.0 + 19.0 * 147.0 / 20.0)).abs() < 1e-9);
+    assert_eq!(heatmap[0].exemplars.len(), 2);
+}
