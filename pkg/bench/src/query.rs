@@ -270,13 +270,12 @@ async fn flame_split(stored: &Stored, plan: &Plan) -> BoxResult<FlameSplit> {
 }
 
 fn whole_range(stored: &Stored, profile_type: &str) -> Plan {
-    Plan {
-        profile_type: Some(profile_type.to_owned()),
-        selectors: Vec::new(),
-        start: stored.start_ms * 1_000_000,
-        end: stored.end_ms * 1_000_000 + 999_999,
-        profiles: Default::default(),
-    }
+    Plan::new(
+        Some(profile_type.to_owned()),
+        Vec::new(),
+        stored.start_ms * 1_000_000,
+        stored.end_ms * 1_000_000 + 999_999,
+    )
 }
 
 /// Times `SelectMergeStacktraces` of `profile_type` over the whole stored
