@@ -3,8 +3,13 @@
 //! A payload is refused before it can cost more than its limits: the gzip
 //! stream is read through a counting window, so a zip bomb stops at
 //! `max_decompressed` bytes instead of exhausting memory.
+//!
+//! The protobuf is read by [`decoder`], written for the `Profile` message,
+//! with prost as the reference it falls back to for anything unusual.
 
 use std::io::Read;
+
+mod decoder;
 
 use ember_proto::google::v1::Profile;
 use prost::Message;
@@ -45,8 +50,10 @@ pub fn gunzip_bounded(raw: &[u8], max: usize) -> Result<std::borrow::Cow<'_, [u8
         }
         return Ok(std::borrow::Cow::Borrowed(raw));
     }
-    let mut out = Vec::with_capacity((raw.len() * 4).min(max));
-    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take((max as u64).saturating_add(1));
+    let mut out = Vec::with_capacity(gzip_size_hint(raw).min(max.saturating_add(1)));
+    // `bufread` reads the slice in place (`read` would copy it through a buffer).
+    let mut decoder =
+        flate2::bufread::MultiGzDecoder::new(raw).take((max as u64).saturating_add(1));
     decoder
         .read_to_end(&mut out)
         .map_err(|e| Error::Malformed(format!("invalid gzip data in profile: {e}")))?;
@@ -58,19 +65,52 @@ pub fn gunzip_bounded(raw: &[u8], max: usize) -> Result<std::borrow::Cow<'_, [u8
     Ok(std::borrow::Cow::Owned(out))
 }
 
+/// Returns the capacity to reserve for inflating `raw`: the size its gzip
+/// trailer states (ISIZE, the last member's size modulo 4 GiB, so only a
+/// hint), plus one byte so that reading to the end needs no reallocation.
+fn gzip_size_hint(raw: &[u8]) -> usize {
+    match raw.len().checked_sub(4).map(|at| &raw[at..]) {
+        Some(&[a, b, c, d]) if raw.len() >= 18 => {
+            let stated = u32::from_le_bytes([a, b, c, d]) as usize;
+            // A hint beyond what deflate can reach (1032:1) is not believed.
+            if stated <= raw.len().saturating_mul(1032) {
+                stated.saturating_add(1)
+            } else {
+                raw.len() * 4
+            }
+        }
+        _ => raw.len() * 4,
+    }
+}
+
 /// Decodes a pprof payload (gzipped or not) and checks that it is internally consistent.
 pub fn decode(raw: &[u8], limits: &DecodeLimits) -> Result<Profile> {
     let bytes = gunzip_bounded(raw, limits.max_decompressed_bytes)?;
-    let mut profile = Profile::decode(bytes.as_ref())
-        .map_err(|e| Error::Malformed(format!("invalid pprof protobuf: {e}")))?;
+    let mut profile = decode_protobuf(&bytes)?;
     validate(&mut profile, limits)?;
     Ok(profile)
+}
+
+/// Decodes an uncompressed pprof protobuf, without validating it.
+fn decode_protobuf(bytes: &[u8]) -> Result<Profile> {
+    if let Some(profile) = decoder::decode(bytes) {
+        return Ok(profile);
+    }
+    Profile::decode(bytes).map_err(|e| Error::Malformed(format!("invalid pprof protobuf: {e}")))
 }
 
 /// Gives every element its 1-based position as ID when the IDs are not
 /// unique and non-zero: some profilers (.NET) write 0 for every function and
 /// refer to functions by position, as Pyroscope accepts.
 fn number_by_position<T>(items: &mut [T], id: impl Fn(&mut T) -> &mut u64) {
+    // Most profilers number 1, 2, 3...: unique without a set.
+    if items
+        .iter_mut()
+        .enumerate()
+        .all(|(i, item)| *id(item) == i as u64 + 1)
+    {
+        return;
+    }
     let mut seen = std::collections::HashSet::with_capacity(items.len());
     if items.iter_mut().all(|item| {
         let v = *id(item);
@@ -234,6 +274,81 @@ mod tests {
         let limits = DecodeLimits::default();
         assert_eq!(decode(&raw, &limits).unwrap(), tiny());
         assert_eq!(decode(&gzip(&raw), &limits).unwrap(), tiny());
+    }
+
+    /// The decode before the dedicated decoder and `bufread`: kept as the
+    /// reference the shared profiles must decode to, errors included.
+    fn reference_decode(raw: &[u8], limits: &DecodeLimits) -> Result<Profile> {
+        let bytes = if raw.starts_with(&GZIP_MAGIC) {
+            let max = limits.max_decompressed_bytes;
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(raw)
+                .take((max as u64).saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| Error::Malformed(format!("invalid gzip data in profile: {e}")))?;
+            if out.len() > max {
+                return Err(Error::TooLarge(format!(
+                    "profile decompresses to more than the limit of {max} bytes"
+                )));
+            }
+            out
+        } else if raw.len() > limits.max_decompressed_bytes {
+            return Err(Error::TooLarge(format!(
+                "profile is {} bytes, more than the limit of {} bytes",
+                raw.len(),
+                limits.max_decompressed_bytes
+            )));
+        } else {
+            raw.to_vec()
+        };
+        let mut profile = Profile::decode(bytes.as_slice())
+            .map_err(|e| Error::Malformed(format!("invalid pprof protobuf: {e}")))?;
+        validate(&mut profile, limits)?;
+        Ok(profile)
+    }
+
+    #[test]
+    fn decodes_every_shared_profile_as_before() {
+        let files = ember_testkit::testdata::all_profiles();
+        assert!(files.len() >= 40, "{} shared profiles", files.len());
+        let limits = [
+            DecodeLimits::default(),
+            DecodeLimits {
+                max_decompressed_bytes: 100_000,
+                max_samples: 100,
+                max_stack_depth: 10,
+            },
+        ];
+        for name in &files {
+            let raw = ember_testkit::testdata::read(name);
+            for limits in &limits {
+                let (new, old) = (decode(&raw, limits), reference_decode(&raw, limits));
+                match (&new, &old) {
+                    (Ok(new), Ok(old)) => assert!(new == old, "{name}: another profile"),
+                    (Err(new), Err(old)) => assert_eq!(new.to_string(), old.to_string(), "{name}"),
+                    _ => panic!(
+                        "{name}: {:?} before, {:?} now",
+                        old.as_ref().err(),
+                        new.err()
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inflates_concatenated_members_and_ignores_a_wrong_size_trailer() {
+        let raw = tiny().encode_to_vec();
+        let (head, tail) = raw.split_at(raw.len() / 2);
+        let mut two = gzip(head);
+        two.extend(gzip(tail));
+        assert_eq!(decode(&two, &DecodeLimits::default()).unwrap(), tiny());
+
+        let mut lying = gzip(&raw);
+        let n = lying.len();
+        lying[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = decode(&lying, &DecodeLimits::default()).unwrap_err();
+        assert!(matches!(err, Error::Malformed(_)), "{err}");
     }
 
     #[test]
