@@ -57,7 +57,8 @@ pub struct Limits {
     /// Longest time range a query may cover; 0s disables.
     ///
     /// A longer query is refused with 400, as in Pyroscope; start=0,end=0 (all
-    /// time) counts as longer than any limit.
+    /// time) reads the last max_query_length up to now. Off by default, so that
+    /// all time means all that is stored; Pyroscope's default is 24h.
     #[serde(with = "duration")]
     pub max_query_length: Duration,
     /// How far back queries may read; 0s disables.
@@ -97,7 +98,7 @@ impl Default for Limits {
             ingestion_burst_size_mb: 2.0,
             max_active_series: 5_000,
             compactor_blocks_retention_period: Duration::ZERO,
-            max_query_length: Duration::from_secs(24 * 3600),
+            max_query_length: Duration::ZERO,
             max_query_lookback: Duration::ZERO,
             max_flamegraph_nodes_default: DEFAULT_FLAMEGRAPH_NODES,
             max_flamegraph_nodes_max: 1 << 20,

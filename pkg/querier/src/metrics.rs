@@ -4,7 +4,7 @@
 
 use std::{cell::Cell, future::Future, time::Instant};
 
-use ember_block::{ProfileVisitor, SeriesEntry};
+use ember_block::{ProfileVisitor, SeriesEntry, SpanSamples};
 use ember_model::ProfileId;
 use ember_query::SourceView;
 use ember_symdb::Symbols;
@@ -139,7 +139,9 @@ pub(crate) struct ReadCounts {
     samples: Cell<u64>,
 }
 
-/// A source that counts the profiles and samples its scans visit.
+/// A source that counts the profiles and samples its scans visit. It forwards
+/// every method of [`SourceView`], those with a default too: a default here
+/// would hide what the wrapped source has (its span samples).
 pub(crate) struct Counted<'a> {
     pub(crate) inner: &'a dyn SourceView,
     pub(crate) counts: &'a ReadCounts,
@@ -167,6 +169,20 @@ impl ProfileVisitor for CountingVisitor<'_> {
                 .set(self.counts.samples.get() + values.len() as u64);
         }
         self.inner.visit(id, series, time_nanos, total, samples);
+    }
+
+    fn visit_spans(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        time_nanos: i64,
+        total: i64,
+        spans: SpanSamples<'_>,
+    ) {
+        self.counts
+            .samples
+            .set(self.counts.samples.get() + spans.values.len() as u64);
+        self.inner.visit_spans(id, series, time_nanos, total, spans);
     }
 }
 
@@ -201,5 +217,23 @@ impl SourceView for Counted<'_> {
 
     fn symbols(&self, partition: u32) -> Option<&Symbols> {
         self.inner.symbols(partition)
+    }
+
+    fn scan_spans(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> ember_query::Result<()> {
+        let mut counting = CountingVisitor {
+            inner: visitor,
+            counts: self.counts,
+        };
+        self.inner.scan_spans(selected, start, end, &mut counting)
+    }
+
+    fn presampled(&self) -> bool {
+        self.inner.presampled()
     }
 }
