@@ -408,14 +408,26 @@ impl Querier {
     }
 
     /// Returns the flame graph of `plan` with at most `max_nodes` nodes.
-    async fn flamegraph(
+    /// Merges the stacks `plan` selects into a flame graph, or into Pyroscope's
+    /// tree bytes when `format` is `PROFILE_FORMAT_TREE`; any other value,
+    /// unknown ones included, gets the documented default: a flame graph.
+    async fn merged(
         &self,
         tenant: &str,
         plan: &Plan,
         max_nodes: usize,
-    ) -> Result<ember_proto::querier::v1::FlameGraph> {
+        format: i32,
+    ) -> Result<(Option<ember_proto::querier::v1::FlameGraph>, Vec<u8>)> {
         let tree = self.merge_tree(tenant, plan).await?;
-        Ok(tokio::task::spawn_blocking(move || tree.to_flamegraph(max_nodes)).await?)
+        let as_tree = format == ProfileFormat::Tree as i32;
+        Ok(tokio::task::spawn_blocking(move || {
+            if as_tree {
+                (None, tree.to_tree_bytes(max_nodes))
+            } else {
+                (Some(tree.to_flamegraph(max_nodes)), Vec::new())
+            }
+        })
+        .await?)
     }
 }
 
@@ -550,22 +562,12 @@ impl QuerierService for Querier {
                 let tenant = Tenant::of(&request)?;
                 let (req, _query) = admit!(self, &tenant, request);
                 let plan = Self::stacktraces_plan(&req)?;
-                let max_nodes = max_nodes(req.max_nodes);
-                // Any other value, unknown ones included, gets the documented default: a flame graph.
-                if req.format == ProfileFormat::Tree as i32 {
-                    let tree = self.merge_tree(&tenant, &plan).await?;
-                    let tree = tokio::task::spawn_blocking(move || tree.to_tree_bytes(max_nodes))
-                        .await
-                        .map_err(Error::from)?;
-                    return Ok(Response::new(SelectMergeStacktracesResponse {
-                        flamegraph: None,
-                        tree,
-                    }));
-                }
-                let flamegraph = self.flamegraph(&tenant, &plan, max_nodes).await?;
+                let (flamegraph, tree) = self
+                    .merged(&tenant, &plan, max_nodes(req.max_nodes), req.format)
+                    .await?;
                 Ok(Response::new(SelectMergeStacktracesResponse {
-                    flamegraph: Some(flamegraph),
-                    tree: Vec::new(),
+                    flamegraph,
+                    tree,
                 }))
             })
             .await
@@ -580,12 +582,12 @@ impl QuerierService for Querier {
                 let tenant = Tenant::of(&request)?;
                 let (req, _query) = admit!(self, &tenant, request);
                 let plan = Self::span_plan(&req)?;
-                let flamegraph = self
-                    .flamegraph(&tenant, &plan, max_nodes(req.max_nodes))
+                let (flamegraph, tree) = self
+                    .merged(&tenant, &plan, max_nodes(req.max_nodes), req.format)
                     .await?;
                 Ok(Response::new(SelectMergeSpanProfileResponse {
-                    flamegraph: Some(flamegraph),
-                    tree: Vec::new(),
+                    flamegraph,
+                    tree,
                 }))
             })
             .await

@@ -219,6 +219,22 @@ async fn a_span_flame_graph_holds_only_that_spans_samples() {
         leaves.sort();
         assert_eq!(leaves, names, "{name}");
     }
+    // As Pyroscope's tree bytes, the same span's flame graph.
+    let tree = q
+        .select_merge_span_profile(request(SelectMergeSpanProfileRequest {
+            format: ember_proto::querier::v1::ProfileFormat::Tree as i32,
+            ..span(&["9a517183f26a089d"])
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(tree.flamegraph.is_none());
+    let decoded = ember_model::flamegraph::FunctionTree::from_tree_bytes(&tree.tree)
+        .unwrap()
+        .to_flamegraph(0);
+    assert_eq!(decoded.total, 10);
+    assert!(decoded.names.iter().any(|n| n == "parse"), "{decoded:?}");
+    assert!(!decoded.names.iter().any(|n| n == "render"), "{decoded:?}");
     let bad = q
         .select_merge_span_profile(request(span(&["zz"])))
         .await
