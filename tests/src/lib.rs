@@ -75,6 +75,37 @@ pub fn go_binary() -> Option<std::path::PathBuf> {
     })
 }
 
+/// Builds the standard-library Go program `tests/<program>` (a `main.go`, no
+/// modules) with `go` into `dir`; returns the executable. Caches stay in `dir`.
+pub fn build_go_program(
+    go: &std::path::Path,
+    program: &str,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(program)
+        .join("main.go");
+    let binary = dir.join("go-program");
+    let out = std::process::Command::new(go)
+        .arg("build")
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GO111MODULE", "off")
+        .env("HOME", dir)
+        .output()
+        .expect("run go build");
+    assert!(
+        out.status.success(),
+        "go build of {} failed: {}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    binary
+}
+
 /// Fails the calling test in CI, or prints a loud notice outside CI (after which
 /// the caller returns, skipping itself), when a tool it drives is missing: a
 /// skipped acceptance test proves nothing, so CI never skips.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::agent_support::start_with_config;
 use ember_tests::checks::service_selector;
 use ember_tests::{
-    Codec, EmberProcess, TimeRange, eventually, go_binary, now_millis, skip_or_fail_missing_tool,
+    Codec, EmberProcess, TimeRange, build_go_program, eventually, go_binary, now_millis,
+    skip_or_fail_missing_tool,
 };
 
 struct Kill(Child);
@@ -29,24 +30,7 @@ fn go_program_is_scraped_and_pushed() {
         return;
     };
     let work = tempfile::tempdir().unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("go/main.go");
-    let binary = work.path().join("burner");
-    let out = Command::new(&go)
-        .arg("build")
-        .arg("-o")
-        .arg(&binary)
-        .arg(&source)
-        .env("GOCACHE", work.path().join("gocache"))
-        .env("GOPATH", work.path().join("gopath"))
-        .env("GO111MODULE", "off")
-        .env("HOME", work.path())
-        .output()
-        .expect("run go build");
-    assert!(
-        out.status.success(),
-        "go build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let binary = build_go_program(&go, "go", work.path());
     let mut child = Command::new(&binary)
         .stdout(Stdio::piped())
         .spawn()

@@ -15,7 +15,8 @@ use ember_proto::types::v1::{ExemplarType, Location, StackTraceSelector};
 use ember_tests::checks::service_selector;
 use ember_tests::client::querier_path;
 use ember_tests::{
-    Client, Codec, EmberProcess, TimeRange, go_binary, now_millis, skip_or_fail_missing_tool,
+    Client, Codec, EmberProcess, TimeRange, build_go_program, go_binary, now_millis,
+    skip_or_fail_missing_tool,
 };
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
@@ -28,24 +29,7 @@ const NO_SPAN: &str = "main.emberNoSpan";
 /// Builds and runs `tests/go/spans` for `seconds`; returns its CPU profile.
 fn profile_of_go_program(go: &std::path::Path, seconds: u32) -> Vec<u8> {
     let work = tempfile::tempdir().unwrap();
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("go/spans/main.go");
-    let binary = work.path().join("spans");
-    let out = Command::new(go)
-        .arg("build")
-        .arg("-o")
-        .arg(&binary)
-        .arg(&source)
-        .env("GOCACHE", work.path().join("gocache"))
-        .env("GOPATH", work.path().join("gopath"))
-        .env("GO111MODULE", "off")
-        .env("HOME", work.path())
-        .output()
-        .expect("run go build");
-    assert!(
-        out.status.success(),
-        "go build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let binary = build_go_program(go, "go/spans", work.path());
     let path = work.path().join("cpu.pb.gz");
     let out = Command::new(&binary)
         .arg(&path)
