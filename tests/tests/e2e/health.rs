@@ -4,7 +4,7 @@
 //! replay; and logs an operator can ship (`-log.format=json`, no colour codes
 //! in a log file, one line per request).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,12 +13,11 @@ use ember_tests::pprof::PprofBuilder;
 use ember_tests::process::write_file;
 use ember_tests::s3::{PausableProxy, S3Server};
 use ember_tests::{
-    Client, Codec, EmberProcess, PUSH_PATH, TimeRange, eventually, flame, now_nanos, testdata,
+    Client, Codec, EmberProcess, PUSH_PATH, TimeRange, eventually, now_nanos, testdata,
 };
 use prost::Message;
 
 const SERVICE: &str = "replay-count";
-const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 const VALUE: i64 = 5_000;
 /// Profiles pushed before the crash; each push also carries a real Go heap
 /// profile, so the log is large enough that its replay takes seconds.
@@ -57,26 +56,6 @@ fn push(client: &Client, body: &[u8]) -> Result<(u16, String), String> {
             Some(body),
         )
         .map(|r| (r.status, r.text()))
-}
-
-/// Returns each push's CPU total, by push id.
-fn counted(client: &Client, range: TimeRange) -> BTreeMap<usize, i64> {
-    let fg = client.flame_graph(
-        None,
-        CPU,
-        &format!(r#"{{service_name="{SERVICE}"}}"#),
-        range,
-        Some(1 << 20),
-        Codec::Proto,
-    );
-    let nodes = flame::checked_nodes(&fg, "replayed pushes");
-    flame::tree(&nodes)
-        .into_iter()
-        .filter_map(|(path, (total, _))| {
-            let id = path.get(1)?.strip_prefix("push_")?.parse().ok()?;
-            (path.len() == 2).then_some((id, total))
-        })
-        .collect()
 }
 
 #[test]
@@ -171,7 +150,7 @@ fn a_restart_with_a_large_log_is_live_and_shows_its_replay_on_ready() {
     assert!(text.contains("replaying write-ahead log"), "{text}");
 
     let range = TimeRange::new(start / 1_000_000, now_nanos() / 1_000_000 + 60_000);
-    let counted = counted(&client, range);
+    let counted = crate::load::counted_in(&client, SERVICE, range);
     for id in &acked {
         assert_eq!(
             counted.get(id).copied(),

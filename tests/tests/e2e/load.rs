@@ -46,15 +46,21 @@ pub(crate) fn push(client: &Client, id: usize) -> bool {
 
 /// Returns each push's CPU total in the flame graph, by push id.
 pub(crate) fn counted(client: &Client, range: TimeRange) -> BTreeMap<usize, i64> {
+    counted_in(client, SERVICE, range)
+}
+
+/// Returns each push's CPU total in `service`'s flame graph, by push id: the
+/// pushes are one stack `main;push_<id>` each, and the graph holds nothing else.
+pub(crate) fn counted_in(client: &Client, service: &str, range: TimeRange) -> BTreeMap<usize, i64> {
     let fg = client.flame_graph(
         None,
         CPU,
-        &format!(r#"{{service_name="{SERVICE}"}}"#),
+        &format!(r#"{{service_name="{service}"}}"#),
         range,
         Some(1 << 20),
         Codec::Proto,
     );
-    let nodes = flame::checked_nodes(&fg, "steady load");
+    let nodes = flame::checked_nodes(&fg, service);
     let counted: BTreeMap<usize, i64> = flame::tree(&nodes)
         .into_iter()
         .filter_map(|(path, (total, _))| {

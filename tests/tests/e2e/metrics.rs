@@ -6,14 +6,11 @@
 //! request, the open head's contents, and, once the head is cut and flushed,
 //! its block in object storage. `promtool check metrics` accepts the scrape.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ember_tests::client::push_request;
 use ember_tests::{
-    Client, Codec, EmberProcess, MULTITENANCY, PushEncoding, TimeRange, eventually,
-    skip_or_fail_missing_tool, testdata,
+    Client, Codec, EmberProcess, MULTITENANCY, PushEncoding, TimeRange, eventually, testdata,
 };
 
 const TENANT: &str = "metrics-e2e";
@@ -238,31 +235,10 @@ fn metrics_count_pushes_refusals_queries_heads_and_flushes() {
 
 /// Runs `promtool check metrics` on the scrape; skipped outside CI without promtool.
 fn promtool_accepts(text: &str) {
-    let promtool = ["/usr/bin/promtool", "promtool"]
-        .into_iter()
-        .find(|p| Command::new(p).arg("--version").output().is_ok());
-    let Some(promtool) = promtool else {
-        skip_or_fail_missing_tool("promtool", "apt-get install prometheus");
+    let Some(promtool) = crate::prometheus::promtool() else {
         return;
     };
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(out) = crate::prometheus::check_metrics(&promtool, text) {
+        panic!("promtool check metrics failed:\n{out}");
+    }
 }

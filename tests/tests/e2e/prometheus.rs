@@ -17,7 +17,7 @@
 //! missing metric and a wrong query read differently in the failure.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -67,12 +67,39 @@ fn tool(var: &str, name: &str) -> Option<PathBuf> {
     })
 }
 
-fn promtool() -> Option<PathBuf> {
+pub(crate) fn promtool() -> Option<PathBuf> {
     let found = tool("EMBER_PROMTOOL", "promtool");
     if found.is_none() {
         skip_or_fail_missing_tool("promtool", PROMETHEUS_HINT);
     }
     found
+}
+
+/// Runs `promtool check metrics` on exposition `text`; gives promtool's
+/// output when it finds a problem.
+pub(crate) fn check_metrics(promtool: &Path, text: &str) -> Result<(), String> {
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
 }
 
 /// Runs `command`, returning its combined output; panics with it when it fails.
@@ -627,33 +654,7 @@ fn every_dashboard_panel_returns_series_from_a_real_prometheus_scraping_a_cluste
             let text = ember_tests::Client::new(&format!("http://127.0.0.1:{port}"))
                 .get("/metrics")
                 .text();
-            let mut child = Command::new(&promtool)
-                .args(["check", "metrics"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(text.as_bytes())
-                .unwrap();
-            let mut out = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            if !child.wait().unwrap().success() {
+            if let Err(out) = check_metrics(&promtool, &text) {
                 problems.push(format!(
                     "promtool check metrics on {job} (127.0.0.1:{port}):\n    {}",
                     out.trim().replace('\n', "\n    ")
