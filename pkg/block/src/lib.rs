@@ -10,6 +10,7 @@
 //! | `profiles.parquet` | one per (series, time), sorted by both | `series`, `time_nanos`, `total`, `stacktrace_ids`, `values`, `id` (format 2), `span_ids`, `span_stacktrace_ids`, `span_values` (format 3) |
 //! | `strings.parquet`, `mappings.parquet`, `functions.parquet`, `locations.parquet`, `stacktraces.parquet` | symbols, sorted by partition then ID | `partition`, ... |
 //!
+//! | `annotations.parquet` | one per (profile, annotation), sorted by profile ID; only when some profile has annotations | `id`, `key`, `value` |
 //! | `deletion-mark.json` | — | [`DeletionMark`], written by the compactor into a block it will delete |
 //!
 //! A profile's `(stacktrace_ids, values)` pairs are sorted by stack-trace ID, so
@@ -20,6 +21,7 @@
 //! last: a block without it is incomplete and ignored. A block deleted by the
 //! compactor loses `meta.json` first and its deletion mark last.
 
+mod annotations;
 mod error;
 mod mem;
 mod meta;
@@ -27,6 +29,7 @@ mod read;
 mod schema;
 mod write;
 
+pub use annotations::Annotations;
 pub use error::{Error, Result};
 pub use mem::{MemBlock, SPAN_ID_LABEL, parse_span_id};
 pub use meta::{

@@ -9,12 +9,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use ember_model::{Labels, ProfileId, ingest::SeriesSpec, series_profile_id};
+use ember_model::{
+    Labels, ProfileId,
+    ingest::{Annotation, SeriesSpec},
+    series_profile_id,
+};
 use ember_proto::google::v1::Profile;
 use ember_symdb::{Symbols, SymbolsBuilder};
 use ulid::Ulid;
 
-use crate::{BlockData, Compaction, ProfileRow, SeriesEntry};
+use crate::{Annotations, BlockData, Compaction, ProfileRow, SeriesEntry};
 
 /// The pprof sample label that names the span a sample was taken in (set by
 /// `otel-profiling-go` and by Go's `pprof.Do` with that label).
@@ -62,6 +66,7 @@ pub struct MemBlock {
     profiles: Vec<ProfileRow>,
     time_range: Option<(i64, i64)>,
     profile_bytes: usize,
+    annotations: Annotations,
 }
 
 impl Default for MemBlock {
@@ -82,6 +87,7 @@ impl MemBlock {
             profiles: Vec::new(),
             time_range: None,
             profile_bytes: 0,
+            annotations: Annotations::new(),
         }
     }
 
@@ -215,6 +221,29 @@ impl MemBlock {
         }
     }
 
+    /// Attaches `annotations` (sorted, unique) to the profile appended with
+    /// `id` as `series` series: each of its rows carries them.
+    pub fn annotate(&mut self, id: ProfileId, series: usize, annotations: &[Annotation]) {
+        if annotations.is_empty() {
+            return;
+        }
+        let shared: Arc<[Annotation]> = annotations.into();
+        for i in 0..series {
+            self.annotations
+                .insert(series_profile_id(id, i), shared.clone());
+        }
+        self.profile_bytes += annotations
+            .iter()
+            .map(|a| a.key.len() + a.value.len() + 48)
+            .sum::<usize>()
+            + series * 32;
+    }
+
+    /// Returns the annotations of the profiles, by row ID.
+    pub fn annotations(&self) -> &Annotations {
+        &self.annotations
+    }
+
     /// Returns the contents as a block to write: series sorted by labels,
     /// profiles by (series, time).
     pub fn to_block_data(&self, source: String) -> BlockData {
@@ -256,6 +285,7 @@ impl MemBlock {
                 .iter()
                 .map(|(name, b)| (name.clone(), Arc::new(b.symbols().clone())))
                 .collect(),
+            annotations: d.annotations.clone(),
         }
     }
 }

@@ -32,6 +32,10 @@ pub struct BlockStats {
     pub samples: u64,
     /// Total bytes of the block's files, `meta.json` excluded.
     pub bytes: u64,
+    /// Rows of `annotations.parquet`; 0 when the block has no such file
+    /// (and in blocks written before annotations were stored).
+    #[serde(default)]
+    pub annotations: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

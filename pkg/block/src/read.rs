@@ -17,7 +17,9 @@ use tokio::sync::OnceCell;
 use ulid::Ulid;
 
 use crate::{
-    Error, Result, SeriesEntry, block_file, blocks_prefix,
+    Annotations, Error, Result, SeriesEntry,
+    annotations::{self, ANNOTATIONS_FILE},
+    block_file, blocks_prefix,
     meta::{BlockMeta, FORMAT_VERSION},
     schema::*,
 };
@@ -75,6 +77,7 @@ pub struct Block {
     tenant: String,
     store: Arc<dyn ObjectStore>,
     symbols: OnceCell<Arc<Vec<Arc<Symbols>>>>,
+    annotations: OnceCell<Arc<Annotations>>,
 }
 
 /// Returns the ULIDs of the complete blocks of `tenant`.
@@ -126,6 +129,7 @@ impl Block {
             tenant: tenant.to_owned(),
             store,
             symbols: OnceCell::new(),
+            annotations: OnceCell::new(),
         })
     }
 
@@ -136,6 +140,21 @@ impl Block {
             .await?
             .bytes()
             .await?)
+    }
+
+    /// Returns the annotations of the block's profiles, loading them on first
+    /// use; a block without any has no file and costs no request.
+    pub async fn annotations(&self) -> Result<Arc<Annotations>> {
+        self.annotations
+            .get_or_try_init(|| async {
+                if self.meta.stats.annotations == 0 {
+                    return Ok(Arc::default());
+                }
+                let bytes = self.file(ANNOTATIONS_FILE).await?;
+                Ok(Arc::new(annotations::decode(self.meta.ulid, bytes)?))
+            })
+            .await
+            .cloned()
     }
 
     /// Returns the symbols of every partition, loading them on first use.
@@ -177,6 +196,7 @@ impl Block {
             block: self.clone(),
             profiles,
             symbols,
+            annotations: self.annotations().await?,
         })
     }
 }
@@ -187,6 +207,7 @@ pub struct BlockView {
     pub block: Arc<Block>,
     profiles: Bytes,
     symbols: Option<Arc<Vec<Arc<Symbols>>>>,
+    annotations: Arc<Annotations>,
 }
 
 impl BlockView {
@@ -202,6 +223,11 @@ impl BlockView {
             self.symbols = Some(self.block.symbols().await?);
         }
         Ok(self)
+    }
+
+    /// Returns the annotations of the block's profiles.
+    pub fn annotations(&self) -> &Annotations {
+        &self.annotations
     }
 
     /// Returns the symbols of `partition`, when the view was made with them.

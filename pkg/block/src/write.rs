@@ -23,7 +23,9 @@ use tracing::debug;
 use ulid::Ulid;
 
 use crate::{
-    ProfileRow, Result, SeriesEntry, block_file,
+    Annotations, ProfileRow, Result, SeriesEntry,
+    annotations::{self, ANNOTATIONS_FILE},
+    block_file,
     meta::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION},
     schema::{self, *},
 };
@@ -39,6 +41,8 @@ pub struct BlockData {
     pub profiles: Vec<ProfileRow>,
     /// Service name and symbols of each partition, by partition index.
     pub partitions: Vec<(String, Arc<Symbols>)>,
+    /// What clients attached to the profiles, by profile ID.
+    pub annotations: Annotations,
 }
 
 /// A block's encoded files and metadata.
@@ -78,7 +82,7 @@ pub(crate) fn parquet_bytes(
     Ok(Bytes::from(out))
 }
 
-fn base_props() -> parquet::file::properties::WriterPropertiesBuilder {
+pub(crate) fn base_props() -> parquet::file::properties::WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("valid zstd level"),
@@ -93,6 +97,9 @@ pub fn encode_block(data: &BlockData) -> Result<EncodedBlock> {
     files.push((PROFILES_FILE, encode_profiles(&data.profiles)?));
     let symbols: Vec<&Symbols> = data.partitions.iter().map(|(_, s)| s.as_ref()).collect();
     files.extend(encode_symbols(&symbols)?);
+    if !data.annotations.is_empty() {
+        files.push((ANNOTATIONS_FILE, annotations::encode(&data.annotations)?));
+    }
 
     let meta = BlockMeta {
         version: FORMAT_VERSION,
@@ -114,6 +121,7 @@ pub fn encode_block(data: &BlockData) -> Result<EncodedBlock> {
             profiles: data.profiles.len() as u64,
             samples: data.profiles.iter().map(|p| p.values.len() as u64).sum(),
             bytes: files.iter().map(|(_, b)| b.len() as u64).sum(),
+            annotations: annotations::rows(&data.annotations) as u64,
         },
         compaction: data.compaction.clone(),
         source: data.source.clone(),

@@ -4,7 +4,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ember_block::{
-    BlockData, BlockView, Compaction, ProfileRow, ProfileVisitor, SeriesEntry, SpanSamples,
+    Annotations, BlockData, BlockView, Compaction, ProfileRow, ProfileVisitor, SeriesEntry,
+    SpanSamples,
 };
 use ember_model::{Labels, ProfileId};
 use ember_symdb::{Remap, Symbols, SymbolsBuilder};
@@ -26,6 +27,8 @@ pub(crate) struct Merger {
     partition_index: HashMap<String, u32>,
     partitions: Vec<(String, SymbolsBuilder)>,
     profiles: Vec<ProfileRow>,
+    /// Replicas of a profile carry the same annotations: the first is kept.
+    annotations: Annotations,
     /// Profiles read from the sources, and of those, copies of a profile
     /// already kept.
     pub(crate) profiles_in: u64,
@@ -145,10 +148,13 @@ impl Merger {
         view.scan(&selected, i64::MIN, i64::MAX, true, &mut visitor)?;
         // Then the samples taken inside spans, into the rows just copied.
         view.scan_spans(&selected, i64::MIN, i64::MAX, &mut visitor)?;
-        match visitor.error {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if let Some(e) = visitor.error {
+            return Err(e);
         }
+        for (id, a) in view.annotations() {
+            self.annotations.entry(*id).or_insert_with(|| a.clone());
+        }
+        Ok(())
     }
 
     /// Returns the merged block: series sorted by labels, profiles by
@@ -185,6 +191,7 @@ impl Merger {
                 .into_iter()
                 .map(|(name, b)| (name, Arc::new(b.into_symbols())))
                 .collect(),
+            annotations: self.annotations,
         }
     }
 }

@@ -23,7 +23,7 @@ use std::{
 use ember_limits::{Limits, TenantLimits};
 use ember_model::{
     Labels,
-    ingest::{self, IngestSink, ProfileWrite},
+    ingest::{self, Annotation, IngestSink, ProfileWrite},
     labels::{DELTA, METRIC_NAME},
     pprof,
 };
@@ -209,7 +209,7 @@ impl Distributor {
         let l = self.limits(tenant);
         Self::check_size(tenant, raw, &l)?;
         self.charge_with(tenant, raw.len(), &l)?;
-        self.ingest_pprof_charged(tenant, client_labels, raw, &l)
+        self.ingest_pprof_charged(tenant, client_labels, &[], raw, &l)
     }
 
     /// Refuses a profile larger than `max_profile_size_bytes` with 413: checked
@@ -230,6 +230,7 @@ impl Distributor {
         &self,
         tenant: &str,
         client_labels: &Labels,
+        annotations: &[Annotation],
         raw: &[u8],
         l: &Limits,
     ) -> Result<()> {
@@ -246,7 +247,8 @@ impl Distributor {
         let bytes = pprof::gunzip_bounded(raw, decode_limits.max_decompressed_bytes)
             .map_err(|e| model_error(tenant, e))?;
         let profile = pprof::decode(&bytes, &decode_limits).map_err(|e| model_error(tenant, e))?;
-        self.ingest_validated(tenant, client_labels, profile, (raw.len(), bytes.len()), l)
+        let sizes = (raw.len(), bytes.len());
+        self.ingest_validated(tenant, (client_labels, annotations), profile, sizes, l)
     }
 
     /// Validates and ingests a profile that is already decoded, e.g. converted
@@ -269,14 +271,14 @@ impl Distributor {
             max_stack_depth: 0,
         };
         pprof::validate(&mut profile, &decode_limits).map_err(|e| model_error(tenant, e))?;
-        self.ingest_validated(tenant, client_labels, profile, (size, size), &l)
+        self.ingest_validated(tenant, (client_labels, &[]), profile, (size, size), &l)
     }
 
     /// `sizes`: the profile's bytes as received and decompressed.
     fn ingest_validated(
         &self,
         tenant: &str,
-        client_labels: &Labels,
+        (client_labels, annotations): (&Labels, &[Annotation]),
         mut profile: Profile,
         (compressed, decompressed): (usize, usize),
         l: &Limits,
@@ -319,6 +321,7 @@ impl Distributor {
                     series: &series,
                     time_nanos: time,
                     max_active_series: l.max_active_series,
+                    annotations,
                 },
             )
             .map_err(Error::Write)
@@ -372,13 +375,22 @@ impl Distributor {
             this.charge_with(&tenant, bytes, &l)?;
             for (i, series) in req.series.iter().enumerate() {
                 let labels = Labels::from_proto(&series.labels);
+                let in_series = |e: Error| Error::InSeries {
+                    index: i,
+                    labels: labels.to_string(),
+                    source: Box::new(e),
+                };
+                let annotations =
+                    ingest::annotations(&series.annotations).map_err(|e| in_series(e.into()))?;
                 for sample in &series.samples {
-                    this.ingest_pprof_charged(&tenant, &labels, &sample.raw_profile, &l)
-                        .map_err(|e| Error::InSeries {
-                            index: i,
-                            labels: labels.to_string(),
-                            source: Box::new(e),
-                        })?;
+                    this.ingest_pprof_charged(
+                        &tenant,
+                        &labels,
+                        &annotations,
+                        &sample.raw_profile,
+                        &l,
+                    )
+                    .map_err(in_series)?;
                 }
             }
             Ok::<_, Error>(Response::new(PushResponse {}))

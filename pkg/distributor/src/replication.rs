@@ -182,8 +182,7 @@ impl Replicas {
 
 impl IngestSink for Replicas {
     fn write(&self, tenant: &str, w: &ProfileWrite<'_>) -> Result<(), Status> {
-        let request =
-            wire::push_request(w.id, w.profile, w.series, w.time_nanos, w.max_active_series);
+        let request = wire::push_request(w);
         let key = self.key(tenant, w, request.profile.len());
         let rf = self.config.replication_factor.max(1);
         let needed = quorum(rf);
@@ -343,6 +342,7 @@ mod tests {
             series: &series,
             time_nanos: 0,
             max_active_series: 0,
+            annotations: &[],
         };
         r.key("t", &write, bytes)
     }
@@ -380,6 +380,7 @@ mod tests {
                     series: &series,
                     time_nanos: 0,
                     max_active_series: 0,
+                    annotations: &[],
                 },
             )
             .unwrap_err();
@@ -478,6 +479,7 @@ mod tests {
                     series: &series,
                     time_nanos: 1_000_000_000,
                     max_active_series: 0,
+                    annotations: &[],
                 },
             )
             .map_err(|e| {

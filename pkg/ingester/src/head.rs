@@ -9,7 +9,10 @@ use std::{
 };
 
 use ember_block::{BlockData, MemBlock};
-use ember_model::{ProfileId, ingest::SeriesSpec};
+use ember_model::{
+    ProfileId,
+    ingest::{Annotation, SeriesSpec},
+};
 use ember_proto::google::v1::Profile;
 use ulid::Ulid;
 
@@ -70,6 +73,17 @@ impl Head {
     /// Returns whether the head is empty and its approximate size in bytes.
     pub fn size(&self) -> (bool, usize) {
         self.read().size()
+    }
+
+    /// Attaches a profile's annotations to the rows appended for it (see
+    /// [`MemBlock::annotate`]).
+    pub fn annotate(&self, id: ProfileId, series: usize, annotations: &[Annotation]) {
+        if !annotations.is_empty() {
+            self.data
+                .write()
+                .expect("poisoned")
+                .annotate(id, series, annotations);
+        }
     }
 
     /// Appends a profile as the given series (see [`MemBlock::append`]);

@@ -268,6 +268,7 @@ impl Ingester {
                 for (segment, r) in group {
                     head.note_wal_segment(segment);
                     head.append(&r.profile, &r.series, r.time_nanos, r.id);
+                    head.annotate(r.id, r.series.len(), &r.annotations);
                     progress.record_done();
                 }
                 // Replayed heads become blocks on the next flush.
@@ -361,39 +362,41 @@ impl Ingester {
         time_nanos: i64,
         id: ProfileId,
     ) -> Result<()> {
-        self.append_with(tenant, profile, None, series, time_nanos, id)
+        let write = ProfileWrite {
+            id,
+            profile,
+            series,
+            time_nanos,
+            max_active_series: 0,
+            annotations: &[],
+        };
+        self.append_write(tenant, &write, None)
     }
 
-    /// [`append`](Self::append) for a profile whose prost encoding is at hand
-    /// (`encoded`, as received), which the write-ahead log takes as is.
-    pub fn append_encoded(
+    /// Appends a validated profile with its annotations; `encoded` is its
+    /// prost encoding when at hand (as a replica received it), which the
+    /// write-ahead log takes as is. CPU-bound: call it off the async runtime.
+    pub fn append_write(
         &self,
         tenant: &str,
-        profile: &Profile,
-        encoded: &[u8],
-        series: &[SeriesSpec],
-        time_nanos: i64,
-        id: ProfileId,
-    ) -> Result<()> {
-        self.append_with(tenant, profile, Some(encoded), series, time_nanos, id)
-    }
-
-    fn append_with(
-        &self,
-        tenant: &str,
-        profile: &Profile,
+        w: &ProfileWrite<'_>,
         encoded: Option<&[u8]>,
-        series: &[SeriesSpec],
-        time_nanos: i64,
-        id: ProfileId,
     ) -> Result<()> {
+        let ProfileWrite {
+            id,
+            profile,
+            series,
+            time_nanos,
+            annotations,
+            ..
+        } = *w;
         if self.stopping.load(Ordering::Acquire) {
             return Err(Error::Stopping);
         }
         let _checkpoint = self.wal_checkpoint.read().expect("poisoned");
         let segment = match &self.wal {
             Some(wal) => {
-                let record = wal_record::encode(tenant, profile, encoded, series, time_nanos, id);
+                let record = wal_record::encode(tenant, w, encoded);
                 Some(wal.append(&record)?)
             }
             None => None,
@@ -406,6 +409,7 @@ impl Ingester {
             heads.active.note_wal_segment(segment);
         }
         let added = heads.active.append(profile, series, time_nanos, id);
+        heads.active.annotate(id, series.len(), annotations);
         self.metrics.add_head(added, 1);
         self.metrics.ingested_profiles.inc();
         Ok(())
@@ -649,7 +653,7 @@ impl Ingester {
 impl IngestSink for Ingester {
     fn write(&self, tenant: &str, w: &ProfileWrite<'_>) -> std::result::Result<(), tonic::Status> {
         self.admit_series(tenant, w.series, w.max_active_series)?;
-        self.append(tenant, w.profile, w.series, w.time_nanos, w.id)?;
+        self.append_write(tenant, w, None)?;
         Ok(())
     }
 }

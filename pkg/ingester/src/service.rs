@@ -3,13 +3,13 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use ember_model::{Labels, ProfileId, ProfileType, wire};
+use ember_model::{Labels, ProfileId, ProfileType, ingest, wire};
 use ember_proto::{
     Tenant,
     google::v1::Profile,
     ingester::v1::{
-        MergeProfilesRequest, PushRequest, PushResponse, SelectProfilesResponse, SelectRequest,
-        SeriesResponse, ingester_service_server::IngesterService,
+        AnnotatedProfile, MergeProfilesRequest, PushRequest, PushResponse, SelectProfilesResponse,
+        SelectRequest, SeriesResponse, ingester_service_server::IngesterService,
     },
 };
 use ember_query::{Plan, ProfileFilter};
@@ -64,14 +64,7 @@ impl IngesterService for IngesterApi {
         Self::blocking(move || {
             let p = wire::decode_push(push)?;
             ingester.admit_series(&tenant, &p.series, p.max_active_series)?;
-            ingester.append_encoded(
-                &tenant,
-                &p.profile,
-                &p.encoded,
-                &p.series,
-                p.time_nanos,
-                p.id,
-            )?;
+            ingester.append_write(&tenant, &p.write(), Some(&p.encoded))?;
             Ok(Response::new(PushResponse {}))
         })
         .await
@@ -124,6 +117,13 @@ impl IngesterService for IngesterApi {
                         });
                         next
                     });
+                    let annotations = view.annotations(point.id);
+                    if !annotations.is_empty() {
+                        out.annotated.push(AnnotatedProfile {
+                            index: ids.len() as u32,
+                            annotations: ingest::annotations_to_proto(annotations),
+                        });
+                    }
                     ids.push(point.id);
                     out.series_index.push(i);
                     out.time_nanos.push(point.time_nanos);

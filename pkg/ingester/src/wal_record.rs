@@ -25,11 +25,17 @@
 //!   sample_type   u32 (index into the profile's sample types)
 //!   samples       u8 0 (all samples) or 1 followed by u32 count and u32 indices
 //! profile         bytes: the prost encoding of `google.v1.Profile`
+//! annotations     optional (absent in records written before annotations
+//!                 were stored): u32 count, then (key string, value string) pairs
 //! ```
 //!
 //! A string or bytes field is a u32 length followed by that many bytes (UTF-8 for strings).
 
-use ember_model::{Label, Labels, ProfileId, ProfileType, ingest::SeriesSpec, pprof};
+use ember_model::{
+    Label, Labels, ProfileId, ProfileType,
+    ingest::{self, Annotation, ProfileWrite, SeriesSpec},
+    pprof,
+};
 use ember_proto::google::v1::Profile;
 use prost::Message;
 use ulid::Ulid;
@@ -61,6 +67,7 @@ pub(crate) struct ProfileRecord {
     pub(crate) id: ProfileId,
     pub(crate) series: Vec<SeriesSpec>,
     pub(crate) profile: Profile,
+    pub(crate) annotations: Vec<Annotation>,
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -71,14 +78,15 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 /// Returns the record payload for one profile; `encoded` is the profile's
 /// prost encoding when the caller has it (a replica's push), saving a
 /// second encoding.
-pub(crate) fn encode(
-    tenant: &str,
-    profile: &Profile,
-    encoded: Option<&[u8]>,
-    series: &[SeriesSpec],
-    time_nanos: i64,
-    id: ProfileId,
-) -> Vec<u8> {
+pub(crate) fn encode(tenant: &str, w: &ProfileWrite<'_>, encoded: Option<&[u8]>) -> Vec<u8> {
+    let ProfileWrite {
+        id,
+        profile,
+        series,
+        time_nanos,
+        annotations,
+        ..
+    } = *w;
     let profile_len = encoded.map_or_else(|| profile.encoded_len(), <[u8]>::len);
     let mut out = Vec::with_capacity(profile_len + 256);
     out.push(KIND_PROFILE);
@@ -111,6 +119,13 @@ pub(crate) fn encode(
         None => profile
             .encode(&mut out)
             .expect("a Vec grows to hold the encoding"),
+    }
+    if !annotations.is_empty() {
+        out.extend_from_slice(&(annotations.len() as u32).to_le_bytes());
+        for a in annotations {
+            put_bytes(&mut out, a.key.as_bytes());
+            put_bytes(&mut out, a.value.as_bytes());
+        }
     }
     out
 }
@@ -203,11 +218,77 @@ fn decode_profile(mut r: Reader<'_>) -> Result<ProfileRecord, String> {
     // A replica logs the profile as received, before the ingester's own
     // validation repaired it (`wire::decode_push`): repair it the same way.
     pprof::validate(&mut profile, &ember_model::wire::UNBOUNDED).map_err(|e| e.to_string())?;
+    let mut annotations = Vec::new();
+    if !r.0.is_empty() {
+        let count = r.u32()?;
+        if count as usize > ingest::MAX_ANNOTATIONS_PER_PROFILE {
+            return Err(format!("record has {count} annotations"));
+        }
+        for _ in 0..count {
+            let key = r.string()?;
+            let value = r.string()?;
+            annotations.push(Annotation { key, value });
+        }
+    }
     Ok(ProfileRecord {
         tenant,
         time_nanos,
         id,
         series,
         profile,
+        annotations,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use ember_proto::google::v1::ValueType;
+
+    use super::*;
+
+    fn profile() -> Profile {
+        Profile {
+            string_table: vec!["".into(), "cpu".into(), "nanoseconds".into()],
+            sample_type: vec![ValueType { r#type: 1, unit: 2 }],
+            ..Profile::default()
+        }
+    }
+
+    fn write<'a>(profile: &'a Profile, annotations: &'a [Annotation]) -> ProfileWrite<'a> {
+        ProfileWrite {
+            id: 42,
+            profile,
+            series: &[],
+            time_nanos: 7,
+            max_active_series: 0,
+            annotations,
+        }
+    }
+
+    fn decoded(payload: &[u8]) -> ProfileRecord {
+        match decode(payload).unwrap() {
+            Entry::Profile(r) => *r,
+            Entry::Cut { .. } => panic!("not a profile record"),
+        }
+    }
+
+    #[test]
+    fn annotations_round_trip_and_older_records_have_none() {
+        let profile = profile();
+        let annotations = [Annotation {
+            key: "pyroscope.ingest.throttled".into(),
+            value: "{}".into(),
+        }];
+        let r = decoded(&encode("t", &write(&profile, &annotations), None));
+        assert_eq!((r.id, r.time_nanos), (42, 7));
+        assert_eq!(r.annotations, annotations);
+        // A record without annotations ends after the profile, as every
+        // record did before annotations were logged.
+        let plain = encode("t", &write(&profile, &[]), None);
+        let with = encode("t", &write(&profile, &annotations), None);
+        assert!(with.starts_with(&plain));
+        assert!(decoded(&plain).annotations.is_empty());
+        // A cut-off annotation section is damage, not silence.
+        assert!(decode(&with[..with.len() - 1]).is_err());
+    }
 }

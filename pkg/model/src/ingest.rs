@@ -4,11 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use ember_proto::google::v1::Profile;
+use ember_proto::{google::v1::Profile, types::v1::ProfileAnnotation};
 use tonic::Status;
 
 use crate::{
-    Label, Labels, ProfileId, ProfileType,
+    Error, Label, Labels, ProfileId, ProfileType,
     labels::{METRIC_NAME, PROFILE_TYPE, RESERVED_PREFIX, SERVICE_NAME, UNKNOWN_SERVICE},
 };
 
@@ -28,6 +28,67 @@ pub struct SeriesSpec {
     pub samples: Option<Vec<u32>>,
 }
 
+/// A key and value a client attached to a profile
+/// (`RawProfileSeries.annotations`), e.g. Pyroscope's
+/// `pyroscope.ingest.throttled`. Stored with the profile and returned on the
+/// time-series points that hold it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Annotation {
+    pub key: String,
+    pub value: String,
+}
+
+/// Annotations one profile may carry: they are returned on every point that
+/// holds the profile, so they stay few and small.
+pub const MAX_ANNOTATIONS_PER_PROFILE: usize = 16;
+pub const MAX_ANNOTATION_KEY_BYTES: usize = 256;
+pub const MAX_ANNOTATION_VALUE_BYTES: usize = 4096;
+
+/// Returns the annotations of a push, checked against the bounds above;
+/// duplicates are dropped and the rest sorted.
+pub fn annotations(annotations: &[ProfileAnnotation]) -> Result<Vec<Annotation>, Error> {
+    if annotations.len() > MAX_ANNOTATIONS_PER_PROFILE {
+        return Err(Error::Malformed(format!(
+            "a profile carries at most {MAX_ANNOTATIONS_PER_PROFILE} annotations, got {}",
+            annotations.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(annotations.len());
+    for a in annotations {
+        if a.key.is_empty() || a.key.len() > MAX_ANNOTATION_KEY_BYTES {
+            return Err(Error::Malformed(format!(
+                "annotation key {:?} must be 1 to {MAX_ANNOTATION_KEY_BYTES} bytes long",
+                a.key
+            )));
+        }
+        if a.value.len() > MAX_ANNOTATION_VALUE_BYTES {
+            return Err(Error::Malformed(format!(
+                "the value of annotation {:?} is {} bytes long, more than {MAX_ANNOTATION_VALUE_BYTES}",
+                a.key,
+                a.value.len()
+            )));
+        }
+        out.push(Annotation {
+            key: a.key.clone(),
+            value: a.value.clone(),
+        });
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Returns annotations as the API sends them.
+pub fn annotations_to_proto(annotations: &[Annotation]) -> Vec<ProfileAnnotation> {
+    annotations
+        .iter()
+        .map(|a| ProfileAnnotation {
+            key: a.key.clone(),
+            value: a.value.clone(),
+        })
+        .collect()
+}
+
 /// One accepted profile, validated and turned into deltas, on its way to storage.
 #[derive(Debug, Clone, Copy)]
 pub struct ProfileWrite<'a> {
@@ -38,6 +99,8 @@ pub struct ProfileWrite<'a> {
     pub time_nanos: i64,
     /// The tenant's active-series limit (0: none), enforced by each ingester.
     pub max_active_series: usize,
+    /// Sorted and unique ([`annotations`]).
+    pub annotations: &'a [Annotation],
 }
 
 /// Where the distributor writes accepted profiles: the ingester of this process

@@ -5,21 +5,20 @@
 use ember_proto::{google::v1::Profile, ingester::v1 as pb};
 use prost::Message;
 
-use crate::{Error, Labels, ProfileId, ProfileType, Result, ingest::SeriesSpec, pprof};
+use crate::{
+    Error, Labels, ProfileId, ProfileType, Result,
+    ingest::{self, Annotation, ProfileWrite, SeriesSpec},
+    pprof,
+};
 
 /// Returns the push request for one profile; the profile is encoded once for
 /// every replica.
-pub fn push_request(
-    id: ProfileId,
-    profile: &Profile,
-    series: &[SeriesSpec],
-    time_nanos: i64,
-    max_active_series: usize,
-) -> pb::PushRequest {
+pub fn push_request(w: &ProfileWrite<'_>) -> pb::PushRequest {
     pb::PushRequest {
-        id: id.to_be_bytes().to_vec(),
-        time_nanos,
-        series: series
+        id: w.id.to_be_bytes().to_vec(),
+        time_nanos: w.time_nanos,
+        series: w
+            .series
             .iter()
             .map(|s| pb::SeriesSpec {
                 labels: s.labels.to_proto(),
@@ -29,8 +28,9 @@ pub fn push_request(
                 samples: s.samples.clone().unwrap_or_default(),
             })
             .collect(),
-        profile: profile.encode_to_vec(),
-        max_active_series: max_active_series.min(u32::MAX as usize) as u32,
+        profile: w.profile.encode_to_vec(),
+        max_active_series: w.max_active_series.min(u32::MAX as usize) as u32,
+        annotations: ingest::annotations_to_proto(w.annotations),
     }
 }
 
@@ -51,6 +51,21 @@ pub struct Push {
     /// The profile as received, for the write-ahead log.
     pub encoded: Vec<u8>,
     pub max_active_series: usize,
+    pub annotations: Vec<Annotation>,
+}
+
+impl Push {
+    /// Returns the push as the write it asks for.
+    pub fn write(&self) -> ProfileWrite<'_> {
+        ProfileWrite {
+            id: self.id,
+            profile: &self.profile,
+            series: &self.series,
+            time_nanos: self.time_nanos,
+            max_active_series: self.max_active_series,
+            annotations: &self.annotations,
+        }
+    }
 }
 
 fn bad(message: String) -> Error {
@@ -99,6 +114,7 @@ pub fn decode_push(request: pb::PushRequest) -> Result<Push> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let annotations = ingest::annotations(&request.annotations)?;
     Ok(Push {
         id,
         time_nanos: request.time_nanos,
@@ -106,6 +122,7 @@ pub fn decode_push(request: pb::PushRequest) -> Result<Push> {
         profile,
         encoded: request.profile,
         max_active_series: request.max_active_series as usize,
+        annotations,
     })
 }
 

@@ -379,7 +379,8 @@ impl Querier {
             series::Groups::default(),
             move |view, plan, out| {
                 ember_query::points(view, plan, &mut |labels, point| {
-                    out.add(&group_by, labels, point)
+                    out.add(&group_by, labels, point);
+                    out.annotate(point.id, view.annotations(point.id));
                 })
             },
         )

@@ -5,7 +5,7 @@
 use std::{cell::Cell, future::Future, time::Instant};
 
 use ember_block::{ProfileVisitor, SeriesEntry, SpanSamples};
-use ember_model::ProfileId;
+use ember_model::{ProfileId, ingest::Annotation};
 use ember_query::SourceView;
 use ember_symdb::Symbols;
 use prometheus::{
@@ -235,5 +235,9 @@ impl SourceView for Counted<'_> {
 
     fn presampled(&self) -> bool {
         self.inner.presampled()
+    }
+
+    fn annotations(&self, id: ProfileId) -> &[Annotation] {
+        self.inner.annotations(id)
     }
 }

@@ -10,12 +10,16 @@
 //! Pyroscope's ingesters and queriers split the work too: only IDs cross the
 //! network twice, samples once.
 
-use std::{collections::BTreeSet, fmt::Debug, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashMap},
+    fmt::Debug,
+    sync::Arc,
+};
 
 use ember_block::{MemBlock, ProfileVisitor, SeriesEntry};
 use ember_model::{
     Labels, ProfileId, ProfileType,
-    ingest::SeriesSpec,
+    ingest::{self, Annotation, SeriesSpec},
     labels::{Label, PROFILE_TYPE},
     wire,
 };
@@ -62,6 +66,7 @@ pub(crate) struct AnsweredView {
     series: Vec<SeriesEntry>,
     rows: Vec<(ProfileId, u32, i64, i64)>,
     time_range: Option<(i64, i64)>,
+    annotations: HashMap<ProfileId, Vec<Annotation>>,
 }
 
 impl SourceView for AnsweredView {
@@ -100,6 +105,10 @@ impl SourceView for AnsweredView {
     fn presampled(&self) -> bool {
         // The ingester applied the call site and spans of the request.
         true
+    }
+
+    fn annotations(&self, id: ProfileId) -> &[Annotation] {
+        self.annotations.get(&id).map_or(&[], |a| a)
     }
 }
 
@@ -222,6 +231,7 @@ impl RemoteIngesters {
                         .collect(),
                     rows: Vec::new(),
                     time_range: Some((plan.start, plan.end)),
+                    annotations: HashMap::new(),
                 }));
             }
             return Ok(out);
@@ -334,6 +344,16 @@ fn points_view(list: SelectProfilesResponse) -> Result<AnsweredView, Status> {
     {
         return Err(Code::Internal.status("an ingester answered a profile of an unknown series"));
     }
+    let mut annotations = HashMap::new();
+    for a in list.annotated {
+        let Some(&id) = ids.get(a.index as usize) else {
+            return Err(Code::Internal
+                .status("an ingester answered annotations of a profile it did not list"));
+        };
+        let mut checked = ingest::annotations(&a.annotations).map_err(Status::from)?;
+        checked.shrink_to_fit();
+        annotations.insert(id, checked);
+    }
     let mut time_range: Option<(i64, i64)> = None;
     let mut rows = Vec::with_capacity(n);
     for (i, id) in ids.into_iter().enumerate() {
@@ -345,6 +365,7 @@ fn points_view(list: SelectProfilesResponse) -> Result<AnsweredView, Status> {
         series,
         rows,
         time_range,
+        annotations,
     })
 }
 

@@ -1,13 +1,15 @@
 //! Turns profile totals into time series: points at `start + k*step`, each
 //! aggregating the profiles in `(t - step, t]`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::{Error, Result};
-use ember_model::{Label, Labels};
+use ember_model::{Label, Labels, ProfileId, ingest::Annotation};
 use ember_proto::{
     querier::v1::SelectSeriesRequest,
-    types::v1::{Exemplar, Point as PointProto, Series, TimeSeriesAggregationType},
+    types::v1::{
+        Exemplar, Point as PointProto, ProfileAnnotation, Series, TimeSeriesAggregationType,
+    },
 };
 use ember_query::Point;
 
@@ -18,6 +20,8 @@ pub(crate) struct Groups {
     pub(crate) groups: BTreeMap<Labels, Vec<(Point, u32)>>,
     pub(crate) labels: Vec<Labels>,
     index: HashMap<Labels, u32>,
+    /// The annotations of the profiles that have any.
+    annotations: HashMap<ProfileId, Vec<Annotation>>,
 }
 
 impl Groups {
@@ -41,6 +45,35 @@ impl Groups {
         self.groups.entry(key).or_default().push((point, series));
     }
 
+    /// Records what the client attached to profile `id` (sorted, unique).
+    pub(crate) fn annotate(&mut self, id: ProfileId, annotations: &[Annotation]) {
+        if !annotations.is_empty() {
+            self.annotations.insert(id, annotations.to_vec());
+        }
+    }
+
+    /// Returns the distinct annotations of `points`' profiles, sorted, at
+    /// most [`MAX_ANNOTATIONS_PER_POINT`].
+    fn point_annotations<'a>(
+        &'a self,
+        ids: impl Iterator<Item = ProfileId>,
+    ) -> Vec<ProfileAnnotation> {
+        let mut distinct: BTreeSet<&'a Annotation> = BTreeSet::new();
+        for id in ids {
+            if let Some(a) = self.annotations.get(&id) {
+                distinct.extend(a);
+            }
+        }
+        distinct
+            .into_iter()
+            .take(MAX_ANNOTATIONS_PER_POINT)
+            .map(|a| ProfileAnnotation {
+                key: a.key.clone(),
+                value: a.value.clone(),
+            })
+            .collect()
+    }
+
     /// Returns the exemplar of one profile: its ID, time, value and labels.
     pub(crate) fn exemplar(&self, point: &Point, series: u32) -> Exemplar {
         Exemplar {
@@ -53,12 +86,16 @@ impl Groups {
     }
 }
 
+/// Distinct annotations one point lists: a point may aggregate thousands of
+/// profiles, whose annotations are mostly the same few.
+const MAX_ANNOTATIONS_PER_POINT: usize = 64;
+
 /// Steps of less than this would let one query ask for billions of points.
 const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
-/// One point being aggregated: sum, count and the largest profile with an
-/// ID (and its series).
-type Bucket = (i64, i64, Option<(Point, u32)>);
+/// One point being aggregated: sum, count, the largest profile with an ID
+/// (and its series) and the annotated profiles.
+type Bucket = (i64, i64, Option<(Point, u32)>, Vec<ProfileId>);
 
 #[derive(Debug)]
 pub(crate) struct Bucketing {
@@ -114,18 +151,21 @@ impl Bucketing {
                     if exemplars && p.id != 0 && b.2.is_none_or(|(e, _)| p.total > e.total) {
                         b.2 = Some((p, s));
                     }
+                    if groups.annotations.contains_key(&p.id) {
+                        b.3.push(p.id);
+                    }
                 }
                 let total: i64 = points.iter().map(|(p, _)| p.total).sum();
                 let points = buckets
                     .into_iter()
-                    .map(|(t, (sum, n, exemplar))| PointProto {
+                    .map(|(t, (sum, n, exemplar, annotated))| PointProto {
                         value: if self.average {
                             sum as f64 / n as f64
                         } else {
                             sum as f64
                         },
                         timestamp: t.div_euclid(1_000_000),
-                        annotations: Vec::new(),
+                        annotations: groups.point_annotations(annotated.into_iter()),
                         exemplars: exemplar
                             .map(|(p, s)| groups.exemplar(&p, s))
                             .into_iter()

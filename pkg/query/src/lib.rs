@@ -11,7 +11,9 @@
 use std::sync::{Arc, Mutex};
 
 use ember_block::{BlockView, MemBlock, ProfileVisitor, SeriesEntry, SpanSamples};
-use ember_model::{Labels, ProfileId, Selector, flamegraph::FunctionTree, labels::PROFILE_TYPE};
+use ember_model::{
+    Labels, ProfileId, Selector, flamegraph::FunctionTree, ingest::Annotation, labels::PROFILE_TYPE,
+};
 use ember_symdb::{Symbols, resolve};
 use rustc_hash::FxHashSet;
 use ulid::Ulid;
@@ -66,6 +68,12 @@ pub trait SourceView {
     fn presampled(&self) -> bool {
         false
     }
+    /// Returns what the client attached to profile `id` (a row ID), sorted;
+    /// empty for most profiles, and for sources that store none.
+    fn annotations(&self, id: ProfileId) -> &[Annotation] {
+        let _ = id;
+        &[]
+    }
 }
 
 impl SourceView for BlockView {
@@ -95,6 +103,10 @@ impl SourceView for BlockView {
 
     fn symbols(&self, partition: u32) -> Option<&Symbols> {
         BlockView::symbols(self, partition)
+    }
+
+    fn annotations(&self, id: ProfileId) -> &[Annotation] {
+        BlockView::annotations(self).get(&id).map_or(&[], |a| a)
     }
 
     fn scan_spans(
@@ -140,6 +152,10 @@ impl SourceView for MemBlock {
 
     fn symbols(&self, partition: u32) -> Option<&Symbols> {
         MemBlock::symbols(self, partition)
+    }
+
+    fn annotations(&self, id: ProfileId) -> &[Annotation] {
+        MemBlock::annotations(self).get(&id).map_or(&[], |a| a)
     }
 
     fn scan_spans(

@@ -140,6 +140,13 @@ fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once(
     let push_client = cluster.distributor.client();
     wait_for_active_ingesters(&push_client, 3);
     wait_for_active_ingesters(&cluster.querier.client(), 3);
+    push_annotated(&push_client);
+    let range = TimeRange::new(start / 1_000_000, now_nanos() / 1_000_000 + 60_000);
+    assert_eq!(
+        annotations(&cluster.querier.client(), range),
+        expected_annotations(),
+        "from the ingesters"
+    );
 
     let load = Load::start(&push_client, false);
     load.wait_for(60, Duration::from_secs(60));
@@ -244,7 +251,67 @@ fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once(
         after, from_blocks,
         "the same answers before and after compaction"
     );
+    assert_eq!(
+        annotations(&client, range),
+        expected_annotations(),
+        "after compaction"
+    );
     assert_eq!(compactor.stop().code(), Some(0));
+}
+
+const ANNOTATION: [(&str, &str); 1] = [("pyroscope.ingest.throttled", r#"{"body":{}}"#)];
+
+/// Pushes one profile of service `annotated`, carrying [`ANNOTATION`].
+fn push_annotated(client: &Client) {
+    let profile = ember_tests::pprof::PprofBuilder::go_cpu()
+        .time(now_nanos(), 10_000_000_000)
+        .sample(&["main", "annotated"], &[1, 10_000_000])
+        .encode();
+    let mut req = ember_tests::client::push_request(&[("service_name", "annotated")], &profile);
+    req.series[0].annotations = ANNOTATION
+        .iter()
+        .map(|(key, value)| ember_proto::types::v1::ProfileAnnotation {
+            key: (*key).into(),
+            value: (*value).into(),
+        })
+        .collect();
+    let resp = client.push(None, &req, ember_tests::PushEncoding::PROTO);
+    assert!(resp.is_success(), "{}", resp.text());
+}
+
+fn expected_annotations() -> Vec<(String, String)> {
+    ANNOTATION
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// Returns the annotations on the points of service `annotated`.
+fn annotations(client: &Client, range: TimeRange) -> Vec<(String, String)> {
+    let (status, answer) = client.connect_json(
+        None,
+        "/querier.v1.QuerierService/SelectSeries",
+        &serde_json::json!({
+            "profileTypeID": crate::load::CPU,
+            "labelSelector": "{service_name=\"annotated\"}",
+            "start": range.start,
+            "end": range.end,
+            "step": 3600.0,
+        }),
+    );
+    assert_eq!(status, 200, "SelectSeries: {answer}");
+    let points = answer["series"][0]["points"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    points
+        .iter()
+        .flat_map(|p| p["annotations"].as_array().cloned().unwrap_or_default())
+        .map(|a| {
+            let text = |k: &str| a[k].as_str().unwrap_or_default().to_owned();
+            (text("key"), text("value"))
+        })
+        .collect()
 }
 
 /// The tenant of an Ember without multi-tenancy.

@@ -4,18 +4,21 @@
 //! protobuf): settings that survive a restart, ad hoc profiles, the tree
 //! format, AnalyzeQuery, status, feature flags, Cloud-only services answering
 //! `unimplemented`, the legacy render API's formats and times, and UTF-8 label
-//! names in selectors.
+//! names in selectors, and client annotations on time-series points.
 
 use base64::Engine;
 use ember_proto::{
     querier::v1::{
         AnalyzeQueryRequest, AnalyzeQueryResponse, ProfileFormat, SelectMergeStacktracesRequest,
-        SelectMergeStacktracesResponse,
+        SelectMergeStacktracesResponse, SelectSeriesRequest,
     },
     settings::v1::{GetSettingsRequest, GetSettingsResponse, SetSettingsRequest, Setting},
+    types::v1::ProfileAnnotation,
 };
 use ember_tests::pprof::PprofBuilder;
-use ember_tests::{Client, Codec, EmberProcess, MULTITENANCY, now_nanos, querier_path};
+use ember_tests::{
+    Client, Codec, EmberProcess, MULTITENANCY, PushEncoding, now_nanos, querier_path,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -591,4 +594,96 @@ fn analyze_query_estimates_blocks_after_a_restart() {
         )
         .unwrap();
     assert_eq!(before.query_impact.unwrap().total_queried_series, 0);
+}
+
+/// The `(timestamp, annotations)` of every point of `service`'s CPU series.
+fn annotated_points(client: &Client, service: &str, now: i64) -> Vec<(i64, Vec<(String, String)>)> {
+    let series = client
+        .select_series(
+            None,
+            &SelectSeriesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: format!("{{service_name=\"{service}\"}}"),
+                start: (now - 60 * SEC) / 1_000_000,
+                end: (now + 60 * SEC) / 1_000_000,
+                step: 10.0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(series.len(), 1, "{series:?}");
+    series[0]
+        .points
+        .iter()
+        .map(|p| {
+            let a = p.annotations.iter();
+            (
+                p.timestamp,
+                a.map(|a| (a.key.clone(), a.value.clone())).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn point_annotations_survive_a_crash_and_a_flush() {
+    let mut ember = EmberProcess::start(&[]);
+    let client = ember.client();
+    let now = now_nanos();
+    let throttled = r#"{"body":{"periodType":"day","periodLimitMb":10}}"#;
+    let push = |client: &Client, at: i64, annotations: &[(&str, &str)]| {
+        let profile = PprofBuilder::go_cpu()
+            .time(at, 10 * SEC)
+            .sample(&["main", "work"], &[3, 30_000_000])
+            .encode();
+        let mut req = ember_tests::client::push_request(&[("service_name", "noted")], &profile);
+        req.series[0].annotations = annotations
+            .iter()
+            .map(|(k, v)| ProfileAnnotation {
+                key: (*k).into(),
+                value: (*v).into(),
+            })
+            .collect();
+        client.push(None, &req, PushEncoding::PROTO)
+    };
+    // Two points apart: one profile annotated (twice the same key and
+    // value, kept once), one not.
+    let annotated = [
+        ("pyroscope.ingest.throttled", throttled),
+        ("pyroscope.ingest.throttled", throttled),
+        ("deploy", "v2"),
+    ];
+    assert!(push(&client, now - 40 * SEC, &annotated).is_success());
+    assert!(push(&client, now - 5 * SEC, &[]).is_success());
+    // An annotation over the bounds is refused, and says which.
+    let long = "k".repeat(300);
+    let refused = push(&client, now, &[(long.as_str(), "v")]);
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.text().contains("annotation key"),
+        "{}",
+        refused.text()
+    );
+
+    let expected = vec![
+        ("deploy".to_owned(), "v2".to_owned()),
+        (
+            "pyroscope.ingest.throttled".to_owned(),
+            throttled.to_owned(),
+        ),
+    ];
+    let check = |client: &Client, when: &str| {
+        let points = annotated_points(client, "noted", now);
+        assert_eq!(points.len(), 2, "{when}: {points:?}");
+        assert_eq!(points[0].1, expected, "{when}: the annotated point");
+        assert!(points[1].1.is_empty(), "{when}: {points:?}");
+    };
+    check(&client, "from the head");
+    // SIGKILL: the write-ahead log brings them back; SIGTERM: the block has them.
+    ember.kill();
+    ember.restart();
+    check(&ember.client(), "after a crash");
+    ember.stop();
+    ember.restart();
+    check(&ember.client(), "from a block");
 }
