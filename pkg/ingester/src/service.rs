@@ -102,9 +102,25 @@ impl IngesterService for IngesterApi {
     ) -> Result<Response<SelectProfilesResponse>, Status> {
         let tenant = Tenant::of(&request)?;
         let plan = plan_of(request.get_ref())?;
+        let with_spans = request.get_ref().span_totals;
         let ingester = self.0.clone();
         Self::blocking(move || {
             let mut out = SelectProfilesResponse::default();
+            let mut spans: FxHashMap<ProfileId, Vec<(u64, i64)>> = FxHashMap::default();
+            if with_spans {
+                let mut error = None;
+                ingester.with_heads(&tenant, &mut |view| {
+                    let result = ember_query::span_points(view, &plan, &mut |_, point, span| {
+                        spans.entry(point.id).or_default().push((span, point.total));
+                    });
+                    if let Err(e) = result {
+                        error.get_or_insert(e);
+                    }
+                });
+                if let Some(e) = error {
+                    return Err(e.into());
+                }
+            }
             let mut series_index: FxHashMap<Labels, u32> = FxHashMap::default();
             let mut ids: Vec<ProfileId> = Vec::new();
             let mut error = None;
@@ -123,6 +139,11 @@ impl IngesterService for IngesterApi {
                             index: ids.len() as u32,
                             annotations: ingest::annotations_to_proto(annotations),
                         });
+                    }
+                    for &(span, total) in spans.get(&point.id).into_iter().flatten() {
+                        out.span_profiles.push(ids.len() as u32);
+                        out.span_ids.push(span);
+                        out.span_values.push(total);
                     }
                     ids.push(point.id);
                     out.series_index.push(i);

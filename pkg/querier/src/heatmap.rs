@@ -1,4 +1,6 @@
-//! `SelectHeatmap`: per step, how many profiles fall in each value range.
+//! `SelectHeatmap`: per step, how many profiles (or, for span heatmaps, how
+//! many spans of profiles) fall in each value range. A span's value is what
+//! its profile took inside it; its exemplar names the profile and the span.
 //!
 //! Steps are those of `SelectSeries` (a profile at `t` lands in the slot
 //! `start + k*step` with `(t - step, t]`). The value axis is cut into
@@ -15,7 +17,7 @@ use ember_proto::{
 use ember_query::Point;
 
 use crate::{
-    Error, Result,
+    Result,
     series::{Bucketing, Groups},
 };
 
@@ -24,6 +26,8 @@ pub(crate) const VALUE_BUCKETS: usize = 20;
 
 #[derive(Debug)]
 pub(crate) struct Shape {
+    /// Counts spans rather than profiles.
+    pub(crate) spans: bool,
     steps: Bucketing,
     exemplars: bool,
     limit: Option<usize>,
@@ -31,11 +35,6 @@ pub(crate) struct Shape {
 
 impl Shape {
     pub(crate) fn new(req: &SelectHeatmapRequest, start_nanos: i64) -> Result<Self> {
-        if req.query_type == HeatmapQueryType::Span as i32 {
-            return Err(Error::InvalidRequest(
-                "span heatmaps are not supported: ask for HEATMAP_QUERY_TYPE_INDIVIDUAL".into(),
-            ));
-        }
         let steps = Bucketing::new(
             &SelectSeriesRequest {
                 start: req.start,
@@ -46,6 +45,7 @@ impl Shape {
             start_nanos,
         )?;
         Ok(Self {
+            spans: req.query_type == HeatmapQueryType::Span as i32,
             steps,
             exemplars: req.exemplar_type != ExemplarType::None as i32,
             limit: req.limit.filter(|l| *l > 0).map(|l| l as usize),
@@ -53,7 +53,7 @@ impl Shape {
     }
 
     pub(crate) fn build(&self, groups: Groups) -> Vec<HeatmapSeries> {
-        let all = || groups.groups.values().flatten().map(|(p, _)| p.total);
+        let all = || groups.groups.values().flatten().map(|(p, _, _)| p.total);
         let (Some(lo), Some(hi)) = (all().min(), all().max()) else {
             return Vec::new();
         };
@@ -62,14 +62,14 @@ impl Shape {
         let mut out: Vec<(i64, HeatmapSeries)> = Vec::new();
         for (labels, points) in &groups.groups {
             let mut slots: BTreeMap<i64, [i32; VALUE_BUCKETS]> = BTreeMap::new();
-            let mut best: BTreeMap<i64, (Point, u32)> = BTreeMap::new();
-            for &(p, s) in points {
+            let mut best: BTreeMap<i64, (Point, u32, u64)> = BTreeMap::new();
+            for &(p, s, span) in points {
                 let t = self.steps.bucket(p.time_nanos);
                 slots.entry(t).or_insert([0; VALUE_BUCKETS])[bucket(p.total)] += 1;
                 if self.exemplars && p.id != 0 {
-                    let e = best.entry(t).or_insert((p, s));
+                    let e = best.entry(t).or_insert((p, s, span));
                     if p.total > e.0.total {
-                        *e = (p, s);
+                        *e = (p, s, span);
                     }
                 }
             }
@@ -89,9 +89,11 @@ impl Shape {
                     }
                 })
                 .collect();
-            let exemplars: Vec<Exemplar> =
-                best.values().map(|(p, s)| groups.exemplar(p, *s)).collect();
-            let total = points.iter().map(|(p, _)| p.total).sum();
+            let exemplars: Vec<Exemplar> = best
+                .values()
+                .map(|&(p, s, span)| groups.exemplar(&p, s, span))
+                .collect();
+            let total = points.iter().map(|(p, _, _)| p.total).sum();
             out.push((
                 total,
                 HeatmapSeries {
@@ -148,16 +150,5 @@ mod tests {
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].value, 100);
         assert_eq!(e[0].profile_id, ember_query::format_profile_id(2));
-    }
-
-    #[test]
-    fn span_heatmaps_are_refused_with_a_reason() {
-        let req = SelectHeatmapRequest {
-            step: 10.0,
-            query_type: HeatmapQueryType::Span as i32,
-            ..Default::default()
-        };
-        let err = Shape::new(&req, 0).unwrap_err().to_string();
-        assert!(err.contains("HEATMAP_QUERY_TYPE_INDIVIDUAL"), "{err}");
     }
 }

@@ -387,6 +387,29 @@ impl Querier {
         .await
     }
 
+    /// Returns a point per span of every selected profile, grouped like
+    /// [`Self::grouped_points`].
+    async fn grouped_span_points(
+        &self,
+        tenant: &str,
+        plan: &Plan,
+        group_by: &[String],
+    ) -> Result<series::Groups> {
+        let group_by = group_by.to_vec();
+        self.evaluate(
+            tenant,
+            plan,
+            Need::SpanPoints,
+            series::Groups::default(),
+            move |view, plan, out| {
+                ember_query::span_points(view, plan, &mut |labels, point, span| {
+                    out.add_span(&group_by, labels, point, span)
+                })
+            },
+        )
+        .await
+    }
+
     fn span_plan(req: &SelectMergeSpanProfileRequest) -> Result<Plan> {
         req.profile_type_id.parse::<ProfileType>()?;
         let (start, end) = nanos_range(req.start, req.end)?;
@@ -613,7 +636,12 @@ impl QuerierService for Querier {
                     end,
                 );
                 let shape = heatmap::Shape::new(&req, start)?;
-                let points = self.grouped_points(&tenant, &plan, &req.group_by).await?;
+                let points = if shape.spans {
+                    self.grouped_span_points(&tenant, &plan, &req.group_by)
+                        .await?
+                } else {
+                    self.grouped_points(&tenant, &plan, &req.group_by).await?
+                };
                 Ok(Response::new(SelectHeatmapResponse {
                     series: shape.build(points),
                 }))

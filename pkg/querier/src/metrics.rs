@@ -240,4 +240,8 @@ impl SourceView for Counted<'_> {
     fn annotations(&self, id: ProfileId) -> &[Annotation] {
         self.inner.annotations(id)
     }
+
+    fn span_totals(&self, id: ProfileId) -> &[(u64, i64)] {
+        self.inner.span_totals(id)
+    }
 }

@@ -67,6 +67,8 @@ pub(crate) struct AnsweredView {
     rows: Vec<(ProfileId, u32, i64, i64)>,
     time_range: Option<(i64, i64)>,
     annotations: HashMap<ProfileId, Vec<Annotation>>,
+    /// With [`Need::SpanPoints`]: each profile's `(span, total)` pairs.
+    span_totals: HashMap<ProfileId, Vec<(u64, i64)>>,
 }
 
 impl SourceView for AnsweredView {
@@ -110,6 +112,10 @@ impl SourceView for AnsweredView {
     fn annotations(&self, id: ProfileId) -> &[Annotation] {
         self.annotations.get(&id).map_or(&[], |a| a)
     }
+
+    fn span_totals(&self, id: ProfileId) -> &[(u64, i64)] {
+        self.span_totals.get(&id).map_or(&[], |s| s)
+    }
 }
 
 impl SharedSource for AnsweredView {
@@ -141,6 +147,7 @@ fn select_request(plan: &Plan) -> SelectRequest {
                 .collect(),
             go_pgo: None,
         }),
+        span_totals: false,
     }
 }
 
@@ -204,7 +211,8 @@ impl RemoteIngesters {
         plan: &Plan,
         need: Need,
     ) -> Result<RecentSources, Status> {
-        let request = select_request(plan);
+        let mut request = select_request(plan);
+        request.span_totals = need == Need::SpanPoints;
         let mut out = RecentSources::default();
         if need == Need::Labels {
             let answers = self
@@ -232,6 +240,7 @@ impl RemoteIngesters {
                     rows: Vec::new(),
                     time_range: Some((plan.start, plan.end)),
                     annotations: HashMap::new(),
+                    span_totals: HashMap::new(),
                 }));
             }
             return Ok(out);
@@ -248,7 +257,7 @@ impl RemoteIngesters {
                 }
             })
             .await?;
-        if need == Need::Points {
+        if matches!(need, Need::Points | Need::SpanPoints) {
             for (_, list) in lists {
                 out.views.push(Arc::new(points_view(list)?));
             }
@@ -354,6 +363,22 @@ fn points_view(list: SelectProfilesResponse) -> Result<AnsweredView, Status> {
         checked.shrink_to_fit();
         annotations.insert(id, checked);
     }
+    let spans = list.span_profiles.len();
+    if list.span_ids.len() != spans || list.span_values.len() != spans {
+        return Err(Code::Internal
+            .status("an ingester answered span totals with columns of different lengths"));
+    }
+    let mut span_totals: HashMap<ProfileId, Vec<(u64, i64)>> = HashMap::new();
+    for j in 0..spans {
+        let Some(&id) = ids.get(list.span_profiles[j] as usize) else {
+            return Err(Code::Internal
+                .status("an ingester answered span totals of a profile it did not list"));
+        };
+        span_totals
+            .entry(id)
+            .or_default()
+            .push((list.span_ids[j], list.span_values[j]));
+    }
     let mut time_range: Option<(i64, i64)> = None;
     let mut rows = Vec::with_capacity(n);
     for (i, id) in ids.into_iter().enumerate() {
@@ -366,6 +391,7 @@ fn points_view(list: SelectProfilesResponse) -> Result<AnsweredView, Status> {
         rows,
         time_range,
         annotations,
+        span_totals,
     })
 }
 

@@ -14,10 +14,11 @@ use ember_proto::{
 use ember_query::Point;
 
 /// Profiles grouped by the `group_by` labels of their series, each with the
-/// index of its series' labels (for exemplars).
+/// index of its series' labels and its span (0 for a whole profile), for
+/// exemplars.
 #[derive(Debug, Default)]
 pub(crate) struct Groups {
-    pub(crate) groups: BTreeMap<Labels, Vec<(Point, u32)>>,
+    pub(crate) groups: BTreeMap<Labels, Vec<(Point, u32, u64)>>,
     pub(crate) labels: Vec<Labels>,
     index: HashMap<Labels, u32>,
     /// The annotations of the profiles that have any.
@@ -27,6 +28,17 @@ pub(crate) struct Groups {
 impl Groups {
     /// Adds the point of a profile of the series with `labels`.
     pub(crate) fn add(&mut self, group_by: &[String], labels: &Labels, point: Point) {
+        self.add_span(group_by, labels, point, 0);
+    }
+
+    /// Adds the point of one span of a profile of the series with `labels`.
+    pub(crate) fn add_span(
+        &mut self,
+        group_by: &[String],
+        labels: &Labels,
+        point: Point,
+        span: u64,
+    ) {
         let series = match self.index.get(labels) {
             Some(&i) => i,
             None => {
@@ -42,7 +54,10 @@ impl Groups {
                 .filter_map(|n| labels.get(n).map(|v| Label::new(n.clone(), v)))
                 .collect(),
         );
-        self.groups.entry(key).or_default().push((point, series));
+        self.groups
+            .entry(key)
+            .or_default()
+            .push((point, series, span));
     }
 
     /// Records what the client attached to profile `id` (sorted, unique).
@@ -74,12 +89,17 @@ impl Groups {
             .collect()
     }
 
-    /// Returns the exemplar of one profile: its ID, time, value and labels.
-    pub(crate) fn exemplar(&self, point: &Point, series: u32) -> Exemplar {
+    /// Returns the exemplar of one profile (or of one span of it): its ID,
+    /// span, time, value and labels.
+    pub(crate) fn exemplar(&self, point: &Point, series: u32, span: u64) -> Exemplar {
         Exemplar {
             timestamp: point.time_nanos.div_euclid(1_000_000),
             profile_id: ember_query::format_profile_id(point.id),
-            span_id: String::new(),
+            span_id: if span == 0 {
+                String::new()
+            } else {
+                format!("{span:016x}")
+            },
             value: point.total,
             labels: self.labels[series as usize].to_proto(),
         }
@@ -144,7 +164,7 @@ impl Bucketing {
             .iter()
             .map(|(labels, points)| {
                 let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
-                for &(p, s) in points {
+                for &(p, s, _) in points {
                     let b = buckets.entry(self.bucket(p.time_nanos)).or_default();
                     b.0 += p.total;
                     b.1 += 1;
@@ -155,7 +175,7 @@ impl Bucketing {
                         b.3.push(p.id);
                     }
                 }
-                let total: i64 = points.iter().map(|(p, _)| p.total).sum();
+                let total: i64 = points.iter().map(|(p, _, _)| p.total).sum();
                 let points = buckets
                     .into_iter()
                     .map(|(t, (sum, n, exemplar, annotated))| PointProto {
@@ -167,7 +187,7 @@ impl Bucketing {
                         timestamp: t.div_euclid(1_000_000),
                         annotations: groups.point_annotations(annotated.into_iter()),
                         exemplars: exemplar
-                            .map(|(p, s)| groups.exemplar(&p, s))
+                            .map(|(p, s)| groups.exemplar(&p, s, 0))
                             .into_iter()
                             .collect(),
                     })

@@ -354,6 +354,40 @@ async fn select_series_with_a_call_site_sums_only_that_subtree() {
 }
 
 #[tokio::test]
+async fn a_span_heatmap_counts_each_span_with_its_own_value() {
+    let q = querier().await;
+    let heatmap = q
+        .select_heatmap(request(SelectHeatmapRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start: 0,
+            end: 30_000,
+            step: 15.0,
+            query_type: HeatmapQueryType::Span as i32,
+            exemplar_type: ExemplarType::Span as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .series;
+    assert_eq!(heatmap.len(), 1);
+    // Only the first profile has spans: two of them, 10 and 20, in its slot.
+    let slots = &heatmap[0].slots;
+    assert_eq!(slots.len(), 1, "{slots:?}");
+    assert_eq!(slots[0].timestamp, 15_000);
+    assert_eq!(slots[0].counts, [1, 1]);
+    assert_eq!(slots[0].y_min, [10.0, 10.0 + 19.0 * 10.0 / 20.0]);
+    let e = &heatmap[0].exemplars;
+    assert_eq!(e.len(), 1);
+    assert_eq!(
+        (e[0].span_id.as_str(), e[0].value),
+        ("5a4fe264a9c987fe", 20)
+    );
+    assert_eq!(e[0].profile_id, ember_query::format_profile_id(0x100));
+}
+
+#[tokio::test]
 async fn heatmap_counts_every_profile_once() {
     let q = querier().await;
     let heatmap = q

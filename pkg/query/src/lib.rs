@@ -74,6 +74,12 @@ pub trait SourceView {
         let _ = id;
         &[]
     }
+    /// Returns the `(span, total)` pairs of profile `id` when the source's
+    /// answer carries them instead of span samples (an ingester's list).
+    fn span_totals(&self, id: ProfileId) -> &[(u64, i64)] {
+        let _ = id;
+        &[]
+    }
 }
 
 impl SourceView for BlockView {
@@ -538,6 +544,85 @@ pub fn points(
         plan.scan(view, filtered, &mut totals)?;
     }
     totals.error.map_or(Ok(()), Err)
+}
+
+/// Calls `out` with the series labels, point and span of every span of the
+/// selected profiles: the point's total is what the profile took inside that
+/// span. Profiles without spans give nothing.
+pub fn span_points(
+    view: &dyn SourceView,
+    plan: &Plan,
+    out: &mut dyn FnMut(&Labels, Point, u64),
+) -> Result<()> {
+    if !plan.overlaps(view) {
+        return Ok(());
+    }
+    let mut totals = SpanTotals { view, out };
+    if view.presampled() {
+        plan.scan(view, false, &mut totals)
+    } else {
+        plan.scan_spans(view, &mut totals)
+    }
+}
+
+struct SpanTotals<'a, 'b> {
+    view: &'a dyn SourceView,
+    out: &'b mut dyn FnMut(&Labels, Point, u64),
+}
+
+impl ProfileVisitor for SpanTotals<'_, '_> {
+    /// A presampled source's profile, with its span totals at hand.
+    fn visit(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        time_nanos: i64,
+        _: i64,
+        _: Option<(&[u32], &[i64])>,
+    ) {
+        let labels = &self.view.series()[series as usize].labels;
+        for &(span, total) in self.view.span_totals(id) {
+            (self.out)(
+                labels,
+                Point {
+                    id,
+                    time_nanos,
+                    total,
+                },
+                span,
+            );
+        }
+    }
+
+    fn visit_spans(
+        &mut self,
+        id: ProfileId,
+        series: u32,
+        time_nanos: i64,
+        _: i64,
+        s: SpanSamples<'_>,
+    ) {
+        let labels = &self.view.series()[series as usize].labels;
+        // Sorted by span: one run per span.
+        let mut i = 0;
+        while i < s.spans.len() {
+            let span = s.spans[i];
+            let mut total = 0;
+            while i < s.spans.len() && s.spans[i] == span {
+                total += s.values[i];
+                i += 1;
+            }
+            (self.out)(
+                labels,
+                Point {
+                    id,
+                    time_nanos,
+                    total,
+                },
+                span,
+            );
+        }
+    }
 }
 
 /// Reports one point per profile, summing only the selected samples when a

@@ -22,6 +22,9 @@ pub enum Need {
     Labels,
     /// One point (ID, series, time, total) per profile.
     Points,
+    /// One point per span of each profile: the total of its samples taken
+    /// inside the span (span heatmaps).
+    SpanPoints,
     /// Stack traces and their values.
     Samples,
 }

@@ -14,6 +14,7 @@ use ember_tests::{Client, EmberProcess, TimeRange, eventually, now_nanos};
 use serde_json::Value;
 
 use crate::load::{Load, check_exactly_once, counted};
+use crate::spans::check_span_heatmap;
 
 /// The members a process sees in its ring, as `(name, state, is an ingester)`.
 fn ring(client: &Client) -> Vec<(String, String, bool)> {
@@ -147,6 +148,9 @@ fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once(
         expected_annotations(),
         "from the ingesters"
     );
+    let span = [(SPAN.to_owned(), 10_000_000)];
+    let querier = cluster.querier.client();
+    check_span_heatmap(&querier, "annotated", range, &span, "from the ingesters");
 
     let load = Load::start(&push_client, false);
     load.wait_for(60, Duration::from_secs(60));
@@ -256,16 +260,24 @@ fn replicated_cluster_survives_an_ingester_sigkill_and_counts_each_profile_once(
         expected_annotations(),
         "after compaction"
     );
+    let span = [(SPAN.to_owned(), 10_000_000)];
+    check_span_heatmap(&client, "annotated", range, &span, "after compaction");
     assert_eq!(compactor.stop().code(), Some(0));
 }
 
+const SPAN: &str = "00000000000000c3";
 const ANNOTATION: [(&str, &str); 1] = [("pyroscope.ingest.throttled", r#"{"body":{}}"#)];
 
-/// Pushes one profile of service `annotated`, carrying [`ANNOTATION`].
+/// Pushes one profile of service `annotated`, carrying [`ANNOTATION`], its
+/// one sample taken in [`SPAN`].
 fn push_annotated(client: &Client) {
     let profile = ember_tests::pprof::PprofBuilder::go_cpu()
         .time(now_nanos(), 10_000_000_000)
-        .sample(&["main", "annotated"], &[1, 10_000_000])
+        .sample_with_labels(
+            &["main", "annotated"],
+            &[1, 10_000_000],
+            &[("span_id", SPAN)],
+        )
         .encode();
     let mut req = ember_tests::client::push_request(&[("service_name", "annotated")], &profile);
     req.series[0].annotations = ANNOTATION

@@ -8,8 +8,9 @@
 use std::process::Command;
 
 use ember_proto::querier::v1::{
-    FlameGraph, SelectMergeSpanProfileRequest, SelectMergeSpanProfileResponse,
-    SelectMergeStacktracesRequest, SelectSeriesRequest, SelectSeriesResponse,
+    FlameGraph, HeatmapQueryType, SelectHeatmapRequest, SelectHeatmapResponse,
+    SelectMergeSpanProfileRequest, SelectMergeSpanProfileResponse, SelectMergeStacktracesRequest,
+    SelectSeriesRequest, SelectSeriesResponse,
 };
 use ember_proto::types::v1::{ExemplarType, Location, StackTraceSelector};
 use ember_tests::checks::service_selector;
@@ -85,8 +86,10 @@ fn check_spans(client: &Client, range: TimeRange, when: &str) {
         (BETA_SPAN, BETA, Codec::Proto),
     ];
     let mut span_totals = 0;
+    let mut by_span = Vec::new();
     for (span, hot, codec) in cases {
         let fg = span_flame_graph(client, range, &[span], codec);
+        by_span.push((span.to_owned(), fg.total));
         assert!(fg.total > 0, "{when}: span {span} has no samples");
         assert!(
             has(&fg, hot),
@@ -110,6 +113,52 @@ fn check_spans(client: &Client, range: TimeRange, when: &str) {
     );
     let none = span_flame_graph(client, range, &["00000000000000ff"], Codec::Json);
     assert_eq!(none.total, 0, "{when}: a span that never ran");
+    check_span_heatmap(client, "go-spans", range, &by_span, when);
+}
+
+/// A span heatmap counts each span of the profile once, at its own value,
+/// and its exemplar names the largest span with that span's flame-graph total.
+pub(crate) fn check_span_heatmap(
+    client: &Client,
+    service: &str,
+    range: TimeRange,
+    by_span: &[(String, i64)],
+    when: &str,
+) {
+    let heatmap: SelectHeatmapResponse = client
+        .call(
+            None,
+            &querier_path("SelectHeatmap"),
+            &SelectHeatmapRequest {
+                profile_type_id: CPU.into(),
+                label_selector: service_selector(service),
+                start: range.start,
+                end: range.end,
+                step: (range.end - range.start) as f64 / 1000.0,
+                query_type: HeatmapQueryType::Span as i32,
+                exemplar_type: ExemplarType::Span as i32,
+                ..Default::default()
+            },
+            Codec::Json,
+        )
+        .unwrap_or_else(|e| panic!("{when}: span SelectHeatmap failed: {e}"));
+    assert_eq!(heatmap.series.len(), 1, "{when}: {heatmap:?}");
+    let series = &heatmap.series[0];
+    let counted: i32 = series.slots.iter().flat_map(|s| &s.counts).sum();
+    assert_eq!(
+        counted as usize,
+        by_span.len(),
+        "{when}: one per span: {series:?}"
+    );
+    assert_eq!(series.exemplars.len(), 1, "{when}: {series:?}");
+    let e = &series.exemplars[0];
+    // Two spans may take the same time: either may then be the exemplar.
+    let largest = by_span.iter().map(|(_, v)| *v).max().unwrap();
+    assert_eq!(e.value, largest, "{when}: {e:?} of {by_span:?}");
+    assert!(
+        by_span.contains(&(e.span_id.clone(), e.value)),
+        "{when}: {e:?} names a span of that value: {by_span:?}"
+    );
 }
 
 #[test]
