@@ -363,47 +363,36 @@ impl Querier {
         Ok(plan)
     }
 
-    /// Returns every selected profile's point, grouped by the `group_by`
-    /// labels of its series, with the series' labels.
+    /// Returns every selected profile's point (with `spans`, a point per span
+    /// of each profile), grouped by the `group_by` labels of its series, with
+    /// the series' labels.
     async fn grouped_points(
         &self,
         tenant: &str,
         plan: &Plan,
         group_by: &[String],
+        spans: bool,
     ) -> Result<series::Groups> {
         let group_by = group_by.to_vec();
+        let need = if spans {
+            Need::SpanPoints
+        } else {
+            Need::Points
+        };
         self.evaluate(
             tenant,
             plan,
-            Need::Points,
+            need,
             series::Groups::default(),
             move |view, plan, out| {
+                if spans {
+                    return ember_query::span_points(view, plan, &mut |labels, point, span| {
+                        out.add_span(&group_by, labels, point, span)
+                    });
+                }
                 ember_query::points(view, plan, &mut |labels, point| {
                     out.add(&group_by, labels, point);
                     out.annotate(point.id, view.annotations(point.id));
-                })
-            },
-        )
-        .await
-    }
-
-    /// Returns a point per span of every selected profile, grouped like
-    /// [`Self::grouped_points`].
-    async fn grouped_span_points(
-        &self,
-        tenant: &str,
-        plan: &Plan,
-        group_by: &[String],
-    ) -> Result<series::Groups> {
-        let group_by = group_by.to_vec();
-        self.evaluate(
-            tenant,
-            plan,
-            Need::SpanPoints,
-            series::Groups::default(),
-            move |view, plan, out| {
-                ember_query::span_points(view, plan, &mut |labels, point, span| {
-                    out.add_span(&group_by, labels, point, span)
                 })
             },
         )
@@ -636,12 +625,9 @@ impl QuerierService for Querier {
                     end,
                 );
                 let shape = heatmap::Shape::new(&req, start)?;
-                let points = if shape.spans {
-                    self.grouped_span_points(&tenant, &plan, &req.group_by)
-                        .await?
-                } else {
-                    self.grouped_points(&tenant, &plan, &req.group_by).await?
-                };
+                let points = self
+                    .grouped_points(&tenant, &plan, &req.group_by, shape.spans)
+                    .await?;
                 Ok(Response::new(SelectHeatmapResponse {
                     series: shape.build(points),
                 }))
@@ -730,7 +716,9 @@ impl QuerierService for Querier {
                     ExemplarType::try_from(req.exemplar_type),
                     Ok(ExemplarType::Individual | ExemplarType::Span)
                 );
-                let points = self.grouped_points(&tenant, &plan, &req.group_by).await?;
+                let points = self
+                    .grouped_points(&tenant, &plan, &req.group_by, false)
+                    .await?;
                 Ok(Response::new(SelectSeriesResponse {
                     series: shape.aggregate(points, exemplars),
                 }))

@@ -353,24 +353,32 @@ async fn select_series_with_a_call_site_sums_only_that_subtree() {
     assert_eq!(values, [(15_000, 40.0), (30_000, 3.0)]);
 }
 
-#[tokio::test]
-async fn a_span_heatmap_counts_each_span_with_its_own_value() {
-    let q = querier().await;
-    let heatmap = q
+/// The heatmap of every profile of [`querier`] in two 15 s steps.
+async fn heatmap(
+    query_type: HeatmapQueryType,
+    exemplar_type: ExemplarType,
+) -> Vec<ember_proto::types::v1::HeatmapSeries> {
+    querier()
+        .await
         .select_heatmap(request(SelectHeatmapRequest {
             profile_type_id: CPU.into(),
             label_selector: "{}".into(),
             start: 0,
             end: 30_000,
             step: 15.0,
-            query_type: HeatmapQueryType::Span as i32,
-            exemplar_type: ExemplarType::Span as i32,
+            query_type: query_type as i32,
+            exemplar_type: exemplar_type as i32,
             ..Default::default()
         }))
         .await
         .unwrap()
         .into_inner()
-        .series;
+        .series
+}
+
+#[tokio::test]
+async fn a_span_heatmap_counts_each_span_with_its_own_value() {
+    let heatmap = heatmap(HeatmapQueryType::Span, ExemplarType::Span).await;
     assert_eq!(heatmap.len(), 1);
     // Only the first profile has spans: two of them, 10 and 20, in its slot.
     let slots = &heatmap[0].slots;
@@ -389,22 +397,7 @@ async fn a_span_heatmap_counts_each_span_with_its_own_value() {
 
 #[tokio::test]
 async fn heatmap_counts_every_profile_once() {
-    let q = querier().await;
-    let heatmap = q
-        .select_heatmap(request(SelectHeatmapRequest {
-            profile_type_id: CPU.into(),
-            label_selector: "{}".into(),
-            start: 0,
-            end: 30_000,
-            step: 15.0,
-            query_type: HeatmapQueryType::Individual as i32,
-            exemplar_type: ExemplarType::Individual as i32,
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .series;
+    let heatmap = heatmap(HeatmapQueryType::Individual, ExemplarType::Individual).await;
     assert_eq!(heatmap.len(), 1);
     let slots = &heatmap[0].slots;
     let counts: Vec<i32> = slots.iter().map(|s| s.counts.iter().sum()).collect();
