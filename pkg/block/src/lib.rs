@@ -22,6 +22,7 @@
 //! compactor loses `meta.json` first and its deletion mark last.
 
 mod annotations;
+pub mod downsample;
 mod error;
 mod mem;
 mod meta;

@@ -23,6 +23,17 @@ pub struct BlockMeta {
     pub source: String,
     /// The service name of each symbol partition, by partition index.
     pub partitions: Vec<String>,
+    /// 0 for a block of the profiles as stored. Otherwise the block is a
+    /// pre-aggregated copy of the raw block with the same `compaction`: one
+    /// row per series and interval `(T - resolution, T]`, at time `T` (a
+    /// multiple of the resolution), summing the raw rows' samples, with no
+    /// profile IDs, span samples or annotations ([`crate::downsample`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resolution_nanos: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,6 +63,16 @@ impl BlockMeta {
         self.min_time_nanos <= end && self.max_time_nanos >= start
     }
 
+    /// Returns whether the block is a pre-aggregated copy of a raw block.
+    pub fn is_downsampled(&self) -> bool {
+        self.resolution_nanos > 0
+    }
+
+    /// Returns whether this block is a pre-aggregated copy of block `raw`.
+    pub fn downsamples(&self, raw: &BlockMeta) -> bool {
+        self.is_downsampled() && !raw.is_downsampled() && self.compaction == raw.compaction
+    }
+
     /// Returns the level-1 blocks whose data the block holds: its
     /// `compaction.sources`, or the block itself when that list is empty.
     pub fn sources(&self) -> &[Ulid] {
@@ -74,6 +95,10 @@ impl BlockMeta {
 /// sources and level and a lower ULID (two compactions of the same blocks).
 /// Whatever supersedes a block is never itself superseded by it, so every
 /// profile stays in at least one remaining block.
+///
+/// Only raw blocks supersede: a pre-aggregated copy is superseded with its
+/// raw block (by a raw block holding more sources, or the same at a higher
+/// level), never by its own raw block, and never supersedes one.
 pub fn superseded<'a>(metas: impl IntoIterator<Item = &'a BlockMeta>) -> HashSet<Ulid> {
     let metas: Vec<&BlockMeta> = metas.into_iter().collect();
     let sources: Vec<HashSet<Ulid>> = metas
@@ -90,6 +115,13 @@ pub fn superseded<'a>(metas: impl IntoIterator<Item = &'a BlockMeta>) -> HashSet
     }
     let better = |b: usize, a: usize| {
         let (ma, mb) = (metas[a], metas[b]);
+        if mb.is_downsampled() {
+            return false;
+        }
+        if ma.is_downsampled() {
+            return (sources[b].len(), mb.compaction.level)
+                > (sources[a].len(), ma.compaction.level);
+        }
         (
             sources[b].len(),
             mb.compaction.level,
@@ -165,6 +197,7 @@ mod tests {
             },
             source: String::new(),
             partitions: Vec::new(),
+            resolution_nanos: 0,
         }
     }
 
@@ -199,5 +232,32 @@ mod tests {
         // Two compactions of the same sources: the lower ULID stays.
         let metas = [meta(12, 2, &[1, 2]), meta(10, 2, &[1, 2]), meta(1, 1, &[1])];
         assert_eq!(ulids(superseded(&metas)), [1, 12]);
+    }
+
+    #[test]
+    fn a_pre_aggregated_copy_lives_and_goes_with_its_raw_block() {
+        let copy = |ulid: u128, level: u32, sources: &[u128]| BlockMeta {
+            resolution_nanos: 60,
+            ..meta(ulid, level, sources)
+        };
+        // The raw block and its copies supersede one another in neither way.
+        let metas = [
+            meta(10, 2, &[1, 2]),
+            copy(11, 2, &[1, 2]),
+            copy(9, 2, &[1, 2]),
+        ];
+        assert!(superseded(&metas).is_empty());
+        assert!(metas[1].downsamples(&metas[0]) && !metas[0].downsamples(&metas[1]));
+        // A copy does not supersede the level-1 blocks it was made from.
+        let metas = [meta(1, 1, &[1]), copy(11, 2, &[1, 2])];
+        assert!(superseded(&metas).is_empty());
+        // A raw block merged into a longer one takes its copies along.
+        let metas = [
+            meta(10, 2, &[1, 2]),
+            copy(11, 2, &[1, 2]),
+            meta(20, 3, &[1, 2, 3]),
+            copy(21, 3, &[1, 2, 3]),
+        ];
+        assert_eq!(ulids(superseded(&metas)), [10, 11]);
     }
 }

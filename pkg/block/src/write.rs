@@ -130,6 +130,7 @@ pub fn encode_block(data: &BlockData) -> Result<EncodedBlock> {
             .iter()
             .map(|(name, _)| name.clone())
             .collect(),
+        resolution_nanos: 0,
     };
     Ok(EncodedBlock { meta, files })
 }

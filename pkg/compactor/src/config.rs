@@ -33,6 +33,14 @@ pub struct CompactorConfig {
     /// reading it meanwhile. Default 15m.
     #[serde(with = "duration")]
     pub deletion_delay: Duration,
+    /// Comma-separated resolutions of the pre-aggregated copies of merged blocks, e.g. 15m,1h.
+    ///
+    /// A merged block whose range is at least 4 times a resolution also gets a
+    /// copy summing its samples per series and interval of that length; long
+    /// queries read the copies of the blocks they cover whole, with the same
+    /// totals. Empty disables. Default 15m, 1h.
+    #[serde(with = "duration::list")]
+    pub downsample_resolutions: Vec<Duration>,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -44,6 +52,7 @@ impl Default for CompactorConfig {
             compaction_interval: Duration::from_secs(15 * 60),
             settle_delay: HOUR,
             deletion_delay: Duration::from_secs(15 * 60),
+            downsample_resolutions: vec![Duration::from_secs(15 * 60), HOUR],
         }
     }
 }
@@ -73,6 +82,16 @@ impl CompactorConfig {
                 ));
             }
             previous = Some(r);
+        }
+        if let Some(r) = self
+            .downsample_resolutions
+            .iter()
+            .find(|r| r.is_zero() || r.as_nanos() > i64::MAX as u128 / 8)
+        {
+            return invalid(format!(
+                "compactor.downsample_resolutions: resolution {} must be between 1ns and 30 years",
+                duration::format(*r)
+            ));
         }
         if self.compaction_interval.is_zero() {
             return invalid("compactor.compaction_interval must be greater than 0s".into());

@@ -47,8 +47,8 @@ use std::{
 };
 
 use ember_block::{
-    Block, BlockMeta, Compaction, DELETION_MARK_FILE, DeletionMark, META_FILE, block_file,
-    blocks_prefix, encode_block, superseded, upload_block,
+    Block, BlockMeta, Compaction, DELETION_MARK_FILE, DeletionMark, EncodedBlock, META_FILE,
+    block_file, blocks_prefix, downsample, encode_block, superseded, upload_block,
 };
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
@@ -531,7 +531,13 @@ impl Compactor {
         // produces can be merged by the next one in the same pass.
         let complete_before = now_nanos.saturating_sub(nanos(self.config.settle_delay));
         for (stage, range) in self.config.block_ranges.iter().enumerate() {
-            for group in plan::groups(&metas, stage, nanos(*range), complete_before) {
+            // Pre-aggregated copies go with their raw block; never merged.
+            let raw: Vec<BlockMeta> = metas
+                .iter()
+                .filter(|m| !m.is_downsampled())
+                .cloned()
+                .collect();
+            for group in plan::groups(&raw, stage, nanos(*range), complete_before) {
                 if stop.load(Ordering::Acquire) {
                     return Ok(());
                 }
@@ -558,6 +564,36 @@ impl Compactor {
             }
         }
         Ok(())
+    }
+
+    /// Uploads a pre-aggregated copy of a merged block. A copy that fails is
+    /// only a slower read (queries read the raw block instead): it is counted
+    /// as a failure and not retried.
+    async fn upload_copy(&self, tenant: &str, copy: &EncodedBlock, report: &mut Report) {
+        let (ulid, resolution) = (copy.meta.ulid, copy.meta.resolution_nanos);
+        match upload_block(&self.store, tenant, copy).await {
+            Ok(()) => {
+                self.metrics.blocks_written.inc();
+                let bytes: usize = copy.files.iter().map(|(_, f)| f.len()).sum();
+                self.metrics.written_bytes.inc_by(bytes as u64);
+                report.blocks_written += 1;
+                info!(
+                    tenant,
+                    block = %ulid,
+                    resolution_seconds = resolution / 1_000_000_000,
+                    profiles = copy.meta.stats.profiles,
+                    bytes,
+                    "wrote pre-aggregated copy"
+                );
+            }
+            Err(e) => {
+                report.failures += 1;
+                warn!(tenant, block = %ulid, error = %e, "uploading pre-aggregated copy failed");
+                for (name, _) in &copy.files {
+                    let _ = delete_if_present(&self.store, &block_file(tenant, ulid, name)).await;
+                }
+            }
+        }
     }
 
     /// Merges the blocks of `group` into one and uploads it; returns its meta,
@@ -624,8 +660,21 @@ impl Compactor {
         let ulid = Ulid::from_datetime(self.clock.now());
         let source = self.id.clone();
         let level = compaction.level;
-        let encoded = tokio::task::spawn_blocking(move || {
-            encode_block(&merger.finish(ulid, source, compaction))
+        let resolutions: Vec<i64> = self
+            .config
+            .downsample_resolutions
+            .iter()
+            .map(|r| nanos(*r))
+            .filter(|&r| group.end - group.start >= 4 * r)
+            .collect();
+        let now = self.clock.now();
+        let (encoded, copies) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let data = merger.finish(ulid, source, compaction);
+            let copies = resolutions
+                .iter()
+                .map(|&r| downsample::encode_downsampled(&data, r, Ulid::from_datetime(now)))
+                .collect::<ember_block::Result<Vec<_>>>()?;
+            Ok((encode_block(&data)?, copies))
         })
         .await??;
         if let Err(e) = upload_block(&self.store, tenant, &encoded).await {
@@ -644,6 +693,9 @@ impl Compactor {
             .lock()
             .expect("poisoned")
             .insert((tenant.to_owned(), ulid), meta.clone());
+        for copy in copies {
+            self.upload_copy(tenant, &copy, report).await;
+        }
         report.blocks_written += 1;
         report.profiles_after += meta.stats.profiles;
         info!(

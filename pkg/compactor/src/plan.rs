@@ -88,6 +88,7 @@ mod tests {
             },
             source: String::new(),
             partitions: Vec::new(),
+            resolution_nanos: 0,
         }
     }
 

@@ -157,6 +157,7 @@ fn config() -> CompactorConfig {
         settle_delay: Duration::from_secs(60),
         deletion_delay: Duration::from_secs(15 * 60),
         compaction_interval: Duration::from_secs(60),
+        downsample_resolutions: Vec::new(),
     }
 }
 
@@ -796,4 +797,64 @@ fn config_must_nest_ranges() {
     assert!(err.contains("multiple"), "{err}");
     config.block_ranges.clear();
     assert!(config.validate().is_err());
+}
+
+#[tokio::test]
+async fn merged_blocks_get_pre_aggregated_copies_with_the_same_totals() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    replicate_light(&store, 4).await;
+    let clock = Arc::new(ManualClock::new(at(BASE + 4 * HOUR + 2 * 60 * SECOND)));
+    let config = CompactorConfig {
+        downsample_resolutions: vec![Duration::from_secs(15 * 60), Duration::from_secs(3600)],
+        ..config()
+    };
+    let compactor = Compactor::new(store.clone(), config, keep_forever(), clock.clone()).unwrap();
+    // One pass merges the hours (each with a 15m copy: an hour is 4 of them,
+    // too short for 1h), then the 4h range (with both copies).
+    compactor.run_once().await.unwrap();
+    let live = live(&store, TENANT).await;
+    let raw: Vec<&BlockMeta> = live.iter().filter(|m| !m.is_downsampled()).collect();
+    assert_eq!(raw.len(), 1, "{live:?}");
+    assert_eq!(raw[0].compaction.level, 3);
+    let mut copies: Vec<(i64, u32)> = live
+        .iter()
+        .filter(|m| m.downsamples(raw[0]))
+        .map(|m| (m.resolution_nanos / SECOND, m.compaction.level))
+        .collect();
+    copies.sort();
+    assert_eq!(
+        copies,
+        [(900, 3), (3600, 3)],
+        "the hours' copies went with them"
+    );
+    assert_eq!(live.len(), 3, "{live:?}");
+
+    let raw_views = views(&store, TENANT, &[raw[0].ulid]).await;
+    let expected = answers(&raw_views, || ProfileFilter::All);
+    for copy in live.iter().filter(|m| m.is_downsampled()) {
+        let copy_views = views(&store, TENANT, &[copy.ulid]).await;
+        let got = answers(&copy_views, || ProfileFilter::All);
+        assert_eq!(got.labels, expected.labels);
+        for (t, want) in &expected.types {
+            let have = &got.types[t];
+            assert_eq!(have.total, want.total, "{t} at {}", copy.resolution_nanos);
+            assert_eq!(have.stacks, want.stacks, "{t}");
+            assert_eq!(have.pprof, want.pprof, "{t}");
+            assert!(have.points.len() <= want.points.len(), "{t}: fewer rows");
+            assert!(
+                have.points
+                    .iter()
+                    .all(|p| p.3 == 0 && p.1 % copy.resolution_nanos == 0)
+            );
+        }
+        // Each test series has a profile an hour: as many rows, none more.
+        assert!(copy.stats.profiles <= raw[0].stats.profiles);
+    }
+    // A querier counts the raw block or a copy, never both.
+    let querier = ember_querier::Querier::new(None, store.clone());
+    for (t, want) in &expected.types {
+        let plan = Plan::new(Some(t.clone()), Vec::new(), i64::MIN, i64::MAX);
+        let tree = querier.merge_tree(TENANT, &plan).await.unwrap();
+        assert_eq!(tree.total(), want.total, "{t}");
+    }
 }

@@ -118,7 +118,10 @@ impl Querier {
         let mut writers = HashSet::new();
         for block in &opened {
             let meta = &block.meta;
-            if !meta.overlaps(plan.start, plan.end) || superseded.contains(&meta.ulid) {
+            if !meta.overlaps(plan.start, plan.end)
+                || superseded.contains(&meta.ulid)
+                || meta.is_downsampled()
+            {
                 continue;
             }
             bytes_in_range += meta.stats.bytes;

@@ -268,7 +268,11 @@ impl Querier {
         let superseded = ember_block::superseded(opened.iter().map(|b| &b.meta));
         let mut blocks = Vec::new();
         for block in opened {
-            if block.meta.overlaps(start, end) && !superseded.contains(&block.meta.ulid) {
+            // Pre-aggregated copies are read only in place of their raw block.
+            if block.meta.overlaps(start, end)
+                && !superseded.contains(&block.meta.ulid)
+                && !block.meta.is_downsampled()
+            {
                 blocks.push(block.view(with_symbols).await?);
             }
         }
