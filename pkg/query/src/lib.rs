@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use ember_block::{BlockView, MemBlock, ProfileVisitor, SeriesEntry, SpanSamples};
+use ember_block::{BlockMeta, BlockView, MemBlock, ProfileVisitor, SeriesEntry, SpanSamples};
 use ember_model::{
     Labels, ProfileId, Selector, flamegraph::FunctionTree, ingest::Annotation, labels::PROFILE_TYPE,
 };
@@ -206,6 +206,24 @@ pub struct Plan {
     pub ids: Option<Arc<FxHashSet<ProfileId>>>,
     /// Which samples of the counted profiles count.
     pub samples: SampleFilter,
+    /// Whether pre-aggregated copies of blocks may answer.
+    pub downsampling: Downsampling,
+}
+
+/// Whether a query may read pre-aggregated copies of blocks
+/// ([`ember_block::downsample`]) instead of raw blocks: only where a copy
+/// gives exactly the raw answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Downsampling {
+    /// Raw blocks only: the query needs profile IDs, spans, annotations or
+    /// the times of single profiles.
+    #[default]
+    Off,
+    /// The query sums over its range (a flame graph, a pprof merge).
+    Totals,
+    /// The query sums per time-series step: points at `start + k*step`
+    /// (nanoseconds), each of `(t - step, t]`.
+    Steps { start: i64, step: i64 },
 }
 
 /// Which profiles a query counts, by [`ProfileId`].
@@ -319,7 +337,41 @@ impl Plan {
             profiles: ProfileFilter::All,
             ids: None,
             samples: SampleFilter::default(),
+            downsampling: Downsampling::Off,
         }
+    }
+
+    /// Returns the coarsest of `copies` that answers this plan exactly in
+    /// place of raw block `raw`: a copy of `raw` lying inside the range, at a
+    /// resolution the steps are multiples of; `None` reads `raw`.
+    pub fn copy_for<'a>(
+        &self,
+        raw: &BlockMeta,
+        copies: impl IntoIterator<Item = &'a BlockMeta>,
+    ) -> Option<&'a BlockMeta> {
+        if self.ids.is_some() || self.samples.spans.is_some() {
+            return None;
+        }
+        let fits = |copy: &BlockMeta| {
+            let r = copy.resolution_nanos;
+            let inside = copy.min_time_nanos >= self.start && copy.max_time_nanos <= self.end;
+            inside
+                && copy.downsamples(raw)
+                && match self.downsampling {
+                    Downsampling::Off => false,
+                    Downsampling::Totals => true,
+                    // Annotations are listed on points; copies have none.
+                    Downsampling::Steps { start, step } => {
+                        start.rem_euclid(r) == 0
+                            && step.rem_euclid(r) == 0
+                            && raw.stats.annotations == 0
+                    }
+                }
+        };
+        copies
+            .into_iter()
+            .filter(|c| fits(c))
+            .max_by_key(|c| (c.resolution_nanos, std::cmp::Reverse(c.ulid)))
     }
 
     /// Returns whether a series with `labels` is selected.

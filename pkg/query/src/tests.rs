@@ -240,3 +240,61 @@ fn spans_ride_along_in_the_head_without_changing_normal_totals() {
     head.append(&p, &[series()], 1, 1);
     assert!(head.profiles()[0].span_ids.is_empty());
 }
+
+#[test]
+fn a_copy_answers_only_what_it_answers_exactly() {
+    use crate::Downsampling;
+    use ember_block::{BlockMeta, BlockStats, Compaction, FORMAT_VERSION};
+    use ulid::Ulid;
+    const MIN: i64 = 60_000_000_000;
+    let meta = |ulid: u128, resolution_nanos: i64, min: i64, max: i64| BlockMeta {
+        version: FORMAT_VERSION,
+        ulid: Ulid(ulid),
+        min_time_nanos: min,
+        max_time_nanos: max,
+        stats: BlockStats::default(),
+        compaction: Compaction {
+            level: 3,
+            sources: vec![Ulid(1), Ulid(2)],
+        },
+        source: String::new(),
+        partitions: Vec::new(),
+        resolution_nanos,
+    };
+    let raw = meta(10, 0, 61 * MIN, 119 * MIN);
+    let fine = meta(11, 15 * MIN, 75 * MIN, 120 * MIN);
+    let coarse = meta(12, 60 * MIN, 120 * MIN, 120 * MIN);
+    let copies = [&fine, &coarse];
+    let plan = |start: i64, end: i64, downsampling| Plan {
+        downsampling,
+        ..Plan::new(None, Vec::new(), start, end)
+    };
+    let chosen = |p: &Plan| p.copy_for(&raw, copies).map(|c| c.ulid.0);
+    let day = (0, 24 * 60 * MIN);
+    assert_eq!(chosen(&plan(day.0, day.1, Downsampling::Off)), None);
+    assert_eq!(chosen(&plan(day.0, day.1, Downsampling::Totals)), Some(12));
+    // A copy must lie inside the range: its last interval ends at 02:00.
+    assert_eq!(chosen(&plan(0, 119 * MIN, Downsampling::Totals)), None);
+    assert_eq!(chosen(&plan(0, 120 * MIN, Downsampling::Totals)), Some(12));
+    // Steps must be multiples of the resolution, from a multiple of it.
+    let steps = |start, step| plan(start, day.1, Downsampling::Steps { start, step });
+    assert_eq!(chosen(&steps(0, 5 * MIN)), None);
+    assert_eq!(chosen(&steps(0, 30 * MIN)), Some(11));
+    assert_eq!(chosen(&steps(0, 120 * MIN)), Some(12));
+    assert_eq!(chosen(&steps(MIN, 60 * MIN)), None);
+    // Profile IDs and spans need the raw rows.
+    let mut by_id = plan(day.0, day.1, Downsampling::Totals);
+    by_id.ids = Some(Arc::new([7u128].into_iter().collect()));
+    assert_eq!(chosen(&by_id), None);
+    // Copies of other blocks never stand in.
+    let other = meta(13, 60 * MIN, 120 * MIN, 120 * MIN);
+    let other = BlockMeta {
+        compaction: Compaction {
+            level: 3,
+            sources: vec![Ulid(3)],
+        },
+        ..other
+    };
+    let p = plan(day.0, day.1, Downsampling::Totals);
+    assert_eq!(p.copy_for(&raw, [&other]).map(|c| c.ulid.0), None);
+}
