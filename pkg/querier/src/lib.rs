@@ -54,7 +54,9 @@ use ember_proto::{
         LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, StackTraceSelector,
     },
 };
-use ember_query::{GoPgo, Need, Plan, ProfileFilter, RecentData, RecentSources, SourceView};
+use ember_query::{
+    Downsampling, GoPgo, Need, Plan, ProfileFilter, RecentData, RecentSources, SourceView,
+};
 use ember_symdb::resolve::PprofBuilder;
 pub use error::{Error, Result};
 pub use metrics::QuerierMetrics;
@@ -364,6 +366,7 @@ impl Querier {
             req.stack_trace_selector.as_ref(),
             &req.profile_id_selector,
         )?;
+        plan.downsampling = Downsampling::Totals;
         Ok(plan)
     }
 
@@ -660,6 +663,7 @@ impl QuerierService for Querier {
                     req.stack_trace_selector.as_ref(),
                     &req.profile_id_selector,
                 )?;
+                plan.downsampling = Downsampling::Totals;
                 let builder = PprofBuilder::new(
                     (&profile_type.sample_type, &profile_type.sample_unit),
                     (&profile_type.period_type, &profile_type.period_unit),
@@ -720,6 +724,10 @@ impl QuerierService for Querier {
                     ExemplarType::try_from(req.exemplar_type),
                     Ok(ExemplarType::Individual | ExemplarType::Span)
                 );
+                if !exemplars {
+                    let (start, step) = shape.steps();
+                    plan.downsampling = Downsampling::Steps { start, step };
+                }
                 let points = self
                     .grouped_points(&tenant, &plan, &req.group_by, false)
                     .await?;

@@ -150,6 +150,11 @@ impl Bucketing {
         })
     }
 
+    /// Returns the first point's time and the step, in nanoseconds.
+    pub(crate) fn steps(&self) -> (i64, i64) {
+        (self.start, self.step)
+    }
+
     /// Returns the point time (ns) of the bucket holding `t`.
     pub(crate) fn bucket(&self, t: i64) -> i64 {
         let k = (t - self.start + self.step - 1).div_euclid(self.step);
