@@ -20,7 +20,7 @@ use ember_model::{
     pprof,
 };
 use ember_proto::google::v1::Profile;
-use ember_query::{Plan, ProfileFilter, SourceView};
+use ember_query::{Downsampling, Plan, ProfileFilter, SourceView};
 use ember_symdb::resolve::PprofBuilder;
 use ember_testkit::testdata;
 use ember_time::ManualClock;
@@ -850,11 +850,37 @@ async fn merged_blocks_get_pre_aggregated_copies_with_the_same_totals() {
         // Each test series has a profile an hour: as many rows, none more.
         assert!(copy.stats.profiles <= raw[0].stats.profiles);
     }
-    // A querier counts the raw block or a copy, never both.
+    // A querier counts the raw block or a copy, never both; a flame graph
+    // over a range holding the whole block reads the coarsest copy, so it
+    // still answers once the raw block's profiles are gone.
     let querier = ember_querier::Querier::new(None, store.clone());
+    let plan = |t: &str, downsampling| Plan {
+        downsampling,
+        ..Plan::new(Some(t.to_owned()), Vec::new(), i64::MIN, i64::MAX)
+    };
+    let flame_graphs = |downsampling| {
+        let querier = &querier;
+        let expected = &expected;
+        async move {
+            let mut out = BTreeMap::new();
+            for t in expected.types.keys() {
+                let tree = querier.merge_tree(TENANT, &plan(t, downsampling)).await;
+                out.insert(t.clone(), tree.map(|t| t.to_flamegraph(0)).ok());
+            }
+            out
+        }
+    };
+    store
+        .delete(&block_file(TENANT, raw[0].ulid, "profiles.parquet"))
+        .await
+        .unwrap();
+    let from_copies = flame_graphs(Downsampling::Totals).await;
     for (t, want) in &expected.types {
-        let plan = Plan::new(Some(t.clone()), Vec::new(), i64::MIN, i64::MAX);
-        let tree = querier.merge_tree(TENANT, &plan).await.unwrap();
-        assert_eq!(tree.total(), want.total, "{t}");
+        assert_eq!(from_copies[t], want.flamegraph, "{t}");
     }
+    let from_raw = flame_graphs(Downsampling::Off).await;
+    assert!(
+        from_raw.values().all(Option::is_none),
+        "the raw block is gone"
+    );
 }

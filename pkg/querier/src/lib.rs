@@ -268,15 +268,22 @@ impl Querier {
         // A compacted block and the blocks it was made of coexist until the
         // compactor deletes the latter: read only the compacted one.
         let superseded = ember_block::superseded(opened.iter().map(|b| &b.meta));
+        let (copies, raw): (Vec<_>, Vec<_>) = opened
+            .into_iter()
+            .filter(|b| b.meta.overlaps(start, end) && !superseded.contains(&b.meta.ulid))
+            .partition(|b| b.meta.is_downsampled());
         let mut blocks = Vec::new();
-        for block in opened {
-            // Pre-aggregated copies are read only in place of their raw block.
-            if block.meta.overlaps(start, end)
-                && !superseded.contains(&block.meta.ulid)
-                && !block.meta.is_downsampled()
-            {
-                blocks.push(block.view(with_symbols).await?);
-            }
+        for block in raw {
+            // A pre-aggregated copy is read only in place of its raw block.
+            let copy = plan.copy_for(&block.meta, copies.iter().map(|c| &c.meta));
+            let chosen = match copy {
+                Some(c) => copies
+                    .iter()
+                    .find(|b| b.meta.ulid == c.ulid)
+                    .expect("listed"),
+                None => &block,
+            };
+            blocks.push(chosen.view(with_symbols).await?);
         }
         Ok(Sources { recent, blocks })
     }

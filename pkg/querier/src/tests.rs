@@ -15,7 +15,7 @@ use ember_proto::{
     types::v1::{ExemplarType, GoPgo, Location, StackTraceSelector},
 };
 use ember_testkit::pprof::PprofBuilder;
-use object_store::{ObjectStore, memory::InMemory};
+use object_store::{ObjectStore, ObjectStoreExt, memory::InMemory};
 use tonic::Request;
 
 use crate::Querier;
@@ -43,6 +43,14 @@ fn series() -> SeriesSpec {
 
 /// A querier over one block of three profiles, at 10 s, 20 s and 21 s.
 async fn querier() -> Querier {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let encoded = encode_block(&three_profiles().to_block_data("test".into())).unwrap();
+    upload_block(&store, "t", &encoded).await.unwrap();
+    Querier::new(None, store)
+}
+
+/// Three profiles, at 10 s, 20 s and 21 s; the first with two spans.
+fn three_profiles() -> MemBlock {
     let mut head = MemBlock::default();
     let first = PprofBuilder::new(&[("cpu", "nanoseconds")])
         .sample_with_labels(
@@ -67,10 +75,7 @@ async fn querier() -> Querier {
         .sample(&["main", "gc"], &[3])
         .build();
     head.append(&third, &[series()], 21 * SECOND, 0x300);
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let encoded = encode_block(&head.to_block_data("test".into())).unwrap();
-    upload_block(&store, "t", &encoded).await.unwrap();
-    Querier::new(None, store)
+    head
 }
 
 fn call_site(names: &[&str]) -> Option<StackTraceSelector> {
@@ -406,4 +411,51 @@ async fn heatmap_counts_every_profile_once() {
     assert_eq!(slots[0].y_min.len(), 1);
     assert!((slots[0].y_min[0] - (3.0 + 19.0 * 147.0 / 20.0)).abs() < 1e-9);
     assert_eq!(heatmap[0].exemplars.len(), 2);
+}
+
+#[tokio::test]
+async fn time_series_read_a_pre_aggregated_copy_at_steps_it_fits() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let data = three_profiles().to_block_data("test".into());
+    let raw = encode_block(&data).unwrap();
+    upload_block(&store, "t", &raw).await.unwrap();
+    let copy =
+        ember_block::downsample::encode_downsampled(&data, 10 * SECOND, ulid::Ulid::new()).unwrap();
+    upload_block(&store, "t", &copy).await.unwrap();
+    let q = Querier::new(None, store.clone());
+    let series = |step: f64, exemplar_type: ExemplarType| {
+        let q = &q;
+        async move {
+            q.select_series(request(SelectSeriesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: "{}".into(),
+                start: 0,
+                end: 60_000,
+                step,
+                exemplar_type: exemplar_type as i32,
+                ..Default::default()
+            }))
+            .await
+            .map(|r| {
+                let points = &r.into_inner().series[0].points;
+                points
+                    .iter()
+                    .map(|p| (p.timestamp, p.value))
+                    .collect::<Vec<_>>()
+            })
+        }
+    };
+    let expected = [(10_000, 150.0), (20_000, 7.0), (30_000, 3.0)];
+    assert_eq!(series(10.0, ExemplarType::None).await.unwrap(), expected);
+    // Without the raw profiles, steps the copy fits still answer the same,
+    // while exemplars (profile IDs) and finer steps need the raw block.
+    let path = ember_block::block_file("t", raw.meta.ulid, "profiles.parquet");
+    store.delete(&path).await.unwrap();
+    assert_eq!(series(10.0, ExemplarType::None).await.unwrap(), expected);
+    assert_eq!(
+        series(20.0, ExemplarType::Unspecified).await.unwrap(),
+        [(20_000, 157.0), (40_000, 3.0)]
+    );
+    assert!(series(10.0, ExemplarType::Individual).await.is_err());
+    assert!(series(5.0, ExemplarType::None).await.is_err());
 }
