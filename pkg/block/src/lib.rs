@@ -20,19 +20,22 @@
 //! last: a block without it is incomplete and ignored. A block deleted by the
 //! compactor loses `meta.json` first and its deletion mark last.
 
+mod cache;
 mod error;
+mod fetch;
 mod mem;
 mod meta;
 mod read;
 mod schema;
 mod write;
 
+pub use cache::{BlockCache, BlockCacheMetrics};
 pub use error::{Error, Result};
 pub use mem::{MemBlock, SPAN_ID_LABEL, parse_span_id};
 pub use meta::{
     BlockMeta, BlockStats, Compaction, DeletionMark, FORMAT_VERSION, live_blocks, superseded,
 };
-pub use read::{Block, BlockView, ProfileVisitor, SpanSamples, list_blocks};
+pub use read::{Block, BlockView, Fetch, Fetched, ProfileVisitor, SpanSamples, list_blocks};
 pub use schema::{DELETION_MARK_FILE, META_FILE};
 pub use write::{BlockData, EncodedBlock, encode_block, upload_block};
 
