@@ -28,6 +28,8 @@ use parquet::{
     },
 };
 
+use tracing::debug;
+
 use crate::{
     Result,
     cache::{BlockCache, Key, Value},
@@ -117,24 +119,34 @@ pub(crate) async fn footer(
     if let Some(Value::Footer(f)) = cache.get(&key) {
         return Ok(f);
     }
-    let (mut size, mut tail) = match hint {
-        Some(h) => {
-            let start = h.size.saturating_sub(h.footer);
-            let bytes = store.get_range(path, start..h.size).await?;
-            fetched.add(bytes.len());
-            (h.size, bytes)
-        }
-        None => suffix(store, path, FOOTER_GUESS, fetched).await?,
-    };
-    let metadata = loop {
-        let mut reader =
-            ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional);
-        match reader.try_parse_sized(&tail, size) {
-            Ok(()) => break reader.finish()?,
-            Err(ParquetError::NeedMoreData(needed)) if (needed as u64) > tail.len() as u64 => {
-                (size, tail) = suffix(store, path, needed as u64, fetched).await?;
+    let hinted = match hint {
+        Some(h) => match footer_at(store, path, h, fetched).await {
+            Ok(metadata) => Some((h.size, metadata)),
+            Err(error) => {
+                // Not where series.parquet says: read the file's end instead.
+                debug!(%path, %error, "footer not at its recorded offset");
+                None
             }
-            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    let (size, metadata) = match hinted {
+        Some(found) => found,
+        None => {
+            let (mut size, mut tail) = suffix(store, path, FOOTER_GUESS, fetched).await?;
+            loop {
+                let mut reader =
+                    ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional);
+                match reader.try_parse_sized(&tail, size) {
+                    Ok(()) => break (size, reader.finish()?),
+                    Err(ParquetError::NeedMoreData(needed))
+                        if (needed as u64) > tail.len() as u64 =>
+                    {
+                        (size, tail) = suffix(store, path, needed as u64, fetched).await?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
     };
     let weight = metadata.memory_size() as u64;
@@ -144,6 +156,21 @@ pub(crate) async fn footer(
     });
     cache.insert(key, Value::Footer(footer.clone()), weight);
     Ok(footer)
+}
+
+/// Reads the footer of `path` where `hint` says it is, in one request.
+async fn footer_at(
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    hint: FileHint,
+    fetched: &Fetched,
+) -> Result<ParquetMetaData> {
+    let start = hint.size.saturating_sub(hint.footer);
+    let tail = store.get_range(path, start..hint.size).await?;
+    fetched.add(tail.len());
+    let mut reader = ParquetMetaDataReader::new().with_page_index_policy(PageIndexPolicy::Optional);
+    reader.try_parse_sized(&tail, hint.size)?;
+    Ok(reader.finish()?)
 }
 
 /// Fetches the last `n` bytes of `path`; returns the file's size and them.
@@ -214,17 +241,22 @@ pub(crate) async fn fetch(
         }
     }
     let requests = coalesce(&missing, COALESCE_GAP);
-    let responses: Vec<Bytes> = futures::stream::iter(requests.iter().map(|(req, _)| {
-        let req = req.clone();
-        async move {
-            let bytes = store.get_range(path, req).await?;
-            fetched.add(bytes.len());
-            Ok::<_, crate::Error>(bytes)
-        }
-    }))
-    .buffered(MAX_CONCURRENT_REQUESTS)
-    .try_collect()
-    .await?;
+    // Futures that own what they use: borrowing futures in a stream make
+    // the callers' futures not `Send` (rust-lang/rust#102211).
+    let gets: Vec<_> = requests
+        .iter()
+        .map(|(req, _)| {
+            let (store, path, req) = (store.clone(), path.clone(), req.clone());
+            async move { store.get_range(&path, req).await }
+        })
+        .collect();
+    let responses: Vec<Bytes> = futures::stream::iter(gets)
+        .buffered(MAX_CONCURRENT_REQUESTS)
+        .try_collect()
+        .await?;
+    for b in &responses {
+        fetched.add(b.len());
+    }
     for ((req, members), bytes) in requests.into_iter().zip(responses) {
         if bytes.len() as u64 != req.end - req.start {
             return Err(crate::Error::Corrupt {
