@@ -31,7 +31,9 @@ use ember_limits::{Limits, TenantLimits};
 use ember_time::{SharedClock, SystemClock};
 use limits::{Abandoned, QueryLimits};
 
-use ember_block::{Block, BlockCache, BlockView, Fetch};
+use ember_block::{Block, BlockView, Fetch};
+/// The block cache a querier reads through ([`Querier::with_cache`]).
+pub use ember_block::{BlockCache, BlockCacheMetrics};
 use ember_model::selector::is_bare_name;
 use ember_model::{
     Labels, ProfileType, Selector,
