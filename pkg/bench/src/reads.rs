@@ -166,6 +166,46 @@ pub(crate) struct ReadsResults {
     pub(crate) stored_bytes: u64,
     pub(crate) profile_type: String,
     pub(crate) queries: Vec<QueryReads>,
+    /// What the flame graph's cold fetch holds: footers and pages of
+    /// `profiles.parquet`, then symbols (footers and row groups).
+    pub(crate) profile_bytes: u64,
+    pub(crate) symbol_bytes: u64,
+}
+
+/// Splits the flame graph's fetch into profile and symbol bytes, fetching
+/// each block's parts apart with no cache.
+async fn split(
+    store: &Arc<dyn ObjectStore>,
+    profile_type: &str,
+    start: i64,
+    end: i64,
+) -> BoxResult<(u64, u64)> {
+    let (mut profiles, mut symbols) = (0, 0);
+    for ulid in ember_block::list_blocks(store, TENANT).await? {
+        let block = Arc::new(ember_block::Block::open(store.clone(), TENANT, ulid).await?);
+        let selected: Vec<bool> = block
+            .series
+            .iter()
+            .map(|s| {
+                s.labels.get("service_name") == Some("svc-0")
+                    && s.labels.get(ember_model::labels::PROFILE_TYPE) == Some(profile_type)
+            })
+            .collect();
+        let mut want = ember_block::Fetch {
+            selected,
+            start,
+            end,
+            samples: true,
+            spans: false,
+            symbols: false,
+        };
+        let alone = block.fetch(&want).await?.fetched_bytes() as u64;
+        want.symbols = true;
+        let both = block.fetch(&want).await?.fetched_bytes() as u64;
+        profiles += alone;
+        symbols += both.saturating_sub(alone);
+    }
+    Ok((profiles, symbols))
 }
 
 /// Writes `hours` hourly blocks of ten services into a delayed store.
@@ -332,7 +372,16 @@ pub(crate) async fn run(corpus: &Corpus, hours: usize) -> BoxResult<ReadsResults
         }
     })
     .await?;
+    let (profile_bytes, symbol_bytes) = split(
+        &store,
+        &profile_type,
+        start * 1_000_000,
+        end * 1_000_000 + 999_999,
+    )
+    .await?;
     Ok(ReadsResults {
+        profile_bytes,
+        symbol_bytes,
         hours,
         blocks,
         profiles,
@@ -387,5 +436,11 @@ pub(crate) fn print(r: &ReadsResults) {
             crate::verdict(q.cold.bytes * 10 <= r.stored_bytes * 3),
         );
     }
+    println!(
+        "\nSelectMergeStacktraces cold, by file: {} of profiles.parquet (footers and pages), \
+         {} of symbols (footers and svc-0's row groups)",
+        mb(r.profile_bytes),
+        mb(r.symbol_bytes),
+    );
     let _ = r.hours;
 }
