@@ -401,7 +401,12 @@ async fn a_repeated_query_is_served_by_the_block_cache() {
         let q = PprofBuilder::new(&[("cpu", "nanoseconds")])
             .sample(&["main", "other_work"], &[1])
             .build();
-        head.append(&q, &[other.clone()], (10 + i) * SECOND, 0x1000 + i as u128);
+        head.append(
+            &q,
+            std::slice::from_ref(&other),
+            (10 + i) * SECOND,
+            0x1000 + i as u128,
+        );
     }
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let encoded = encode_block(&head.to_block_data("test".into())).unwrap();
