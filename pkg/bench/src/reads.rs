@@ -313,7 +313,8 @@ where
     if again != answer {
         return Err(format!("{name}: the warm answer differs from the cold one").into());
     }
-    let uncached = Arc::new(Querier::new(None, store.clone()));
+    let uncached =
+        Arc::new(Querier::new(None, store.clone()).with_cache(Arc::new(BlockCache::disabled())));
     let (cold_uncached, _) = run_once(&uncached, metrics, &query).await?;
     let (warm_uncached, _) = run_once(&uncached, metrics, &query).await?;
     Ok(QueryReads {

@@ -165,6 +165,8 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
+            // As `ember_querier::DEFAULT_CACHE_BYTES`, which a querier built
+            // without configuration uses.
             max_size_bytes: 256 * 1024 * 1024,
         }
     }

@@ -67,6 +67,10 @@ use tonic::{Request, Response, Status};
 use tracing::warn;
 use ulid::Ulid;
 
+/// The block cache of a querier not given one ([`Querier::with_cache`]):
+/// the default of `storage.cache.max_size_bytes`.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Blocks opened and fetched at once by one query.
 const BLOCKS_IN_PARALLEL: usize = 16;
 
@@ -198,13 +202,17 @@ impl Sources {
 
 impl Querier {
     /// Returns a querier of the blocks in `store` and, if any, the recent
-    /// data of `recent`, with no query limits.
+    /// data of `recent`, with no query limits and a block cache of
+    /// [`DEFAULT_CACHE_BYTES`].
     pub fn new(recent: Option<Arc<dyn RecentData>>, store: Arc<dyn ObjectStore>) -> Self {
         Self {
             recent,
             store,
             blocks: Mutex::new(HashMap::new()),
-            cache: Arc::new(BlockCache::disabled()),
+            cache: Arc::new(BlockCache::new(
+                DEFAULT_CACHE_BYTES,
+                ember_block::BlockCacheMetrics::detached(),
+            )),
             metrics: QuerierMetrics::detached(),
             limits: QueryLimits::new(Arc::new(Limits::unlimited()), SystemClock::shared()),
         }
