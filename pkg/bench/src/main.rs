@@ -1,7 +1,8 @@
 //! Ember's end-to-end benchmark, run as
 //! `cargo run --release -p ember-bench -- [--profiles N] [--per-file]`, or
 //! `-- --cluster [--seconds S] [--warmup S] [--clients N]` for the push load
-//! against real `ember` processes of [`cluster`].
+//! against real `ember` processes of [`cluster`], or `-- --reads [--hours H]`
+//! for what one service's queries fetch from a delayed object store ([`reads`]).
 //!
 //! On the real profiles of the shared corpus it measures, in one run:
 //!
@@ -30,6 +31,7 @@ mod formats;
 mod ingest;
 mod metrics;
 mod query;
+mod reads;
 mod storage;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
@@ -62,12 +64,15 @@ struct Args {
     metrics_overhead: bool,
     /// `Some` runs the cluster mode instead of everything else.
     cluster: Option<cluster::Options>,
+    /// `Some(hours)` runs the reads mode instead of everything else.
+    reads: Option<usize>,
 }
 
 const USAGE: &str =
     "usage: ember-bench [--profiles N] [--variant-profiles N] [--corpus DIR] [--per-file]
        ember-bench --metrics-overhead [--corpus DIR]
        ember-bench --cluster [--seconds S] [--warmup S] [--clients N] [--corpus DIR]
+       ember-bench --reads [--hours H] [--corpus DIR]
 
   --profiles N          profiles stored and queried in (c) and (d) (default 10000)
   --variant-profiles N  profiles stored for each other variant of (d) (default 2000, 0 skips)
@@ -79,7 +84,11 @@ const USAGE: &str =
                         then 1 distributor + 3 ingesters
   --seconds S           measured time of each cluster setup (default 20)
   --warmup S            pushes before measuring, per cluster setup (default 5)
-  --clients N           closed-loop client threads (default 8)";
+  --clients N           closed-loop client threads (default 8)
+  --reads               instead, write H hourly blocks of ten services into a store that
+                        delays every read request 20 ms, then count what one service's
+                        flame graph and SelectSeries fetch, cold and warm
+  --hours H             hours of blocks for --reads (default 24)";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -90,7 +99,10 @@ fn parse_args() -> Result<Args, String> {
         per_file: false,
         metrics_overhead: false,
         cluster: None,
+        reads: None,
     };
+    let mut hours = 24;
+    let mut reads_mode = false;
     let mut corpus = None;
     let mut cluster = cluster::Options {
         clients: 8,
@@ -113,6 +125,8 @@ fn parse_args() -> Result<Args, String> {
             "--per-file" => args.per_file = true,
             "--metrics-overhead" => args.metrics_overhead = true,
             "--cluster" => cluster_mode = true,
+            "--reads" => reads_mode = true,
+            "--hours" => hours = number(it.next(), "--hours")?,
             "--seconds" => {
                 cluster.measured = Duration::from_secs(number(it.next(), "--seconds")? as u64)
             }
@@ -132,6 +146,12 @@ fn parse_args() -> Result<Args, String> {
     }
     if cluster_mode {
         args.cluster = Some(cluster);
+    }
+    if reads_mode {
+        if hours == 0 {
+            return Err("--hours must be at least 1".into());
+        }
+        args.reads = Some(hours);
     }
     args.corpus = match corpus {
         Some(dir) => dir,
@@ -229,6 +249,11 @@ async fn run(args: Args) -> BoxResult<()> {
         println!("skipped: {name} ({reason})");
     }
 
+    if let Some(hours) = args.reads {
+        let results = reads::run(&corpus, hours).await?;
+        reads::print(&results);
+        return Ok(());
+    }
     if args.metrics_overhead {
         eprintln!("(b) ingest and its metric calls, interleaved, {MIN_RUN:?} of ingest...");
         return tokio::task::block_in_place(|| metrics::run(&corpus, MIN_RUN));

@@ -226,7 +226,9 @@ async fn flame_split(stored: &Stored, plan: &Plan) -> BoxResult<FlameSplit> {
     let open = started.elapsed();
     let started = Instant::now();
     for b in &blocks {
-        b.symbols().await?;
+        let partitions: Vec<u32> = (0..b.meta.partitions.len() as u32).collect();
+        b.symbols_of(&partitions, &ember_block::Fetched::default())
+            .await?;
     }
     let symbols = started.elapsed();
     let started = Instant::now();

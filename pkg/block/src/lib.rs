@@ -22,21 +22,26 @@
 //! compactor loses `meta.json` first and its deletion mark last.
 
 mod annotations;
+mod cache;
 pub mod downsample;
 mod error;
+mod fetch;
 mod mem;
 mod meta;
+mod metrics;
 mod read;
 mod schema;
 mod write;
 
 pub use annotations::Annotations;
+pub use cache::BlockCache;
 pub use error::{Error, Result};
 pub use mem::{MemBlock, SPAN_ID_LABEL, parse_span_id};
 pub use meta::{
     BlockMeta, BlockStats, Compaction, DeletionMark, FORMAT_VERSION, live_blocks, superseded,
 };
-pub use read::{Block, BlockView, ProfileVisitor, SpanSamples, list_blocks};
+pub use metrics::BlockCacheMetrics;
+pub use read::{Block, BlockView, Fetch, Fetched, ProfileVisitor, SpanSamples, list_blocks};
 pub use schema::{DELETION_MARK_FILE, META_FILE};
 pub use write::{BlockData, EncodedBlock, encode_block, upload_block};
 

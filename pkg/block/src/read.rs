@@ -1,7 +1,17 @@
-//! Opens blocks and scans their profiles, reading only the columns and row
-//! groups a query needs.
+//! Opens blocks and scans their profiles, fetching only the row groups,
+//! pages and columns a query needs, and only the symbols of the services
+//! it selects.
+//!
+//! A query's fetch ([`Block::fetch`]) runs in three steps, each through the
+//! [`BlockCache`]: the footer of `profiles.parquet` (its page indexes
+//! included), which prunes row groups by the series and time statistics of
+//! their chunks and then pages by those of the page index; the pages of the
+//! needed columns that hold a selected row, ranges close together fetched
+//! as one request; and the symbol partitions of the selected series' services
+//! (one row group each in blocks that have it). Blocks written before pages
+//! were indexed fetch whole column chunks of the row groups they select.
 
-use std::sync::Arc;
+use std::{collections::HashMap, ops::Range, sync::Arc};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, UInt8Type, UInt32Type, UInt64Type};
@@ -10,19 +20,37 @@ use ember_model::{Label, Labels, ProfileId};
 use ember_symdb::{Function, Line, Location, Mapping, StackTree, Symbols};
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::{
-    arrow::{ProjectionMask, arrow_reader::ParquetRecordBatchReaderBuilder},
-    file::statistics::Statistics,
+    arrow::{
+        ProjectionMask,
+        arrow_reader::{
+            ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+            RowSelectionPolicy, RowSelector,
+        },
+    },
+    file::{
+        metadata::{ParquetMetaData, RowGroupMetaData},
+        page_index::column_index::ColumnIndexMetaData,
+        statistics::Statistics,
+    },
 };
-use tokio::sync::OnceCell;
 use ulid::Ulid;
 
 use crate::{
     Annotations, Error, Result, SeriesEntry,
     annotations::{self, ANNOTATIONS_FILE},
     block_file, blocks_prefix,
+    cache::{self, BlockCache, Key, Value},
+    fetch::{self, FileHint, Footer, Sparse},
     meta::{BlockMeta, FORMAT_VERSION},
     schema::*,
 };
+
+pub use crate::fetch::Fetched;
+
+/// The key of `series.parquet`'s metadata that records the size and footer
+/// size of the block's other Parquet files, so that a reader fetches each
+/// footer in one request: JSON `[[name, size, footer], ...]`.
+pub(crate) const FILES_KEY: &str = "ember.files";
 
 /// Receives the profiles of a scan, in `(series, time)` order.
 pub trait ProfileVisitor {
@@ -68,16 +96,55 @@ enum Read {
     Spans,
 }
 
-/// An opened block: its metadata and series are in memory; profiles are read
-/// per query; symbols are loaded on first use and kept.
+/// What a query reads of a block: the profiles of the selected series in a
+/// time range, which of their columns, and whether their symbols.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fetch {
+    /// By series reference: whether the series is selected.
+    pub selected: Vec<bool>,
+    /// Inclusive, in nanoseconds.
+    pub start: i64,
+    pub end: i64,
+    /// The stack-trace IDs and values ([`BlockView::scan`] with samples).
+    pub samples: bool,
+    /// The span columns ([`BlockView::scan_spans`]).
+    pub spans: bool,
+    /// The symbols of the selected series' partitions.
+    pub symbols: bool,
+}
+
+impl Fetch {
+    /// Returns the fetch of everything a block holds, for readers that scan
+    /// a block whole (the compactor); symbols of every partition with
+    /// `with_symbols`.
+    pub fn everything(block: &Block, with_symbols: bool) -> Self {
+        Self {
+            selected: vec![true; block.series.len()],
+            start: i64::MIN,
+            end: i64::MAX,
+            samples: true,
+            spans: block.meta.version >= 3,
+            symbols: with_symbols,
+        }
+    }
+
+    fn selects_any(&self) -> bool {
+        self.start <= self.end && self.selected.iter().any(|s| *s)
+    }
+}
+
+/// An opened block: its metadata and series are in memory; profiles and
+/// symbols are fetched per query, through the cache the block was opened with.
 #[derive(Debug)]
 pub struct Block {
     pub meta: BlockMeta,
     pub series: Vec<SeriesEntry>,
     tenant: String,
     store: Arc<dyn ObjectStore>,
-    symbols: OnceCell<Arc<Vec<Arc<Symbols>>>>,
-    annotations: OnceCell<Arc<Annotations>>,
+    cache: Arc<BlockCache>,
+    /// Sizes of the block's files, when the writer recorded them.
+    hints: HashMap<String, FileHint>,
+    annotations: tokio::sync::OnceCell<Arc<Annotations>>,
 }
 
 /// Returns the ULIDs of the complete blocks of `tenant`.
@@ -100,9 +167,28 @@ fn corrupt(ulid: Ulid, message: impl Into<String>) -> Error {
     }
 }
 
+/// The symbol files, in the order [`decode_symbols`] reads them.
+const SYMBOL_FILES: [&str; 5] = [
+    STRINGS_FILE,
+    MAPPINGS_FILE,
+    FUNCTIONS_FILE,
+    LOCATIONS_FILE,
+    STACKTRACES_FILE,
+];
+
 impl Block {
-    /// Opens block `ulid`: reads `meta.json` and the series table.
+    /// Opens block `ulid` without a cache: reads `meta.json` and the series table.
     pub async fn open(store: Arc<dyn ObjectStore>, tenant: &str, ulid: Ulid) -> Result<Self> {
+        Self::open_cached(store, Arc::new(BlockCache::disabled()), tenant, ulid).await
+    }
+
+    /// Opens block `ulid`, reading through `cache` from then on.
+    pub async fn open_cached(
+        store: Arc<dyn ObjectStore>,
+        cache: Arc<BlockCache>,
+        tenant: &str,
+        ulid: Ulid,
+    ) -> Result<Self> {
         let meta_bytes = store
             .get(&block_file(tenant, ulid, META_FILE))
             .await?
@@ -121,25 +207,17 @@ impl Block {
             .await?
             .bytes()
             .await?;
-        let series =
+        let (series, hints) =
             tokio::task::spawn_blocking(move || decode_series(ulid, series_bytes)).await??;
         Ok(Self {
             meta,
             series,
             tenant: tenant.to_owned(),
             store,
-            symbols: OnceCell::new(),
-            annotations: OnceCell::new(),
+            cache,
+            hints,
+            annotations: tokio::sync::OnceCell::new(),
         })
-    }
-
-    async fn file(&self, name: &str) -> Result<Bytes> {
-        Ok(self
-            .store
-            .get(&block_file(&self.tenant, self.meta.ulid, name))
-            .await?
-            .bytes()
-            .await?)
     }
 
     /// Returns the annotations of the block's profiles, loading them on first
@@ -150,79 +228,245 @@ impl Block {
                 if self.meta.stats.annotations == 0 {
                     return Ok(Arc::default());
                 }
-                let bytes = self.file(ANNOTATIONS_FILE).await?;
+                let path = self.path(ANNOTATIONS_FILE);
+                let bytes = self.store.get(&path).await?.bytes().await?;
                 Ok(Arc::new(annotations::decode(self.meta.ulid, bytes)?))
             })
             .await
             .cloned()
     }
 
-    /// Returns the symbols of every partition, loading them on first use.
-    pub async fn symbols(&self) -> Result<Arc<Vec<Arc<Symbols>>>> {
-        self.symbols
-            .get_or_try_init(|| async {
-                let files = futures::future::try_join_all(
-                    [
-                        STRINGS_FILE,
-                        MAPPINGS_FILE,
-                        FUNCTIONS_FILE,
-                        LOCATIONS_FILE,
-                        STACKTRACES_FILE,
-                    ]
-                    .map(|f| self.file(f)),
-                )
-                .await?;
-                let ulid = self.meta.ulid;
-                let partitions = self.meta.partitions.len();
-                let symbols =
-                    tokio::task::spawn_blocking(move || decode_symbols(ulid, partitions, files))
-                        .await??;
-                Ok(Arc::new(symbols.into_iter().map(Arc::new).collect()))
-            })
-            .await
-            .cloned()
+    fn path(&self, name: &str) -> object_store::path::Path {
+        block_file(&self.tenant, self.meta.ulid, name)
     }
 
-    /// Fetches what a query needs (the profiles file and, with `with_symbols`,
-    /// the symbols) so that the query itself runs synchronously off the runtime.
-    pub async fn view(self: &Arc<Self>, with_symbols: bool) -> Result<BlockView> {
-        let profiles = self.file(PROFILES_FILE).await?;
-        let symbols = if with_symbols {
-            Some(self.symbols().await?)
-        } else {
-            None
-        };
-        Ok(BlockView {
-            block: self.clone(),
-            profiles,
-            symbols,
-            annotations: self.annotations().await?,
-        })
+    async fn footer(&self, name: &str, fetched: &Fetched) -> Result<Arc<Footer>> {
+        let hint = self.hints.get(name).copied();
+        fetch::footer(&self.store, &self.cache, &self.path(name), hint, fetched).await
     }
+
+    /// Returns the symbols of `partitions`, each from the cache or fetched:
+    /// only the row groups of each symbol file that hold them.
+    pub async fn symbols_of(
+        &self,
+        partitions: &[u32],
+        fetched: &Fetched,
+    ) -> Result<Vec<(u32, Arc<Symbols>)>> {
+        let count = self.meta.partitions.len() as u32;
+        if let Some(p) = partitions.iter().find(|&&p| p >= count) {
+            return Err(corrupt(
+                self.meta.ulid,
+                format!("no symbol partition {p} (the block has {count})"),
+            ));
+        }
+        let key = |p: u32| Key::Symbols(self.path(STRINGS_FILE), p);
+        let mut out = Vec::with_capacity(partitions.len());
+        let mut missing = Vec::new();
+        for &p in partitions {
+            match self.cache.get(&key(p)) {
+                Some(Value::Symbols(s)) => out.push((p, s)),
+                _ => missing.push(p),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let files = futures::future::try_join_all(
+            SYMBOL_FILES.map(|name| self.symbol_row_groups(name, &missing, fetched)),
+        )
+        .await?;
+        let ulid = self.meta.ulid;
+        let wanted = missing.clone();
+        let decoded =
+            tokio::task::spawn_blocking(move || decode_symbols(ulid, count, &wanted, files))
+                .await??;
+        for (p, symbols) in missing.into_iter().zip(decoded) {
+            let symbols = Arc::new(symbols);
+            let weight = cache::symbols_weight(&symbols);
+            self.cache
+                .insert(key(p), Value::Symbols(symbols.clone()), weight);
+            out.push((p, symbols));
+        }
+        Ok(out)
+    }
+
+    /// Fetches the row groups of symbol file `name` that may hold rows of
+    /// `partitions` (sorted); returns the file's footer, its data and them.
+    async fn symbol_row_groups(
+        &self,
+        name: &str,
+        partitions: &[u32],
+        fetched: &Fetched,
+    ) -> Result<(Arc<Footer>, Sparse, Vec<usize>)> {
+        let footer = self.footer(name, fetched).await?;
+        let mut row_groups = Vec::new();
+        let mut ranges = Vec::new();
+        for (i, rg) in footer.metadata.row_groups().iter().enumerate() {
+            let holds = stats_range_u32(rg.column(0).statistics()).is_none_or(|(lo, hi)| {
+                let at = partitions.partition_point(|&p| p < lo);
+                partitions.get(at).is_some_and(|&p| p <= hi)
+            });
+            if holds && rg.num_rows() > 0 {
+                row_groups.push(i);
+                ranges.push(row_group_range(rg));
+            }
+        }
+        // Decoded symbols are cached; their pages are not kept twice.
+        let data = fetch::fetch(
+            &self.store,
+            &BlockCache::disabled(),
+            &self.path(name),
+            footer.size,
+            ranges,
+            fetched,
+        )
+        .await?;
+        Ok((footer, data, row_groups))
+    }
+
+    /// Fetches everything a query needs ([`Fetch`]) so that the query itself
+    /// runs synchronously off the runtime.
+    pub async fn fetch(self: &Arc<Self>, want: &Fetch) -> Result<BlockView> {
+        let fetched = Arc::new(Fetched::default());
+        let mut view = BlockView {
+            block: self.clone(),
+            profiles: None,
+            symbols: Vec::new(),
+            fetched: fetched.clone(),
+            annotations: Arc::default(),
+        };
+        if !want.selects_any() || !self.meta.overlaps(want.start, want.end) {
+            return Ok(view);
+        }
+        view.annotations = self.annotations().await?;
+        let mut partitions: Vec<u32> = if !want.symbols {
+            Vec::new()
+        } else if want.selected.iter().all(|s| *s) {
+            // A whole-block read (the compactor) asks for every partition.
+            (0..self.meta.partitions.len() as u32).collect()
+        } else {
+            self.series
+                .iter()
+                .zip(&want.selected)
+                .filter(|(_, s)| **s)
+                .map(|(e, _)| e.partition)
+                .collect()
+        };
+        partitions.sort_unstable();
+        partitions.dedup();
+        let (profiles, symbols) = futures::future::try_join(
+            self.fetch_profiles(want, &fetched),
+            self.symbols_of(&partitions, &fetched),
+        )
+        .await?;
+        view.profiles = profiles.map(Arc::new);
+        view.set_symbols(symbols);
+        Ok(view)
+    }
+
+    async fn fetch_profiles(&self, want: &Fetch, fetched: &Fetched) -> Result<Option<Profiles>> {
+        let footer = self.footer(PROFILES_FILE, fetched).await?;
+        let columns = Columns {
+            samples: want.samples,
+            spans: want.spans && has_span_columns(&footer.metadata),
+        };
+        let plan = plan_profiles(
+            &footer.metadata,
+            &want.selected,
+            want.start,
+            want.end,
+            columns,
+        );
+        if plan.row_groups.is_empty() {
+            return Ok(None);
+        }
+        let ranges = plan.ranges(&footer.metadata);
+        let data = fetch::fetch(
+            &self.store,
+            &self.cache,
+            &self.path(PROFILES_FILE),
+            footer.size,
+            ranges,
+            fetched,
+        )
+        .await?;
+        Ok(Some(Profiles {
+            footer,
+            data,
+            columns,
+        }))
+    }
+
+    /// Fetches what a query of every series needs: the selected columns of
+    /// the profiles file and, with `with_symbols`, every partition's symbols.
+    pub async fn view(self: &Arc<Self>, with_symbols: bool) -> Result<BlockView> {
+        self.fetch(&Fetch::everything(self, with_symbols)).await
+    }
+}
+
+/// The byte range of a whole row group.
+fn row_group_range(rg: &RowGroupMetaData) -> Range<u64> {
+    let mut start = u64::MAX;
+    let mut end = 0;
+    for c in rg.columns() {
+        let (s, len) = c.byte_range();
+        start = start.min(s);
+        end = end.max(s + len);
+    }
+    start..end
+}
+
+fn has_span_columns(metadata: &ParquetMetaData) -> bool {
+    metadata.file_metadata().schema_descr().num_columns() > profiles::SPAN_VALUES
+}
+
+/// The optional columns a fetch brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Columns {
+    samples: bool,
+    spans: bool,
+}
+
+impl Columns {
+    fn of(read: Read) -> Self {
+        Self {
+            samples: read == Read::Samples,
+            spans: read == Read::Spans,
+        }
+    }
+
+    fn covers(self, other: Columns) -> bool {
+        (self.samples || !other.samples) && (self.spans || !other.spans)
+    }
+}
+
+/// The fetched part of `profiles.parquet`.
+#[derive(Debug)]
+struct Profiles {
+    footer: Arc<Footer>,
+    data: Sparse,
+    columns: Columns,
 }
 
 /// A block prefetched for one query.
 #[derive(Debug, Clone)]
 pub struct BlockView {
     pub block: Arc<Block>,
-    profiles: Bytes,
-    symbols: Option<Arc<Vec<Arc<Symbols>>>>,
+    /// `None` when no row group can hold a selected profile.
+    profiles: Option<Arc<Profiles>>,
+    /// By partition: the symbols the view fetched.
+    symbols: Vec<Option<Arc<Symbols>>>,
+    fetched: Arc<Fetched>,
     annotations: Arc<Annotations>,
 }
 
 impl BlockView {
-    /// Returns how many bytes of the profiles file this view fetched.
+    /// Returns how many bytes this view fetched from object storage: footers,
+    /// profile pages and symbols, cache hits excluded.
     pub fn fetched_bytes(&self) -> usize {
-        self.profiles.len()
-    }
-
-    /// Returns the view with the symbols loaded, e.g. once a scan without
-    /// samples has shown that they are needed.
-    pub async fn with_symbols(mut self) -> Result<Self> {
-        if self.symbols.is_none() {
-            self.symbols = Some(self.block.symbols().await?);
-        }
-        Ok(self)
+        self.fetched.bytes() as usize
     }
 
     /// Returns the annotations of the block's profiles.
@@ -230,17 +474,47 @@ impl BlockView {
         &self.annotations
     }
 
-    /// Returns the symbols of `partition`, when the view was made with them.
+    /// Returns how many object storage requests this view made.
+    pub fn fetched_requests(&self) -> u64 {
+        self.fetched.requests()
+    }
+
+    /// Returns how many bytes of `profiles.parquet` the view holds (fetched
+    /// or from the cache).
+    pub fn held_profile_bytes(&self) -> usize {
+        self.profiles.as_ref().map_or(0, |p| p.data.held())
+    }
+
+    fn set_symbols(&mut self, symbols: Vec<(u32, Arc<Symbols>)>) {
+        for (p, s) in symbols {
+            let p = p as usize;
+            if self.symbols.len() <= p {
+                self.symbols.resize(p + 1, None);
+            }
+            self.symbols[p] = Some(s);
+        }
+    }
+
+    /// Returns the view with the symbols of every partition loaded, e.g.
+    /// once a scan without samples has shown that they are needed.
+    pub async fn with_symbols(mut self) -> Result<Self> {
+        let all: Vec<u32> = (0..self.block.meta.partitions.len() as u32)
+            .filter(|&p| self.symbols.get(p as usize).is_none_or(|s| s.is_none()))
+            .collect();
+        let symbols = self.block.symbols_of(&all, &self.fetched).await?;
+        self.set_symbols(symbols);
+        Ok(self)
+    }
+
+    /// Returns the symbols of `partition`, when the view fetched them.
     pub fn symbols(&self, partition: u32) -> Option<&Symbols> {
-        self.symbols
-            .as_ref()?
-            .get(partition as usize)
-            .map(|s| s.as_ref())
+        self.symbols.get(partition as usize)?.as_deref()
     }
 
     /// Scans the profiles of the selected series (`selected[series]`) with
-    /// `start <= time <= end` (nanoseconds), skipping row groups whose
-    /// statistics rule them out. CPU-bound: call it off the async runtime.
+    /// `start <= time <= end` (nanoseconds), skipping row groups and pages
+    /// whose statistics exclude them. The view must have been fetched for
+    /// these series, this range or a wider one, and these columns.
     pub fn scan(
         &self,
         selected: &[bool],
@@ -257,9 +531,30 @@ impl BlockView {
         } else {
             Read::Totals
         };
+        self.scan_read(selected, start, end, read, visitor)
+    }
+
+    fn scan_read(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        read: Read,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        let Some(profiles) = &self.profiles else {
+            return Ok(());
+        };
+        if !profiles.columns.covers(Columns::of(read)) {
+            return Err(corrupt(
+                self.block.meta.ulid,
+                format!("a {read:?} scan needs columns this view did not fetch"),
+            ));
+        }
         scan(
             self.block.meta.ulid,
-            self.profiles.clone(),
+            &profiles.footer.metadata,
+            profiles.data.clone(),
             selected,
             start,
             end,
@@ -284,15 +579,7 @@ impl BlockView {
         {
             return Ok(());
         }
-        scan(
-            self.block.meta.ulid,
-            self.profiles.clone(),
-            selected,
-            start,
-            end,
-            Read::Spans,
-            visitor,
-        )
+        self.scan_read(selected, start, end, Read::Spans, visitor)
     }
 }
 
@@ -310,64 +597,185 @@ fn stats_range_i64(s: Option<&Statistics>) -> Option<(i64, i64)> {
     }
 }
 
+/// Returns whether any series in `lo..=hi` is selected.
+fn any_selected(selected: &[bool], lo: u32, hi: u32) -> bool {
+    let hi = (hi as usize).min(selected.len().saturating_sub(1));
+    selected
+        .get(lo as usize..=hi)
+        .is_some_and(|s| s.iter().any(|x| *x))
+}
+
+/// The row groups and rows of `profiles.parquet` a scan reads, and its columns.
+#[derive(Debug)]
+struct ProfilesPlan {
+    row_groups: Vec<usize>,
+    /// Per chosen row group: the rows whose pages may hold a selected profile.
+    rows: Vec<RowSelection>,
+    /// Root (= leaf) columns to read.
+    roots: Vec<usize>,
+}
+
+impl ProfilesPlan {
+    /// Returns the byte ranges the plan reads: per column chunk, its
+    /// dictionary page and the data pages holding a chosen row, or the whole
+    /// chunk when the file has no offset index.
+    fn ranges(&self, metadata: &ParquetMetaData) -> Vec<Range<u64>> {
+        let mut out = Vec::new();
+        for (&rg, rows) in self.row_groups.iter().zip(&self.rows) {
+            let meta = metadata.row_group(rg);
+            let index = metadata.page_index_for_row_group(rg);
+            for &c in &self.roots {
+                let (start, len) = meta.column(c).byte_range();
+                match index.offset_index(c).map(|o| o.page_locations()) {
+                    Some(pages) if !pages.is_empty() => {
+                        if pages[0].offset as u64 > start {
+                            out.push(start..pages[0].offset as u64);
+                        }
+                        out.extend(rows.scan_ranges(pages));
+                    }
+                    _ => out.push(start..start + len),
+                }
+            }
+        }
+        out
+    }
+
+    /// Returns the row selection over the chosen row groups, one after another.
+    fn selection(&self) -> RowSelection {
+        let selectors: Vec<RowSelector> =
+            self.rows.iter().flat_map(|s| s.iter().copied()).collect();
+        RowSelection::from(selectors)
+    }
+}
+
+/// Returns the rows of row group `rg` whose pages of leaf column `column`
+/// may hold a value `keep` accepts as (min, max), or `None` without a page index.
+fn page_rows(
+    metadata: &ParquetMetaData,
+    rg: usize,
+    column: usize,
+    keep: impl Fn(&ColumnIndexMetaData, usize) -> bool,
+) -> Option<RowSelection> {
+    let index = metadata.page_index_for_row_group(rg);
+    let column_index = index.column_index(column)?;
+    let pages = index.offset_index(column)?.page_locations();
+    let rows = metadata.row_group(rg).num_rows() as usize;
+    let ranges = (0..pages.len())
+        .filter(|&p| keep(column_index, p))
+        .map(|p| {
+            let first = pages[p].first_row_index as usize;
+            let next = pages
+                .get(p + 1)
+                .map_or(rows, |n| n.first_row_index as usize);
+            first..next
+        });
+    Some(RowSelection::from_consecutive_ranges(ranges, rows))
+}
+
+fn plan_profiles(
+    metadata: &ParquetMetaData,
+    selected: &[bool],
+    start: i64,
+    end: i64,
+    columns: Columns,
+) -> ProfilesPlan {
+    let mut plan = ProfilesPlan {
+        row_groups: Vec::new(),
+        rows: Vec::new(),
+        roots: vec![profiles::SERIES, profiles::TIME, profiles::TOTAL],
+    };
+    if columns.samples {
+        plan.roots
+            .extend([profiles::STACKTRACE_IDS, profiles::VALUES]);
+    }
+    let count = metadata.file_metadata().schema_descr().num_columns();
+    if count > profiles::ID {
+        plan.roots.push(profiles::ID);
+    }
+    if columns.spans && count > profiles::SPAN_VALUES {
+        plan.roots.extend([
+            profiles::SPAN_IDS,
+            profiles::SPAN_STACKTRACE_IDS,
+            profiles::SPAN_VALUES,
+        ]);
+    }
+    plan.roots.sort_unstable();
+    for (i, rg) in metadata.row_groups().iter().enumerate() {
+        let series_ok = stats_range_u32(rg.column(profiles::SERIES).statistics())
+            .is_none_or(|(lo, hi)| any_selected(selected, lo, hi));
+        let time_ok = stats_range_i64(rg.column(profiles::TIME).statistics())
+            .is_none_or(|(lo, hi)| lo <= end && hi >= start);
+        if !series_ok || !time_ok || rg.num_rows() == 0 {
+            continue;
+        }
+        let rows = rg.num_rows() as usize;
+        let by_series = page_rows(metadata, i, profiles::SERIES, |index, p| match index {
+            ColumnIndexMetaData::INT32(x) => match (x.min_value(p), x.max_value(p)) {
+                (Some(&lo), Some(&hi)) => any_selected(selected, lo as u32, hi as u32),
+                _ => !x.is_null_page(p),
+            },
+            _ => true,
+        });
+        let by_time = page_rows(metadata, i, profiles::TIME, |index, p| match index {
+            ColumnIndexMetaData::INT64(x) => match (x.min_value(p), x.max_value(p)) {
+                (Some(&lo), Some(&hi)) => lo <= end && hi >= start,
+                _ => !x.is_null_page(p),
+            },
+            _ => true,
+        });
+        let all = || RowSelection::from(vec![RowSelector::select(rows)]);
+        let selection = match (by_series, by_time) {
+            (Some(a), Some(b)) => a.intersection(&b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => all(),
+        };
+        if !selection.selects_any() {
+            continue;
+        }
+        plan.row_groups.push(i);
+        plan.rows.push(selection);
+    }
+    plan
+}
+
+#[allow(clippy::too_many_arguments)]
 fn scan(
     ulid: Ulid,
-    bytes: Bytes,
+    metadata: &Arc<ParquetMetaData>,
+    data: Sparse,
     selected: &[bool],
     start: i64,
     end: i64,
     read: Read,
     visitor: &mut dyn ProfileVisitor,
 ) -> Result<()> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-    let metadata = builder.metadata().clone();
-    let row_groups: Vec<usize> = (0..metadata.num_row_groups())
-        .filter(|&i| {
-            let rg = metadata.row_group(i);
-            let series_ok = stats_range_u32(rg.column(0).statistics()).is_none_or(|(lo, hi)| {
-                selected
-                    .get(lo as usize..=(hi as usize).min(selected.len().saturating_sub(1)))
-                    .is_some_and(|s| s.iter().any(|x| *x))
-            });
-            let time_ok = stats_range_i64(rg.column(1).statistics())
-                .is_none_or(|(lo, hi)| lo <= end && hi >= start);
-            series_ok && time_ok
-        })
-        .collect();
-    if row_groups.is_empty() {
+    if read == Read::Spans && !has_span_columns(metadata) {
+        return Err(corrupt(
+            ulid,
+            "profiles.parquet has no span columns (written before format 3)",
+        ));
+    }
+    let plan = plan_profiles(metadata, selected, start, end, Columns::of(read));
+    if plan.row_groups.is_empty() {
         return Ok(());
     }
-    let parquet_schema = builder.parquet_schema();
-    let mut roots = vec![profiles::SERIES, profiles::TIME, profiles::TOTAL];
-    let columns = parquet_schema.root_schema().get_fields().len();
-    match read {
-        Read::Totals => {}
-        Read::Samples => roots.extend([profiles::STACKTRACE_IDS, profiles::VALUES]),
-        Read::Spans if columns > profiles::SPAN_VALUES => roots.extend([
-            profiles::SPAN_IDS,
-            profiles::SPAN_STACKTRACE_IDS,
-            profiles::SPAN_VALUES,
-        ]),
-        Read::Spans => {
-            return Err(corrupt(
-                ulid,
-                "profiles.parquet has no span columns (written before format 3)",
-            ));
-        }
-    }
-    let has_ids = columns > profiles::ID;
-    if has_ids {
-        roots.push(profiles::ID);
-    }
-    let projection = ProjectionMask::roots(parquet_schema, roots);
+    let reader_metadata =
+        ArrowReaderMetadata::try_new(metadata.clone(), ArrowReaderOptions::new())?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(data, reader_metadata);
+    let projection = ProjectionMask::roots(builder.parquet_schema(), plan.roots.iter().copied());
     let batch_size = match read {
-        Read::Samples => batch_rows(&metadata, &row_groups, profiles::VALUES),
-        Read::Spans => batch_rows(&metadata, &row_groups, profiles::SPAN_VALUES),
+        Read::Samples => batch_rows(metadata, &plan.row_groups, profiles::VALUES),
+        Read::Spans => batch_rows(metadata, &plan.row_groups, profiles::SPAN_VALUES),
         Read::Totals => BATCH_ROWS_WITHOUT_SAMPLES,
     };
+    let selection = plan.selection();
     let reader = builder
         .with_projection(projection)
-        .with_row_groups(row_groups)
+        .with_row_groups(plan.row_groups)
+        .with_row_selection(selection)
+        // Selectors skip unselected pages without reading them; a mask
+        // would decode (and need) every page of a batch.
+        .with_row_selection_policy(RowSelectionPolicy::Selectors)
         .with_batch_size(batch_size)
         .build()?;
     for batch in reader {
@@ -512,16 +920,31 @@ fn visit_span_batch(
     Ok(())
 }
 
-fn read_all(bytes: Bytes) -> Result<Vec<RecordBatch>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?
-        .with_batch_size(64 * 1024)
-        .build()?;
-    Ok(reader.collect::<Result<Vec<_>, _>>()?)
-}
-
-fn decode_series(ulid: Ulid, bytes: Bytes) -> Result<Vec<SeriesEntry>> {
+/// Reads the series table and the file sizes its metadata records.
+fn decode_series(
+    ulid: Ulid,
+    bytes: Bytes,
+) -> Result<(Vec<SeriesEntry>, HashMap<String, FileHint>)> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+    let hints = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .and_then(|kv| kv.iter().find(|e| e.key == FILES_KEY))
+        .and_then(|e| e.value.as_deref())
+        .map(|v| {
+            serde_json::from_str::<Vec<(String, u64, u64)>>(v)
+                .map_err(|e| corrupt(ulid, format!("series.parquet {FILES_KEY}: {e}")))
+        })
+        .transpose()?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, size, footer)| (name, FileHint { size, footer }))
+        .collect();
+    let reader = builder.with_batch_size(64 * 1024).build()?;
     let mut out = Vec::new();
-    for batch in read_all(bytes)? {
+    for batch in reader {
+        let batch = batch?;
         let partitions = batch.column(0).as_primitive::<UInt32Type>();
         let names = batch.column(1).as_list::<i32>();
         let values = batch.column(2).as_list::<i32>();
@@ -544,34 +967,62 @@ fn decode_series(ulid: Ulid, bytes: Bytes) -> Result<Vec<SeriesEntry>> {
             });
         }
     }
-    Ok(out)
+    Ok((out, hints))
 }
 
-/// Splits the rows of a symbol table by their partition column.
+/// Decodes the fetched row groups of a symbol file.
+fn read_row_groups(
+    (footer, data, row_groups): (Arc<Footer>, Sparse, Vec<usize>),
+) -> Result<Vec<RecordBatch>> {
+    if row_groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let metadata =
+        ArrowReaderMetadata::try_new(footer.metadata.clone(), ArrowReaderOptions::new())?;
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data, metadata)
+        .with_row_groups(row_groups)
+        .with_batch_size(64 * 1024)
+        .build()?;
+    Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Splits the rows of a symbol table by their partition column, calling
+/// `row` with the slot in `wanted` (sorted) of each wanted partition's rows.
 fn by_partition(
     ulid: Ulid,
     batches: &[RecordBatch],
-    partitions: usize,
+    partitions: u32,
+    wanted: &[u32],
     mut row: impl FnMut(usize, &RecordBatch, usize),
 ) -> Result<()> {
     for batch in batches {
         let part = batch.column(0).as_primitive::<UInt32Type>();
         for i in 0..batch.num_rows() {
-            let p = part.value(i) as usize;
+            let p = part.value(i);
             if p >= partitions {
                 return Err(corrupt(
                     ulid,
                     format!("symbol row refers to partition {p} of {partitions}"),
                 ));
             }
-            row(p, batch, i);
+            if let Ok(slot) = wanted.binary_search(&p) {
+                row(slot, batch, i);
+            }
         }
     }
     Ok(())
 }
 
-fn decode_symbols(ulid: Ulid, partitions: usize, files: Vec<Bytes>) -> Result<Vec<Symbols>> {
-    let mut out: Vec<Symbols> = (0..partitions)
+/// Decodes the symbols of the `wanted` partitions (sorted) from the fetched
+/// row groups of the five symbol files, in [`SYMBOL_FILES`] order.
+fn decode_symbols(
+    ulid: Ulid,
+    partitions: u32,
+    wanted: &[u32],
+    files: Vec<(Arc<Footer>, Sparse, Vec<usize>)>,
+) -> Result<Vec<Symbols>> {
+    let mut out: Vec<Symbols> = wanted
+        .iter()
         .map(|_| Symbols {
             strings: Vec::new(),
             mappings: Vec::new(),
@@ -581,14 +1032,14 @@ fn decode_symbols(ulid: Ulid, partitions: usize, files: Vec<Bytes>) -> Result<Ve
         })
         .collect();
     let mut files = files.into_iter();
-    let mut next = || read_all(files.next().expect("five symbol files"));
+    let mut next = || read_row_groups(files.next().expect("five symbol files"));
 
-    by_partition(ulid, &next()?, partitions, |p, b, i| {
+    by_partition(ulid, &next()?, partitions, wanted, |p, b, i| {
         out[p]
             .strings
             .push(b.column(1).as_string::<i32>().value(i).to_owned());
     })?;
-    by_partition(ulid, &next()?, partitions, |p, b, i| {
+    by_partition(ulid, &next()?, partitions, wanted, |p, b, i| {
         out[p].mappings.push(Mapping {
             memory_start: b.column(1).as_primitive::<UInt64Type>().value(i),
             memory_limit: b.column(2).as_primitive::<UInt64Type>().value(i),
@@ -598,7 +1049,7 @@ fn decode_symbols(ulid: Ulid, partitions: usize, files: Vec<Bytes>) -> Result<Ve
             flags: b.column(6).as_primitive::<UInt8Type>().value(i),
         });
     })?;
-    by_partition(ulid, &next()?, partitions, |p, b, i| {
+    by_partition(ulid, &next()?, partitions, wanted, |p, b, i| {
         out[p].functions.push(Function {
             name: b.column(1).as_primitive::<UInt32Type>().value(i),
             system_name: b.column(2).as_primitive::<UInt32Type>().value(i),
@@ -606,7 +1057,7 @@ fn decode_symbols(ulid: Ulid, partitions: usize, files: Vec<Bytes>) -> Result<Ve
             start_line: b.column(4).as_primitive::<Int64Type>().value(i),
         });
     })?;
-    by_partition(ulid, &next()?, partitions, |p, b, i| {
+    by_partition(ulid, &next()?, partitions, wanted, |p, b, i| {
         let functions = b.column(3).as_list::<i32>().value(i);
         let numbers = b.column(4).as_list::<i32>().value(i);
         let (functions, numbers) = (
@@ -624,7 +1075,7 @@ fn decode_symbols(ulid: Ulid, partitions: usize, files: Vec<Bytes>) -> Result<Ve
                 .collect(),
         });
     })?;
-    by_partition(ulid, &next()?, partitions, |p, b, i| {
+    by_partition(ulid, &next()?, partitions, wanted, |p, b, i| {
         out[p]
             .stacks
             .parents
@@ -634,8 +1085,8 @@ fn decode_symbols(ulid: Ulid, partitions: usize, files: Vec<Bytes>) -> Result<Ve
             .locations
             .push(b.column(2).as_primitive::<UInt32Type>().value(i));
     })?;
-    for (p, s) in out.iter().enumerate() {
-        check_symbols(ulid, p, s)?;
+    for (s, &p) in out.iter().zip(wanted) {
+        check_symbols(ulid, p as usize, s)?;
     }
     Ok(out)
 }
@@ -688,6 +1139,31 @@ mod tests {
     use super::*;
     use crate::ProfileRow;
 
+    /// Scans a whole `profiles.parquet` held in memory.
+    fn scan_bytes(
+        bytes: Bytes,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        read: Read,
+        visitor: &mut dyn ProfileVisitor,
+    ) -> Result<()> {
+        let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
+            .parse_and_finish(&bytes)?;
+        let data = Sparse::whole(bytes);
+        scan(
+            Ulid::nil(),
+            &Arc::new(metadata),
+            data,
+            selected,
+            start,
+            end,
+            read,
+            visitor,
+        )
+    }
+
     struct Rows(Vec<(ProfileId, u32, i64, i64)>);
 
     impl ProfileVisitor for Rows {
@@ -731,16 +1207,7 @@ mod tests {
         )
         .unwrap();
         let mut rows = Rows(Vec::new());
-        scan(
-            Ulid::nil(),
-            bytes,
-            &[true, true],
-            0,
-            100,
-            Read::Samples,
-            &mut rows,
-        )
-        .unwrap();
+        scan_bytes(bytes, &[true, true], 0, 100, Read::Samples, &mut rows).unwrap();
         assert_eq!(rows.0, vec![(0, 0, 10, 3), (0, 1, 20, 4)]);
     }
 
@@ -787,29 +1254,11 @@ mod tests {
         ];
         let bytes = crate::write::encode_profiles(&rows).unwrap();
         let mut spans = Spans::default();
-        scan(
-            Ulid::nil(),
-            bytes.clone(),
-            &[true],
-            0,
-            100,
-            Read::Spans,
-            &mut spans,
-        )
-        .unwrap();
+        scan_bytes(bytes.clone(), &[true], 0, 100, Read::Spans, &mut spans).unwrap();
         assert_eq!(spans.0, vec![(7, 0xa, 1, 2), (7, 0xb, 2, 1)]);
         // The totals scan is unchanged by the new columns.
         let mut totals = Rows(Vec::new());
-        scan(
-            Ulid::nil(),
-            bytes,
-            &[true],
-            0,
-            100,
-            Read::Samples,
-            &mut totals,
-        )
-        .unwrap();
+        scan_bytes(bytes, &[true], 0, 100, Read::Samples, &mut totals).unwrap();
         assert_eq!(totals.0, vec![(7, 0, 10, 5), (8, 0, 20, 1)]);
     }
 
@@ -837,8 +1286,7 @@ mod tests {
         )
         .unwrap();
         let mut rows = Rows(Vec::new());
-        scan(
-            Ulid::nil(),
+        scan_bytes(
             bytes.clone(),
             &[true, true],
             0,
@@ -849,15 +1297,7 @@ mod tests {
         .unwrap();
         assert_eq!(rows.0.len(), 2);
         let mut spans = Spans::default();
-        let err = scan(
-            Ulid::nil(),
-            bytes,
-            &[true, true],
-            0,
-            100,
-            Read::Spans,
-            &mut spans,
-        );
+        let err = scan_bytes(bytes, &[true, true], 0, 100, Read::Spans, &mut spans);
         assert!(err.unwrap_err().to_string().contains("no span columns"));
     }
 }

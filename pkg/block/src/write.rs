@@ -16,6 +16,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, Encoding, ZstdLevel},
+    file::metadata::KeyValue,
     file::properties::{EnabledStatistics, WriterProperties},
     schema::types::ColumnPath,
 };
@@ -55,6 +56,10 @@ pub struct EncodedBlock {
 /// Profiles per row group: small enough that a query for a few series skips
 /// most of a block, large enough to keep per-group overhead negligible.
 const PROFILES_PER_ROW_GROUP: usize = 4096;
+/// Profiles per data page. The page index records each page's series and
+/// time range, so a query fetches the pages of its series alone: one
+/// service's hour of one profile type is a few hundred profiles.
+pub(crate) const PROFILES_PER_PAGE: usize = 128;
 
 fn list<T: arrow::array::Array + 'static>(
     item: DataType,
@@ -93,13 +98,19 @@ pub(crate) fn base_props() -> parquet::file::properties::WriterPropertiesBuilder
 /// Encodes `data` into Parquet files. CPU-bound: call it off the async runtime.
 pub fn encode_block(data: &BlockData) -> Result<EncodedBlock> {
     let mut files = Vec::with_capacity(7);
-    files.push((SERIES_FILE, encode_series(&data.series)?));
     files.push((PROFILES_FILE, encode_profiles(&data.profiles)?));
     let symbols: Vec<&Symbols> = data.partitions.iter().map(|(_, s)| s.as_ref()).collect();
     files.extend(encode_symbols(&symbols)?);
     if !data.annotations.is_empty() {
         files.push((ANNOTATIONS_FILE, annotations::encode(&data.annotations)?));
     }
+    // The series table, read whole when a block is opened, records where
+    // the other files' footers start, so each is fetched in one request.
+    let hints = files
+        .iter()
+        .map(|(name, bytes)| Ok((*name, bytes.len() as u64, crate::fetch::footer_len(bytes)?)))
+        .collect::<Result<Vec<_>>>()?;
+    files.insert(0, (SERIES_FILE, encode_series(&data.series, &hints)?));
 
     let meta = BlockMeta {
         version: FORMAT_VERSION,
@@ -135,7 +146,7 @@ pub fn encode_block(data: &BlockData) -> Result<EncodedBlock> {
     Ok(EncodedBlock { meta, files })
 }
 
-fn encode_series(series: &[SeriesEntry]) -> Result<Bytes> {
+fn encode_series(series: &[SeriesEntry], hints: &[(&str, u64, u64)]) -> Result<Bytes> {
     let mut offsets = vec![0i32];
     let mut names = Vec::new();
     let mut values = Vec::new();
@@ -153,7 +164,14 @@ fn encode_series(series: &[SeriesEntry]) -> Result<Bytes> {
         list(DataType::Utf8, offsets.clone(), StringArray::from(names)),
         list(DataType::Utf8, offsets, StringArray::from(values)),
     ];
-    parquet_bytes(&schema::SERIES, columns, base_props().build())
+    let hints = serde_json::to_string(hints)?;
+    let props = base_props()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            crate::read::FILES_KEY.to_owned(),
+            hints,
+        )]))
+        .build();
+    parquet_bytes(&schema::SERIES, columns, props)
 }
 
 pub(crate) fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
@@ -213,7 +231,12 @@ pub(crate) fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
     let values_path = ColumnPath::new(vec!["values".into(), "list".into(), "item".into()]);
     let props = base_props()
         .set_max_row_group_row_count(Some(PROFILES_PER_ROW_GROUP))
+        .set_data_page_row_count_limit(PROFILES_PER_PAGE)
+        .set_write_batch_size(PROFILES_PER_PAGE)
         .set_statistics_enabled(EnabledStatistics::Chunk)
+        // A page index (per-page min and max) on the sort columns.
+        .set_column_statistics_enabled(ColumnPath::from("series"), EnabledStatistics::Page)
+        .set_column_statistics_enabled(ColumnPath::from("time_nanos"), EnabledStatistics::Page)
         // Sorted IDs within a profile: deltas are tiny.
         .set_column_dictionary_enabled(ids_path.clone(), false)
         .set_column_encoding(ids_path, Encoding::DELTA_BINARY_PACKED)
@@ -231,8 +254,33 @@ pub(crate) fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
     parquet_bytes(&schema::PROFILES, columns, props)
 }
 
+/// Encodes `columns` with one row group per run of `lengths` rows (empty
+/// runs are skipped), so that a reader fetches one partition's rows alone.
+fn parquet_row_groups(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    lengths: &[usize],
+    props: WriterProperties,
+) -> Result<Bytes> {
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
+    let mut offset = 0;
+    for &len in lengths {
+        if len > 0 {
+            writer.write(&batch.slice(offset, len))?;
+            writer.flush()?;
+        }
+        offset += len;
+    }
+    writer.close()?;
+    Ok(Bytes::from(out))
+}
+
 fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>> {
     let props = || base_props().build();
+    let lengths =
+        |len: fn(&Symbols) -> usize| -> Vec<usize> { partitions.iter().map(|s| len(s)).collect() };
     let part = |len: fn(&Symbols) -> usize| -> ArrayRef {
         Arc::new(UInt32Array::from_iter_values(
             partitions
@@ -243,7 +291,7 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
     };
     let all = || partitions.iter().copied();
 
-    let strings = parquet_bytes(
+    let strings = parquet_row_groups(
         &schema::STRINGS,
         vec![
             part(|s| s.strings.len()),
@@ -251,11 +299,12 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
                 all().flat_map(|s| s.strings.iter()),
             )),
         ],
+        &lengths(|s| s.strings.len()),
         props(),
     )?;
 
     let mappings = || all().flat_map(|s| s.mappings.iter());
-    let mappings = parquet_bytes(
+    let mappings = parquet_row_groups(
         &schema::MAPPINGS,
         vec![
             part(|s| s.mappings.len()),
@@ -276,11 +325,12 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
             )),
             Arc::new(UInt8Array::from_iter_values(mappings().map(|m| m.flags))),
         ],
+        &lengths(|s| s.mappings.len()),
         props(),
     )?;
 
     let functions = || all().flat_map(|s| s.functions.iter());
-    let functions = parquet_bytes(
+    let functions = parquet_row_groups(
         &schema::FUNCTIONS,
         vec![
             part(|s| s.functions.len()),
@@ -295,6 +345,7 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
                 functions().map(|f| f.start_line),
             )),
         ],
+        &lengths(|s| s.functions.len()),
         props(),
     )?;
 
@@ -307,7 +358,7 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
         line_numbers.extend(l.lines.iter().map(|l| l.line));
         offsets.push(line_functions.len() as i32);
     }
-    let locations = parquet_bytes(
+    let locations = parquet_row_groups(
         &schema::LOCATIONS,
         vec![
             part(|s| s.locations.len()),
@@ -324,10 +375,11 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
             ),
             list(DataType::Int64, offsets, Int64Array::from(line_numbers)),
         ],
+        &lengths(|s| s.locations.len()),
         props(),
     )?;
 
-    let stacktraces = parquet_bytes(
+    let stacktraces = parquet_row_groups(
         &schema::STACKTRACES,
         vec![
             part(|s| s.stacks.len()),
@@ -338,6 +390,7 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
                 all().flat_map(|s| s.stacks.locations.iter().copied()),
             )),
         ],
+        &lengths(|s| s.stacks.len()),
         props(),
     )?;
 

@@ -36,6 +36,8 @@ pub struct StorageConfig {
     pub gcs: GcsConfig,
     /// Settings for the Azure backend.
     pub azure: AzureConfig,
+    /// The querier's in-memory cache of what it reads from blocks.
+    pub cache: CacheConfig,
 }
 
 impl StorageConfig {
@@ -144,6 +146,29 @@ impl FromStr for Backend {
             .into_iter()
             .find(|backend| backend.as_str() == s.trim())
             .ok_or_else(|| Error::UnknownBackend(s.to_string()))
+    }
+}
+
+/// The querier's cache of block reads (`storage.cache`): Parquet footers and
+/// page indexes, the symbols of each service, and the column pages queries
+/// fetched, least recently used evicted first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Documented)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Bytes of block footers, symbols and column pages the querier keeps in memory.
+    ///
+    /// Least recently used entries go first; 0 turns the cache off, so every
+    /// query reads object storage again. Default 268435456 (256 MiB).
+    pub max_size_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            // As `ember_querier::DEFAULT_CACHE_BYTES`, which a querier built
+            // without configuration uses.
+            max_size_bytes: 256 * 1024 * 1024,
+        }
     }
 }
 

@@ -24,7 +24,9 @@ use object_store::prefix::PrefixStore;
 
 pub use object_store;
 
-pub use config::{AzureConfig, Backend, FilesystemConfig, GcsConfig, S3Config, StorageConfig};
+pub use config::{
+    AzureConfig, Backend, CacheConfig, FilesystemConfig, GcsConfig, S3Config, StorageConfig,
+};
 pub use metrics::{Instrumented, OPERATIONS, ObjstoreMetrics, instrument};
 
 /// Errors from validating storage configuration and building a store.

@@ -16,7 +16,6 @@ use ember_proto::querier::v1::{
     AnalyzeQueryRequest, AnalyzeQueryResponse, QueryImpact, QueryScope,
 };
 use ember_query::{Need, Plan, SourceView};
-use tracing::warn;
 use ulid::Ulid;
 
 use crate::{Error, Querier, Result, nanos_range};
@@ -103,16 +102,12 @@ impl Querier {
             ..Default::default()
         };
         let mut bytes_in_range = 0u64;
-        let mut opened = Vec::new();
-        for ulid in ember_block::list_blocks(&self.store, tenant).await? {
-            if heads.contains(&ulid) {
-                continue;
-            }
-            match self.open_block(tenant, ulid).await {
-                Ok(b) => opened.push(b),
-                Err(e) => warn!(tenant, block = %ulid, error = %e, "skipping unreadable block"),
-            }
-        }
+        let ulids = ember_block::list_blocks(&self.store, tenant)
+            .await?
+            .into_iter()
+            .filter(|u| !heads.contains(u))
+            .collect();
+        let opened = self.open_blocks(tenant, ulids).await;
         let superseded: HashSet<Ulid> = ember_block::superseded(opened.iter().map(|b| &b.meta));
         // Level-1 blocks of several ingesters hold replicas of the same profiles.
         let mut writers = HashSet::new();

@@ -31,7 +31,9 @@ use ember_limits::{Limits, TenantLimits};
 use ember_time::{SharedClock, SystemClock};
 use limits::{Abandoned, QueryLimits};
 
-use ember_block::{Block, BlockView};
+use ember_block::{Block, BlockView, Fetch};
+/// The block cache a querier reads through ([`Querier::with_cache`]).
+pub use ember_block::{BlockCache, BlockCacheMetrics};
 use ember_model::selector::is_bare_name;
 use ember_model::{
     Labels, ProfileType, Selector,
@@ -59,12 +61,20 @@ use ember_query::{
 };
 use ember_symdb::resolve::PprofBuilder;
 pub use error::{Error, Result};
+use futures::{StreamExt, TryStreamExt};
 pub use metrics::QuerierMetrics;
 use object_store::ObjectStore;
 pub use remote::{IngesterSet, RemoteIngesters};
 use tonic::{Request, Response, Status};
 use tracing::warn;
 use ulid::Ulid;
+
+/// The block cache of a querier not given one ([`Querier::with_cache`]):
+/// the default of `storage.cache.max_size_bytes`.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Blocks opened and fetched at once by one query.
+const BLOCKS_IN_PARALLEL: usize = 16;
 
 /// Flame graphs keep this many nodes unless the request asks otherwise.
 pub const DEFAULT_MAX_NODES: usize = 8192;
@@ -79,6 +89,8 @@ pub struct Querier {
     /// Opened blocks; blocks are immutable, so an entry never goes stale. An
     /// entry goes when its block is no longer listed (the compactor deleted it).
     blocks: Mutex<HashMap<(String, Ulid), Arc<Block>>>,
+    /// Footers, pages and symbols of the blocks, shared by every query.
+    cache: Arc<BlockCache>,
     metrics: QuerierMetrics,
     /// Each tenant's query limits ([`limits`]).
     limits: QueryLimits,
@@ -192,15 +204,26 @@ impl Sources {
 
 impl Querier {
     /// Returns a querier of the blocks in `store` and, if any, the recent
-    /// data of `recent`, with no query limits.
+    /// data of `recent`, with no query limits and a block cache of
+    /// [`DEFAULT_CACHE_BYTES`].
     pub fn new(recent: Option<Arc<dyn RecentData>>, store: Arc<dyn ObjectStore>) -> Self {
         Self {
             recent,
             store,
             blocks: Mutex::new(HashMap::new()),
+            cache: Arc::new(BlockCache::new(
+                DEFAULT_CACHE_BYTES,
+                ember_block::BlockCacheMetrics::detached(),
+            )),
             metrics: QuerierMetrics::detached(),
             limits: QueryLimits::new(Arc::new(Limits::unlimited()), SystemClock::shared()),
         }
+    }
+
+    /// Returns the querier reading blocks through `cache`.
+    pub fn with_cache(mut self, cache: Arc<BlockCache>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// Records requests and what each query reads into `metrics`.
@@ -216,18 +239,58 @@ impl Querier {
         self
     }
 
-    async fn open_block(&self, tenant: &str, ulid: Ulid) -> ember_block::Result<Arc<Block>> {
-        let key = (tenant.to_owned(), ulid);
-        if let Some(b) = self.blocks.lock().expect("poisoned").get(&key) {
-            return Ok(b.clone());
+    /// Opens blocks `ulids` of `tenant` (those opened before come from the
+    /// querier's map), in ULID order. A block still being uploaded (no
+    /// `meta.json` yet) is left out, as is an unreadable one, with a warning.
+    async fn open_blocks(&self, tenant: &str, ulids: Vec<Ulid>) -> Vec<Arc<Block>> {
+        // Cached blocks first; the others are opened concurrently, by
+        // futures that own what they use (a future borrowing `self` here
+        // would make the RPC futures not `Send`, rust-lang/rust#102211).
+        let mut opened = Vec::new();
+        let mut opens = Vec::new();
+        for ulid in ulids {
+            let cached = self
+                .blocks
+                .lock()
+                .expect("poisoned")
+                .get(&(tenant.to_owned(), ulid))
+                .cloned();
+            match cached {
+                Some(b) => opened.push(b),
+                None => {
+                    let (store, cache, tenant) =
+                        (self.store.clone(), self.cache.clone(), tenant.to_owned());
+                    opens.push(async move {
+                        (ulid, Block::open_cached(store, cache, &tenant, ulid).await)
+                    });
+                }
+            }
         }
-        let block = Arc::new(Block::open(self.store.clone(), tenant, ulid).await?);
-        self.metrics.blocks_opened.inc();
-        self.blocks
-            .lock()
-            .expect("poisoned")
-            .insert(key, block.clone());
-        Ok(block)
+        let results: Vec<_> = futures::stream::iter(opens)
+            .buffered(BLOCKS_IN_PARALLEL)
+            .collect()
+            .await;
+        for (ulid, result) in results {
+            match result {
+                Ok(block) => {
+                    let block = Arc::new(block);
+                    self.metrics.blocks_opened.inc();
+                    self.blocks
+                        .lock()
+                        .expect("poisoned")
+                        .insert((tenant.to_owned(), ulid), block.clone());
+                    opened.push(block);
+                }
+                Err(ember_block::Error::ObjectStore(object_store::Error::NotFound { .. })) => {
+                    // Still being uploaded: meta.json is written last.
+                }
+                Err(e) => {
+                    warn!(tenant, block = %ulid, error = %e, "skipping unreadable block");
+                }
+            }
+        }
+        opened.sort_by_key(|b| b.meta.ulid);
+        opened
     }
 
     /// Collects the sources of `tenant` that may hold data of `plan`.
@@ -250,21 +313,11 @@ impl Querier {
             .lock()
             .expect("poisoned")
             .retain(|(t, u), _| t != tenant || listed.contains(u));
-        let mut opened = Vec::new();
-        for ulid in ulids.into_iter().filter(|u| !recent.heads.contains(u)) {
-            let block = match self.open_block(tenant, ulid).await {
-                Ok(b) => b,
-                Err(ember_block::Error::ObjectStore(object_store::Error::NotFound { .. })) => {
-                    // Still being uploaded: meta.json is written last.
-                    continue;
-                }
-                Err(e) => {
-                    warn!(tenant, block = %ulid, error = %e, "skipping unreadable block");
-                    continue;
-                }
-            };
-            opened.push(block);
-        }
+        let candidates: Vec<Ulid> = ulids
+            .into_iter()
+            .filter(|u| !recent.heads.contains(u))
+            .collect();
+        let opened = self.open_blocks(tenant, candidates).await;
         // A compacted block and the blocks it was made of coexist until the
         // compactor deletes the latter: read only the compacted one.
         let superseded = ember_block::superseded(opened.iter().map(|b| &b.meta));
@@ -272,19 +325,37 @@ impl Querier {
             .into_iter()
             .filter(|b| b.meta.overlaps(start, end) && !superseded.contains(&b.meta.ulid))
             .partition(|b| b.meta.is_downsampled());
-        let mut blocks = Vec::new();
-        for block in raw {
-            // A pre-aggregated copy is read only in place of its raw block.
-            let copy = plan.copy_for(&block.meta, copies.iter().map(|c| &c.meta));
-            let chosen = match copy {
+        // A pre-aggregated copy is read only in place of its raw block.
+        let chosen = raw.into_iter().map(|block| {
+            match plan.copy_for(&block.meta, copies.iter().map(|c| &c.meta)) {
                 Some(c) => copies
                     .iter()
                     .find(|b| b.meta.ulid == c.ulid)
-                    .expect("listed"),
-                None => &block,
-            };
-            blocks.push(chosen.view(with_symbols).await?);
-        }
+                    .expect("listed")
+                    .clone(),
+                None => block,
+            }
+        });
+        // Only the selected series' pages, columns and symbols.
+        let samples = need == Need::Samples || !plan.samples.is_all();
+        let spans = plan.samples.spans.is_some() || need == Need::SpanPoints;
+        let fetches: Vec<_> = chosen
+            .map(|block| {
+                let want = Fetch {
+                    selected: plan.select(&block.series),
+                    start,
+                    end,
+                    samples,
+                    spans,
+                    symbols: with_symbols,
+                };
+                async move { block.fetch(&want).await }
+            })
+            .collect();
+        let blocks: Vec<BlockView> = futures::stream::iter(fetches)
+            .buffered(BLOCKS_IN_PARALLEL)
+            .try_collect()
+            .await?;
         Ok(Sources { recent, blocks })
     }
 

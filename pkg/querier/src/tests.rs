@@ -459,3 +459,63 @@ async fn time_series_read_a_pre_aggregated_copy_at_steps_it_fits() {
     assert!(series(10.0, ExemplarType::Individual).await.is_err());
     assert!(series(5.0, ExemplarType::None).await.is_err());
 }
+
+/// The second of two identical queries reads nothing from object storage:
+/// the block cache holds the footers, pages and symbols the first fetched.
+#[tokio::test]
+async fn a_repeated_query_is_served_by_the_block_cache() {
+    let mut head = MemBlock::default();
+    let other = SeriesSpec {
+        labels: Labels::new(vec![
+            Label::new(PROFILE_TYPE, CPU),
+            Label::new("service_name", "other"),
+        ]),
+        ..series()
+    };
+    for i in 0..50 {
+        let p = PprofBuilder::new(&[("cpu", "nanoseconds")])
+            .sample(&["main", "handle", "parse"], &[7 + i])
+            .build();
+        head.append(&p, &[series()], (10 + i) * SECOND, 0x100 + i as u128);
+        let q = PprofBuilder::new(&[("cpu", "nanoseconds")])
+            .sample(&["main", "other_work"], &[1])
+            .build();
+        head.append(
+            &q,
+            std::slice::from_ref(&other),
+            (10 + i) * SECOND,
+            0x1000 + i as u128,
+        );
+    }
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let encoded = encode_block(&head.to_block_data("test".into())).unwrap();
+    upload_block(&store, "t", &encoded).await.unwrap();
+    let cache_metrics = crate::BlockCacheMetrics::detached();
+    let metrics = crate::QuerierMetrics::detached();
+    let q = Querier::new(None, store)
+        .with_cache(Arc::new(crate::BlockCache::new(
+            1 << 20,
+            cache_metrics.clone(),
+        )))
+        .with_metrics(metrics.clone());
+    let ask = || async {
+        q.select_merge_stacktraces(request(stacktraces(None, &[])))
+            .await
+            .unwrap()
+            .into_inner()
+            .flamegraph
+            .unwrap()
+    };
+    let first = ask().await;
+    assert_eq!(first.total, (0..50).map(|i| 7 + i).sum::<i64>());
+    assert!(!first.names.contains(&"other_work".to_string()));
+    let read_cold = metrics.query_read_bytes.get_sample_sum();
+    assert!(read_cold > 0.0);
+    let hits = |kind: &str| cache_metrics.hits.with_label_values(&[kind]).get();
+    assert_eq!((hits("footer"), hits("symbols"), hits("page")), (0, 0, 0));
+    let second = ask().await;
+    assert_eq!(second, first);
+    assert_eq!(metrics.query_read_bytes.get_sample_sum(), read_cold);
+    assert!(hits("footer") > 0 && hits("symbols") == 1 && hits("page") > 0);
+    assert!(cache_metrics.bytes.get() as u64 <= 1 << 20);
+}

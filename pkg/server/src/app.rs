@@ -333,7 +333,12 @@ impl Context<'_> {
                     }),
                 };
                 // Each query reads its tenant's limits, as each push does.
+                let cache = ember_querier::BlockCache::new(
+                    config.storage.cache.max_size_bytes,
+                    ember_querier::BlockCacheMetrics::register(self.registry())?,
+                );
                 let querier = Querier::new(Some(recent), self.store(module)?)
+                    .with_cache(Arc::new(cache))
                     .with_metrics(metrics)
                     .with_limits(Arc::new(config.tenant_limits()), self.clock.clone());
                 self.querier = Some(Arc::new(querier));
