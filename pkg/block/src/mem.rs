@@ -102,12 +102,12 @@ pub struct MemBlock {
     /// Heap bytes of the label and service-name strings (each held twice:
     /// in the list and in its index).
     owned_bytes: usize,
-    /// Reused buffers of an append.
-    pairs: Vec<(u32, i64)>,
-    triples: Vec<(u64, u32, i64)>,
-    order: Vec<u32>,
+    /// Reused buffers of an append: the samples as `stack << 32 | index`
+    /// in stack order, their values, a sample mask, one encoder per series.
+    order: Vec<u64>,
+    flat: Vec<i64>,
     member: Vec<bool>,
-    encoded: Vec<u8>,
+    encoders: Vec<packed::RowEncoder>,
 }
 
 impl Default for MemBlock {
@@ -138,11 +138,10 @@ impl MemBlock {
             samples: 0,
             time_range: None,
             owned_bytes: 0,
-            pairs: Vec::new(),
-            triples: Vec::new(),
             order: Vec::new(),
+            flat: Vec::new(),
             member: Vec::new(),
-            encoded: Vec::new(),
+            encoders: Vec::new(),
         }
     }
 
@@ -296,11 +295,14 @@ impl MemBlock {
             + d.partitions.capacity() * size_of::<(String, SymbolsBuilder)>()
             + d.rows.capacity() * size_of::<Row>()
             + d.chunks.heap_bytes()
-            + d.pairs.capacity() * size_of::<(u32, i64)>()
-            + d.triples.capacity() * size_of::<(u64, u32, i64)>()
-            + d.order.capacity() * size_of::<u32>()
+            + d.order.capacity() * size_of::<u64>()
+            + d.flat.capacity() * size_of::<i64>()
             + d.member.capacity()
-            + d.encoded.capacity()
+            + d.encoders.capacity() * size_of::<packed::RowEncoder>()
+            + d.encoders
+                .iter()
+                .map(packed::RowEncoder::heap_bytes)
+                .sum::<usize>()
     }
 
     /// Returns whether the block is empty and its heap bytes ([`Self::heap_bytes`]).
@@ -353,52 +355,99 @@ impl MemBlock {
         // The samples in stack-ID order, once for all series.
         let mut order = std::mem::take(&mut self.order);
         order.clear();
-        order.extend(0..profile.sample.len() as u32);
-        order.sort_unstable_by_key(|&i| stack_ids[i as usize]);
+        order.extend(
+            stack_ids
+                .iter()
+                .enumerate()
+                .map(|(i, &stack)| (stack as u64) << 32 | i as u64),
+        );
+        order.sort_unstable();
+        let mut encoders = std::mem::take(&mut self.encoders);
+        if encoders.len() < series.len() {
+            encoders.resize_with(series.len(), Default::default);
+        }
+        encoders.iter_mut().for_each(packed::RowEncoder::clear);
+        let span_of = |i: usize| spans.as_ref().and_then(|s| s[i]);
+
+        // The series of all samples (the usual case) in one pass, reading
+        // each sample's values once.
+        let whole: Vec<(usize, usize)> = series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.samples.is_none())
+            .map(|(i, s)| (i, s.sample_type))
+            .collect();
+        if !whole.is_empty() {
+            // Gathered in sample order first: reading each sample's values
+            // in stack order would chase a pointer per sample.
+            let mut flat = std::mem::take(&mut self.flat);
+            flat.clear();
+            flat.reserve(profile.sample.len() * whole.len());
+            for sample in &profile.sample {
+                flat.extend(whole.iter().map(|&(_, t)| sample.value[t]));
+            }
+            for &key in &order {
+                let (stack, i) = ((key >> 32) as u32, key as u32 as usize);
+                let values = &flat[i * whole.len()..(i + 1) * whole.len()];
+                let span = span_of(i);
+                for (&(e, _), &v) in whole.iter().zip(values) {
+                    if v != 0 {
+                        encoders[e].push(stack, v);
+                        if let Some(span) = span {
+                            encoders[e].triples.push((span, stack, v));
+                        }
+                    }
+                }
+            }
+            self.flat = flat;
+        }
+        // The series of some samples (split by pprof labels), one by one.
         let mut member = std::mem::take(&mut self.member);
-        let mut pairs = std::mem::take(&mut self.pairs);
-        let mut triples = std::mem::take(&mut self.triples);
-        let mut encoded = std::mem::take(&mut self.encoded);
-        for (i, spec) in series.iter().enumerate() {
-            pairs.clear();
-            triples.clear();
+        for (e, spec) in series.iter().enumerate() {
+            let Some(indices) = &spec.samples else {
+                continue;
+            };
+            let encoder = &mut encoders[e];
             let t = spec.sample_type;
-            let mut push = |i: usize| {
+            let mut push = |stack: u32, i: usize| {
                 let v = profile.sample[i].value[t];
-                if v == 0 {
-                    return;
-                }
-                let stack = stack_ids[i];
-                match pairs.last_mut() {
-                    Some(last) if last.0 == stack => last.1 += v,
-                    _ => pairs.push((stack, v)),
-                }
-                if let Some(span) = spans.as_ref().and_then(|s| s[i]) {
-                    triples.push((span, stack, v));
+                if v != 0 {
+                    encoder.push(stack, v);
+                    if let Some(span) = span_of(i) {
+                        encoder.triples.push((span, stack, v));
+                    }
                 }
             };
-            match &spec.samples {
+            if indices.len() * 8 < order.len() {
                 // A few samples of many: sort just those.
-                Some(indices) if indices.len() * 8 < order.len() => {
-                    let mut subset: Vec<u32> = indices.clone();
-                    subset.sort_unstable_by_key(|&i| stack_ids[i as usize]);
-                    subset.iter().for_each(|&i| push(i as usize));
+                let mut subset: Vec<u64> = indices
+                    .iter()
+                    .map(|&i| (stack_ids[i as usize] as u64) << 32 | i as u64)
+                    .collect();
+                subset.sort_unstable();
+                subset
+                    .iter()
+                    .for_each(|&k| push((k >> 32) as u32, k as u32 as usize));
+            } else {
+                member.clear();
+                member.resize(profile.sample.len(), false);
+                indices.iter().for_each(|&i| member[i as usize] = true);
+                for &k in &order {
+                    let i = k as u32 as usize;
+                    if member[i] {
+                        push((k >> 32) as u32, i);
+                    }
                 }
-                Some(indices) => {
-                    member.clear();
-                    member.resize(profile.sample.len(), false);
-                    indices.iter().for_each(|&i| member[i as usize] = true);
-                    order
-                        .iter()
-                        .filter(|&&i| member[i as usize])
-                        .for_each(|&i| push(i as usize));
-                }
-                None => order.iter().for_each(|&i| push(i as usize)),
             }
-            if pairs.is_empty() {
+        }
+
+        for (i, spec) in series.iter().enumerate() {
+            let encoder = &mut encoders[i];
+            encoder.flush();
+            if encoder.samples == 0 {
                 continue;
             }
-            let total = pairs.iter().map(|p| p.1).sum();
+            let triples = &mut encoder.triples;
             triples.sort_unstable_by_key(|t| (t.0, t.1));
             triples.dedup_by(|next, kept| {
                 let same = (next.0, next.1) == (kept.0, kept.1);
@@ -407,24 +456,22 @@ impl MemBlock {
                 }
                 same
             });
-            encoded.clear();
-            packed::encode_samples(&mut encoded, &pairs);
-            let sample_bytes = encoded.len();
-            packed::encode_spans(&mut encoded, &triples);
-            let data = self.chunks.push(&encoded);
+            let sample_bytes = encoder.bytes.len();
+            packed::encode_spans(&mut encoder.bytes, triples);
+            let data = self.chunks.push(&encoder.bytes);
             let series = self.series_ref(&spec.labels, partition);
             let row_id = series_profile_id(id, i);
             self.rows.push(Row {
                 id: [(row_id >> 64) as u64, row_id as u64],
                 time_nanos,
-                total,
+                total: encoder.total,
                 series,
-                samples: pairs.len() as u32,
+                samples: encoder.samples,
                 spans: triples.len() as u32,
                 data,
-                span_bytes: (encoded.len() - sample_bytes) as u32,
+                span_bytes: (encoder.bytes.len() - sample_bytes) as u32,
             });
-            self.samples += pairs.len() as u64;
+            self.samples += encoder.samples as u64;
             self.time_range = Some(match self.time_range {
                 Some((lo, hi)) => (lo.min(time_nanos), hi.max(time_nanos)),
                 None => (time_nanos, time_nanos),
@@ -432,9 +479,7 @@ impl MemBlock {
         }
         self.order = order;
         self.member = member;
-        self.pairs = pairs;
-        self.triples = triples;
-        self.encoded = encoded;
+        self.encoders = encoders;
     }
 
     /// Returns the contents as a block to write: series sorted by labels,

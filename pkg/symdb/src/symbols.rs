@@ -126,8 +126,7 @@ pub struct SymbolsBuilder {
     /// first): a repeated stack costs one probe instead of one per frame.
     /// Not persisted; it refills as profiles arrive.
     whole_stacks: HashTable<WholeStack>,
-    /// Reused buffers of one sample's locations, root first, and their bytes.
-    scratch: Vec<u32>,
+    /// Reused buffer of one sample's locations, root first, as bytes.
     scratch_bytes: Vec<u8>,
     /// Heap bytes of the strings and of the locations' lines, which
     /// capacities of the tables do not show.
@@ -189,7 +188,6 @@ impl SymbolsBuilder {
             locations: Index::build(&symbols.locations),
             stacks,
             whole_stacks: HashTable::new(),
-            scratch: Vec::new(),
             scratch_bytes: Vec::new(),
             owned_bytes,
             symbols,
@@ -215,7 +213,6 @@ impl SymbolsBuilder {
             + self.locations.heap_bytes()
             + table_bytes(self.stacks.capacity(), size_of::<u32>())
             + table_bytes(self.whole_stacks.capacity(), size_of::<WholeStack>())
-            + self.scratch.capacity() * size_of::<u32>()
             + self.scratch_bytes.capacity()
     }
 
@@ -343,34 +340,39 @@ impl SymbolsBuilder {
             locations.insert(loc.id, self.intern_location(&scratch));
         }
 
-        profile
+        let mut bytes = std::mem::take(&mut self.scratch_bytes);
+        let ids = profile
             .sample
             .iter()
             .map(|sample| {
-                let mut path = std::mem::take(&mut self.scratch);
-                path.clear();
+                bytes.clear();
                 // Validation guarantees every id resolves.
-                path.extend(
-                    sample
-                        .location_id
-                        .iter()
-                        .rev()
-                        .map(|id| locations.get(*id).unwrap_or(0)),
-                );
-                let node = self.stack(&path);
-                self.scratch = path;
-                node
+                for id in sample.location_id.iter().rev() {
+                    bytes.extend_from_slice(&locations.get(*id).unwrap_or(0).to_le_bytes());
+                }
+                self.stack_of_bytes(&bytes)
             })
-            .collect()
+            .collect();
+        self.scratch_bytes = bytes;
+        ids
     }
 
     /// Returns the node of the stack `path` (locations, root first), creating
     /// the nodes it lacks.
     pub fn stack(&mut self, path: &[u32]) -> u32 {
-        self.scratch_bytes.clear();
-        self.scratch_bytes
-            .extend(path.iter().flat_map(|l| l.to_le_bytes()));
-        let key = xxhash_rust::xxh3::xxh3_128(&self.scratch_bytes);
+        let mut bytes = std::mem::take(&mut self.scratch_bytes);
+        bytes.clear();
+        bytes.extend(path.iter().flat_map(|l| l.to_le_bytes()));
+        let node = self.stack_of_bytes(&bytes);
+        self.scratch_bytes = bytes;
+        node
+    }
+
+    /// [`Self::stack`] of a path given as its locations' little-endian bytes:
+    /// the whole-stack cache hashes those, and only a miss reads them as
+    /// locations.
+    fn stack_of_bytes(&mut self, bytes: &[u8]) -> u32 {
+        let key = xxhash_rust::xxh3::xxh3_128(bytes);
         let hash = [
             key as u32,
             (key >> 32) as u32,
@@ -381,7 +383,8 @@ impl SymbolsBuilder {
         if let Some(w) = self.whole_stacks.find(probe, |w| w.hash == hash) {
             return w.node;
         }
-        let node = path.iter().fold(ROOT_NODE, |node, &location| {
+        let node = bytes.chunks_exact(4).fold(ROOT_NODE, |node, location| {
+            let location = u32::from_le_bytes(location.try_into().expect("4 bytes"));
             self.stack_child(node, location)
         });
         self.whole_stacks

@@ -105,14 +105,69 @@ impl Reader<'_> {
     }
 }
 
-/// Appends the encoding of sorted, unique `(stack-trace ID, value)` pairs.
-pub(crate) fn encode_samples(out: &mut Vec<u8>, pairs: &[(u32, i64)]) {
-    let mut previous = 0u32;
-    for &(stack, value) in pairs {
-        put_varint(out, (stack - previous) as u64);
-        put_varint(out, zigzag(value));
-        previous = stack;
+/// Encodes one row's pairs as they come, in stack-ID order: equal stacks in
+/// a row are summed into one pair. Reused from row to row.
+#[derive(Debug, Default)]
+pub(crate) struct RowEncoder {
+    /// The packed pairs so far.
+    pub(crate) bytes: Vec<u8>,
+    /// The row's span triples, in any order (see [`encode_spans`]).
+    pub(crate) triples: Vec<(u64, u32, i64)>,
+    pub(crate) samples: u32,
+    pub(crate) total: i64,
+    previous: u32,
+    pending: Option<(u32, i64)>,
+}
+
+impl RowEncoder {
+    /// Empties it for the next row, keeping its buffers.
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.triples.clear();
+        self.samples = 0;
+        self.total = 0;
+        self.previous = 0;
+        self.pending = None;
     }
+
+    /// Adds `value` to `stack`, which is no lower than the last one added.
+    #[inline]
+    pub(crate) fn push(&mut self, stack: u32, value: i64) {
+        match &mut self.pending {
+            Some((s, sum)) if *s == stack => *sum = sum.wrapping_add(value),
+            _ => {
+                self.flush();
+                self.pending = Some((stack, value));
+            }
+        }
+    }
+
+    /// Writes the pair being summed; call once the row's pairs are all in.
+    pub(crate) fn flush(&mut self) {
+        if let Some((stack, value)) = self.pending.take() {
+            put_varint(&mut self.bytes, (stack - self.previous) as u64);
+            put_varint(&mut self.bytes, zigzag(value));
+            self.previous = stack;
+            self.samples += 1;
+            self.total = self.total.wrapping_add(value);
+        }
+    }
+
+    /// Returns the bytes it holds on the heap.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.triples.capacity() * size_of::<(u64, u32, i64)>()
+    }
+}
+
+/// Appends the encoding of sorted, unique `(stack-trace ID, value)` pairs.
+#[cfg(test)]
+pub(crate) fn encode_samples(out: &mut Vec<u8>, pairs: &[(u32, i64)]) {
+    let mut e = RowEncoder::default();
+    for &(stack, value) in pairs {
+        e.push(stack, value);
+    }
+    e.flush();
+    out.extend_from_slice(&e.bytes);
 }
 
 /// Decodes `count` pairs that [`encode_samples`] wrote, replacing the
