@@ -283,26 +283,49 @@ impl MemBlock {
     /// vectors, tables and sample chunks, its strings, and its symbols'
     /// (see [`SymbolsBuilder::heap_bytes`]). What is allocated, not what is
     /// used: a vector's spare capacity counts. Costs a step per partition
-    /// and per chunk, none per profile.
+    /// and per chunk, none per profile. The sum of [`Self::heap_parts`].
     pub fn heap_bytes(&self) -> usize {
+        self.heap_parts().iter().map(|p| p.1).sum()
+    }
+
+    /// Returns [`Self::heap_bytes`] per structure: the packed samples, the
+    /// profile rows, the series (labels and index), the buffers an append
+    /// reuses, then the symbols of all partitions per structure
+    /// ([`SymbolsBuilder::heap_parts`]).
+    pub fn heap_parts(&self) -> Vec<(&'static str, usize)> {
         let d = self;
-        let symbols: usize = d.partitions.iter().map(|(_, s)| s.heap_bytes()).sum();
-        symbols
-            + d.owned_bytes
-            + table_bytes(d.series_index.capacity(), size_of::<(Labels, u32)>())
-            + d.series.capacity() * size_of::<SeriesEntry>()
-            + table_bytes(d.partition_index.capacity(), size_of::<(String, u32)>())
-            + d.partitions.capacity() * size_of::<(String, SymbolsBuilder)>()
-            + d.rows.capacity() * size_of::<Row>()
-            + d.chunks.heap_bytes()
-            + d.order.capacity() * size_of::<u64>()
-            + d.flat.capacity() * size_of::<i64>()
-            + d.member.capacity()
-            + d.encoders.capacity() * size_of::<packed::RowEncoder>()
-            + d.encoders
-                .iter()
-                .map(packed::RowEncoder::heap_bytes)
-                .sum::<usize>()
+        let mut parts = vec![
+            ("packed samples", d.chunks.heap_bytes()),
+            ("profile rows", d.rows.capacity() * size_of::<Row>()),
+            (
+                "series and partitions",
+                d.owned_bytes
+                    + table_bytes(d.series_index.capacity(), size_of::<(Labels, u32)>())
+                    + d.series.capacity() * size_of::<SeriesEntry>()
+                    + table_bytes(d.partition_index.capacity(), size_of::<(String, u32)>())
+                    + d.partitions.capacity() * size_of::<(String, SymbolsBuilder)>(),
+            ),
+            (
+                "append buffers",
+                d.order.capacity() * size_of::<u64>()
+                    + d.flat.capacity() * size_of::<i64>()
+                    + d.member.capacity()
+                    + d.encoders.capacity() * size_of::<packed::RowEncoder>()
+                    + d.encoders
+                        .iter()
+                        .map(packed::RowEncoder::heap_bytes)
+                        .sum::<usize>(),
+            ),
+        ];
+        for (_, symbols) in &d.partitions {
+            for (i, (name, bytes)) in symbols.heap_parts().into_iter().enumerate() {
+                match parts.get_mut(4 + i) {
+                    Some(part) => part.1 += bytes,
+                    None => parts.push((name, bytes)),
+                }
+            }
+        }
+        parts
     }
 
     /// Returns whether the block is empty and its heap bytes ([`Self::heap_bytes`]).

@@ -11,8 +11,7 @@
 //! crafted bad inputs, one service per file). Whole passes run until the
 //! thread has used SECONDS (default 2) of CPU; times are the thread's CPU
 //! time (`/proc/thread-self/schedstat`). It prints the time per profile, the
-//! rate in gzipped MB/s the append alone would sustain, and the head's heap
-//! bytes per stored sample.
+//! head's heap bytes per stored sample and where they go.
 
 use std::sync::Arc;
 
@@ -34,6 +33,28 @@ fn thread_cpu_nanos() -> u64 {
         .next()
         .and_then(|n| n.parse().ok())
         .expect("schedstat starts with the CPU time in nanoseconds")
+}
+
+/// Returns the heap bytes the rows of `block` took before samples were
+/// packed: a `ProfileRow` each, holding its columns in vectors grown a push
+/// at a time (capacity 4, then doubling).
+fn unpacked_row_bytes(block: &ember_block::MemBlock) -> usize {
+    let capacity = |n: usize| {
+        if n == 0 {
+            0
+        } else {
+            n.next_power_of_two().max(4)
+        }
+    };
+    block
+        .profiles()
+        .map(|r| {
+            size_of::<ember_block::ProfileRow>()
+                + capacity(r.values.len()) * (size_of::<u32>() + size_of::<i64>())
+                + capacity(r.span_values.len())
+                    * (size_of::<u64>() + size_of::<u32>() + size_of::<i64>())
+        })
+        .sum()
 }
 
 fn main() {
@@ -97,6 +118,21 @@ fn main() {
         );
     }
     let heads = ingester.heads("bench");
+    for head in &heads {
+        println!(
+            "  the unpacked rows it replaced, computed from the same rows: {:.1} MB",
+            unpacked_row_bytes(&head.read()) as f64 / 1e6
+        );
+        let parts = head.read().heap_parts();
+        let total: usize = parts.iter().map(|p| p.1).sum();
+        for (name, bytes) in parts {
+            println!(
+                "  head {name}: {:.1} MB ({:.1}%)",
+                bytes as f64 / 1e6,
+                bytes as f64 * 100.0 / total.max(1) as f64
+            );
+        }
+    }
     let bytes: u64 = heads.iter().map(|h| h.counts().bytes).sum();
     let samples: u64 = heads.iter().map(|h| h.counts().samples).sum();
     println!(

@@ -130,7 +130,8 @@ pub struct SymbolsBuilder {
     scratch_bytes: Vec<u8>,
     /// Heap bytes of the strings and of the locations' lines, which
     /// capacities of the tables do not show.
-    owned_bytes: usize,
+    string_bytes: usize,
+    line_bytes: usize,
 }
 
 /// A whole stack's 128-bit hash, as four `u32` (20 bytes an entry instead of
@@ -175,12 +176,12 @@ impl SymbolsBuilder {
         for i in 1..tree.len() as u32 {
             stacks.insert_unique(hash_of(&i), i, hash_of);
         }
-        let owned_bytes = symbols.strings.iter().map(String::capacity).sum::<usize>()
-            + symbols
-                .locations
-                .iter()
-                .map(|l| l.lines.capacity() * size_of::<Line>())
-                .sum::<usize>();
+        let string_bytes = symbols.strings.iter().map(String::capacity).sum();
+        let line_bytes = symbols
+            .locations
+            .iter()
+            .map(|l| l.lines.capacity() * size_of::<Line>())
+            .sum();
         Self {
             strings: Index::build(&symbols.strings),
             mappings: Index::build(&symbols.mappings),
@@ -189,31 +190,54 @@ impl SymbolsBuilder {
             stacks,
             whole_stacks: HashTable::new(),
             scratch_bytes: Vec::new(),
-            owned_bytes,
+            string_bytes,
+            line_bytes,
             symbols,
         }
     }
 
     /// Returns the bytes the builder holds on the heap, from the capacities
     /// of its vectors and tables (what is allocated, not what is used) and
-    /// the sizes of its strings and lines.
+    /// the sizes of its strings and lines: the sum of [`Self::heap_parts`].
     pub fn heap_bytes(&self) -> usize {
+        self.heap_parts().iter().map(|p| p.1).sum()
+    }
+
+    /// Returns [`Self::heap_bytes`] per structure: the tables of strings,
+    /// of mappings, functions and locations, the stack tree, the indices
+    /// that de-duplicate them, and the whole-stack cache.
+    pub fn heap_parts(&self) -> [(&'static str, usize); 5] {
         let s = &self.symbols;
-        let vec = |cap: usize, size: usize| cap * size;
-        self.owned_bytes
-            + vec(s.strings.capacity(), size_of::<String>())
-            + vec(s.mappings.capacity(), size_of::<Mapping>())
-            + vec(s.functions.capacity(), size_of::<Function>())
-            + vec(s.locations.capacity(), size_of::<Location>())
-            + vec(s.stacks.parents.capacity(), size_of::<u32>())
-            + vec(s.stacks.locations.capacity(), size_of::<u32>())
-            + self.strings.heap_bytes()
-            + self.mappings.heap_bytes()
-            + self.functions.heap_bytes()
-            + self.locations.heap_bytes()
-            + table_bytes(self.stacks.capacity(), size_of::<u32>())
-            + table_bytes(self.whole_stacks.capacity(), size_of::<WholeStack>())
-            + self.scratch_bytes.capacity()
+        [
+            (
+                "strings",
+                self.string_bytes + s.strings.capacity() * size_of::<String>(),
+            ),
+            (
+                "mappings, functions, locations",
+                self.line_bytes
+                    + s.mappings.capacity() * size_of::<Mapping>()
+                    + s.functions.capacity() * size_of::<Function>()
+                    + s.locations.capacity() * size_of::<Location>(),
+            ),
+            (
+                "stack tree",
+                (s.stacks.parents.capacity() + s.stacks.locations.capacity()) * size_of::<u32>(),
+            ),
+            (
+                "symbol indices",
+                self.strings.heap_bytes()
+                    + self.mappings.heap_bytes()
+                    + self.functions.heap_bytes()
+                    + self.locations.heap_bytes()
+                    + table_bytes(self.stacks.capacity(), size_of::<u32>())
+                    + self.scratch_bytes.capacity(),
+            ),
+            (
+                "whole-stack cache",
+                table_bytes(self.whole_stacks.capacity(), size_of::<WholeStack>()),
+            ),
+        ]
     }
 
     pub fn symbols(&self) -> &Symbols {
@@ -228,7 +252,7 @@ impl SymbolsBuilder {
         let before = self.symbols.strings.len();
         let i = self.strings.intern(&mut self.symbols.strings, s);
         if self.symbols.strings.len() > before {
-            self.owned_bytes += self.symbols.strings[i as usize].capacity();
+            self.string_bytes += self.symbols.strings[i as usize].capacity();
         }
         i
     }
@@ -245,7 +269,7 @@ impl SymbolsBuilder {
         let before = self.symbols.locations.len();
         let i = self.locations.intern(&mut self.symbols.locations, l);
         if self.symbols.locations.len() > before {
-            self.owned_bytes +=
+            self.line_bytes +=
                 self.symbols.locations[i as usize].lines.capacity() * size_of::<Line>();
         }
         i
