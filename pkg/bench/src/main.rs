@@ -204,6 +204,8 @@ struct Results {
     heavy: query::Flame,
     /// (d) variants: label, profiles stored, footprint.
     variants: Vec<(&'static str, usize, storage::Footprint)>,
+    /// The heads of the variants before their flush, in the same order.
+    variant_heads: Vec<query::HeadFootprint>,
 }
 
 fn main() {
@@ -277,11 +279,13 @@ async fn run(args: Args) -> BoxResult<()> {
     let heavy = query::flame(&stored, &heaviest_type(&corpus)).await?;
 
     let mut variants = Vec::new();
+    let mut variant_heads = Vec::new();
     let n = args.variant_profiles;
     if n > 0 {
         eprintln!("(d) storing {n} jittered profiles, then {n} with one service each...");
         let dir = tempfile::tempdir()?;
-        query::store_profiles(&corpus, n, dir.path(), by_file, true).await?;
+        let jittered = query::store_profiles(&corpus, n, dir.path(), by_file, true).await?;
+        variant_heads.push(jittered.head);
         variants.push((
             "5 services, each copy with its own values",
             n,
@@ -289,7 +293,8 @@ async fn run(args: Args) -> BoxResult<()> {
         ));
         let dir = tempfile::tempdir()?;
         let unique = |i: usize, _: usize| format!("unique-{i}");
-        query::store_profiles(&corpus, n, dir.path(), unique, false).await?;
+        let unique = query::store_profiles(&corpus, n, dir.path(), unique, false).await?;
+        variant_heads.push(unique.head);
         variants.push((
             "one service per profile (worst case for symbols)",
             n,
@@ -305,6 +310,7 @@ async fn run(args: Args) -> BoxResult<()> {
         cpu,
         heavy,
         variants,
+        variant_heads,
     };
     print_results(&results);
     if args.per_file {
@@ -337,6 +343,18 @@ fn footprint_row(label: &str, n: usize, fp: &storage::Footprint, aim: &str) {
         fp.per_sample(profiles),
         fp.per_sample(fp.symbols()),
         fp.per_sample(other),
+    );
+}
+
+fn head_row(label: &str, n: usize, h: &query::HeadFootprint) {
+    println!(
+        "| (c) head resident bytes/sample before the flush, {n} profiles, {label}: heap (`ember_ingester_head_bytes`) / RSS growth of the appends | {:.2} ({:.1} MB) / {:.2} ({:.1} MB), {} samples | ≤ 15: {} |",
+        h.per_sample(h.bytes),
+        h.bytes as f64 / 1e6,
+        h.per_sample(h.rss_growth),
+        h.rss_growth as f64 / 1e6,
+        h.samples,
+        verdict(h.per_sample(h.bytes) <= 15.0)
     );
 }
 
@@ -418,6 +436,10 @@ fn print_results(r: &Results) {
     footprint_row(exact, n, &r.footprint, &format!("< 5: {}", verdict(met)));
     for (label, n, fp) in &r.variants {
         footprint_row(label, *n, fp, "—");
+    }
+    head_row(exact, n, &r.stored.head);
+    for ((label, n, _), head) in r.variants.iter().zip(&r.variant_heads) {
+        head_row(label, *n, head);
     }
 
     println!();

@@ -58,6 +58,7 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<()> {
             series: 1,
             profiles: i.profile.sample_type.len() as u64,
             samples: samples as u64,
+            bytes: 12 * samples as u64,
         };
         ingester_metrics.add_head(appended, 1);
         ingester_metrics.ingested_profiles.inc();

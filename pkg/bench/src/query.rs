@@ -52,6 +52,38 @@ pub(crate) struct Stored {
     pub(crate) flush: Duration,
     pub(crate) start_ms: i64,
     pub(crate) end_ms: i64,
+    /// The head before the flush.
+    pub(crate) head: HeadFootprint,
+}
+
+/// What a head holds in memory once every profile is appended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadFootprint {
+    /// `ember_ingester_head_bytes`: the head's heap by capacities.
+    pub(crate) bytes: u64,
+    /// Stored (stack, value) pairs.
+    pub(crate) samples: u64,
+    /// Growth of the process's resident set over the appends (allocator
+    /// overhead and freed-but-kept memory included).
+    pub(crate) rss_growth: u64,
+}
+
+impl HeadFootprint {
+    pub(crate) fn per_sample(&self, bytes: u64) -> f64 {
+        bytes as f64 / self.samples.max(1) as f64
+    }
+}
+
+/// Returns the resident set size of this process (`/proc/self/statm`), or 0
+/// where there is none.
+fn rss_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * page.max(0) as u64
 }
 
 /// Appends `n` profiles cycling through the mix, profile `i` at
@@ -72,6 +104,7 @@ pub(crate) async fn store_profiles(
         store.clone(),
         ember_time::SystemClock::shared(),
     );
+    let rss_before = rss_bytes();
     let started = Instant::now();
     // CPU-bound, like the distributor's calls: keep it off the async workers.
     tokio::task::block_in_place(|| -> BoxResult<()> {
@@ -91,6 +124,13 @@ pub(crate) async fn store_profiles(
         Ok(())
     })?;
     let append = started.elapsed();
+    let heads = ingester.heads(TENANT);
+    let head = HeadFootprint {
+        bytes: heads.iter().map(|h| h.counts().bytes).sum(),
+        samples: heads.iter().map(|h| h.counts().samples).sum(),
+        rss_growth: rss_bytes().saturating_sub(rss_before),
+    };
+    drop(heads);
     let started = Instant::now();
     ingester.flush_all().await?;
     let flush = started.elapsed();
@@ -102,6 +142,7 @@ pub(crate) async fn store_profiles(
         flush,
         start_ms: T0_NANOS / 1_000_000,
         end_ms: end / 1_000_000,
+        head,
     })
 }
 

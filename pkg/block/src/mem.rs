@@ -5,6 +5,11 @@
 //! and tests build blocks with it. Its contents are the block's: series,
 //! profile rows and one symbol partition per service, written out by
 //! [`MemBlock::to_block_data`].
+//!
+//! Samples are packed ([`packed`]): a row's pairs are a few bytes each in
+//! shared chunks, decoded when the row is scanned or written out.
+
+mod packed;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,10 +20,13 @@ use ember_model::{
     series_profile_id,
 };
 use ember_proto::google::v1::Profile;
-use ember_symdb::{Symbols, SymbolsBuilder};
+use ember_symdb::{Symbols, SymbolsBuilder, table_bytes};
 use ulid::Ulid;
 
-use crate::{Annotations, BlockData, Compaction, ProfileRow, SeriesEntry};
+use crate::{
+    Annotations, BlockData, Compaction, ProfileRow, ProfileVisitor, SeriesEntry, SpanSamples,
+};
+use packed::Chunks;
 
 /// The pprof sample label that names the span a sample was taken in (set by
 /// `otel-profiling-go` and by Go's `pprof.Do` with that label).
@@ -54,6 +62,36 @@ fn sample_spans(profile: &Profile) -> Option<Vec<Option<u64>>> {
     any.then_some(spans)
 }
 
+/// One profile row in memory: what [`ProfileRow`] holds, its samples packed.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    /// The profile ID as two halves, so the row is 8-byte aligned.
+    id: [u64; 2],
+    time_nanos: i64,
+    total: i64,
+    series: u32,
+    /// Number of `(stack, value)` pairs, and of span triples.
+    samples: u32,
+    spans: u32,
+    /// The packed pairs, then the packed triples.
+    data: packed::Span,
+    span_bytes: u32,
+}
+
+impl Row {
+    fn id(&self) -> ProfileId {
+        (self.id[0] as u128) << 64 | self.id[1] as u128
+    }
+}
+
+/// Reused buffers of a scan: one row's samples, decoded.
+#[derive(Debug, Default)]
+struct Decoded {
+    stacks: Vec<u32>,
+    values: Vec<i64>,
+    spans: Vec<u64>,
+}
+
 /// The contents of a block in memory. Series references are indices into
 /// `series`; profiles are kept in arrival order.
 #[derive(Debug)]
@@ -63,16 +101,36 @@ pub struct MemBlock {
     series: Vec<SeriesEntry>,
     partition_index: HashMap<String, u32>,
     partitions: Vec<(String, SymbolsBuilder)>,
-    profiles: Vec<ProfileRow>,
+    rows: Vec<Row>,
+    chunks: Chunks,
+    samples: u64,
     time_range: Option<(i64, i64)>,
-    profile_bytes: usize,
+    /// Heap bytes of the label and service-name strings (each held twice:
+    /// in the list and in its index).
+    owned_bytes: usize,
+    /// Reused buffers of an append: the samples as `stack << 32 | index`
+    /// in stack order, their values, a sample mask, one encoder per series.
+    order: Vec<u64>,
+    flat: Vec<i64>,
+    member: Vec<bool>,
+    encoders: Vec<packed::RowEncoder>,
     annotations: Annotations,
+    /// Heap bytes of `annotations`.
+    annotation_bytes: usize,
 }
 
 impl Default for MemBlock {
     fn default() -> Self {
         Self::new(Ulid::new())
     }
+}
+
+fn labels_bytes(labels: &Labels) -> usize {
+    labels.len() * size_of::<ember_model::Label>()
+        + labels
+            .iter()
+            .map(|l| l.name.capacity() + l.value.capacity())
+            .sum::<usize>()
 }
 
 impl MemBlock {
@@ -84,10 +142,17 @@ impl MemBlock {
             series: Vec::new(),
             partition_index: HashMap::new(),
             partitions: Vec::new(),
-            profiles: Vec::new(),
+            rows: Vec::new(),
+            chunks: Chunks::default(),
+            samples: 0,
             time_range: None,
-            profile_bytes: 0,
+            owned_bytes: 0,
+            order: Vec::new(),
+            flat: Vec::new(),
+            member: Vec::new(),
+            encoders: Vec::new(),
             annotations: Annotations::new(),
+            annotation_bytes: 0,
         }
     }
 
@@ -101,9 +166,116 @@ impl MemBlock {
         &self.series
     }
 
-    /// Returns the profile rows, in arrival order.
-    pub fn profiles(&self) -> &[ProfileRow] {
-        &self.profiles
+    /// Returns the number of profile rows.
+    pub fn profile_count(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Returns the number of `(stack, value)` pairs over all profile rows.
+    pub fn sample_count(&self) -> u64 {
+        self.samples
+    }
+
+    /// Returns the `i`-th profile row (in arrival order), decoded.
+    pub fn profile(&self, i: usize) -> Option<ProfileRow> {
+        self.rows.get(i).map(|r| self.decode(r))
+    }
+
+    /// Returns the profile rows in arrival order, each decoded.
+    pub fn profiles(&self) -> impl Iterator<Item = ProfileRow> + '_ {
+        self.rows.iter().map(|r| self.decode(r))
+    }
+
+    fn decode(&self, r: &Row) -> ProfileRow {
+        let mut row = ProfileRow {
+            id: r.id(),
+            series: r.series,
+            time_nanos: r.time_nanos,
+            total: r.total,
+            ..Default::default()
+        };
+        let (samples, spans) = self.row_bytes(r);
+        packed::decode_samples(
+            samples,
+            r.samples as usize,
+            &mut row.stacktrace_ids,
+            &mut row.values,
+        );
+        if r.spans > 0 {
+            packed::decode_spans(
+                spans,
+                r.spans as usize,
+                &mut row.span_ids,
+                &mut row.span_stacktrace_ids,
+                &mut row.span_values,
+            );
+        }
+        row
+    }
+
+    /// Returns the packed pairs and the packed triples of a row.
+    fn row_bytes(&self, r: &Row) -> (&[u8], &[u8]) {
+        let bytes = self.chunks.get(r.data);
+        bytes.split_at(bytes.len() - r.span_bytes as usize)
+    }
+
+    /// Visits the profiles of selected series within `[start, end]`, in
+    /// arrival order; `with_samples` decodes their samples.
+    pub fn scan(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        with_samples: bool,
+        visitor: &mut dyn ProfileVisitor,
+    ) {
+        let mut d = Decoded::default();
+        for r in &self.rows {
+            if !(selected[r.series as usize] && r.time_nanos >= start && r.time_nanos <= end) {
+                continue;
+            }
+            let samples = with_samples.then(|| {
+                let bytes = self.row_bytes(r).0;
+                packed::decode_samples(bytes, r.samples as usize, &mut d.stacks, &mut d.values);
+                (&d.stacks[..], &d.values[..])
+            });
+            visitor.visit(r.id(), r.series, r.time_nanos, r.total, samples);
+        }
+    }
+
+    /// Visits the span samples of the profiles of selected series within
+    /// `[start, end]` that have any ([`ProfileVisitor::visit_spans`]).
+    pub fn scan_spans(
+        &self,
+        selected: &[bool],
+        start: i64,
+        end: i64,
+        visitor: &mut dyn ProfileVisitor,
+    ) {
+        let mut d = Decoded::default();
+        for r in &self.rows {
+            if r.spans == 0
+                || !selected[r.series as usize]
+                || r.time_nanos < start
+                || r.time_nanos > end
+            {
+                continue;
+            }
+            let bytes = self.row_bytes(r).1;
+            packed::decode_spans(
+                bytes,
+                r.spans as usize,
+                &mut d.spans,
+                &mut d.stacks,
+                &mut d.values,
+            );
+            let spans = SpanSamples {
+                spans: &d.spans,
+                stacktrace_ids: &d.stacks,
+                values: &d.values,
+            };
+            visitor.visit_spans(r.id(), r.series, r.time_nanos, r.total, spans);
+        }
     }
 
     /// Returns the (min, max) profile time in nanoseconds, if any profile.
@@ -118,15 +290,87 @@ impl MemBlock {
             .map(|(_, b)| b.symbols())
     }
 
-    /// Returns whether the block is empty and its approximate size in bytes.
-    pub fn size(&self) -> (bool, usize) {
+    /// Returns the bytes the block holds on the heap: the capacities of its
+    /// vectors, tables and sample chunks, its strings, and its symbols'
+    /// (see [`SymbolsBuilder::heap_bytes`]). What is allocated, not what is
+    /// used: a vector's spare capacity counts. Costs a step per partition
+    /// and per chunk, none per profile. The sum of [`Self::heap_parts`].
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_parts().iter().map(|p| p.1).sum()
+    }
+
+    /// Returns [`Self::heap_bytes`] per structure: the packed samples, the
+    /// profile rows, the series (labels and index), the buffers an append
+    /// reuses, then the symbols of all partitions per structure
+    /// ([`SymbolsBuilder::heap_parts`]).
+    pub fn heap_parts(&self) -> Vec<(&'static str, usize)> {
         let d = self;
-        let symbols: usize = d
-            .partitions
-            .iter()
-            .map(|(_, s)| s.symbols().estimated_bytes())
-            .sum();
-        (d.profiles.is_empty(), d.profile_bytes + symbols)
+        let mut parts = vec![
+            ("packed samples", d.chunks.heap_bytes()),
+            ("profile rows", d.rows.capacity() * size_of::<Row>()),
+            ("annotations", d.annotation_bytes),
+            (
+                "series and partitions",
+                d.owned_bytes
+                    + table_bytes(d.series_index.capacity(), size_of::<(Labels, u32)>())
+                    + d.series.capacity() * size_of::<SeriesEntry>()
+                    + table_bytes(d.partition_index.capacity(), size_of::<(String, u32)>())
+                    + d.partitions.capacity() * size_of::<(String, SymbolsBuilder)>(),
+            ),
+            (
+                "append buffers",
+                d.order.capacity() * size_of::<u64>()
+                    + d.flat.capacity() * size_of::<i64>()
+                    + d.member.capacity()
+                    + d.encoders.capacity() * size_of::<packed::RowEncoder>()
+                    + d.encoders
+                        .iter()
+                        .map(packed::RowEncoder::heap_bytes)
+                        .sum::<usize>(),
+            ),
+        ];
+        for (_, symbols) in &d.partitions {
+            for (i, (name, bytes)) in symbols.heap_parts().into_iter().enumerate() {
+                match parts.get_mut(4 + i) {
+                    Some(part) => part.1 += bytes,
+                    None => parts.push((name, bytes)),
+                }
+            }
+        }
+        parts
+    }
+
+    /// Returns whether the block is empty and its heap bytes ([`Self::heap_bytes`]).
+    pub fn size(&self) -> (bool, usize) {
+        (self.rows.is_empty(), self.heap_bytes())
+    }
+
+    /// Returns the partition of `service`, creating it if new.
+    fn partition(&mut self, service: &str) -> u32 {
+        if let Some(&p) = self.partition_index.get(service) {
+            return p;
+        }
+        let p = self.partitions.len() as u32;
+        self.owned_bytes += 2 * service.len();
+        self.partitions
+            .push((service.to_owned(), SymbolsBuilder::new()));
+        self.partition_index.insert(service.to_owned(), p);
+        p
+    }
+
+    /// Returns the reference of the series `labels`, creating it if new.
+    fn series_ref(&mut self, labels: &Labels, partition: u32) -> u32 {
+        if let Some(&s) = self.series_index.get(labels) {
+            return s;
+        }
+        let s = self.series.len() as u32;
+        self.owned_bytes += 2 * labels_bytes(labels);
+        self.series.push(SeriesEntry {
+            labels: labels.clone(),
+            partition,
+        });
+        self.series_index.insert(labels.clone(), s);
+        s
     }
 
     /// Symbolizes `profile` into the partition of its service and stores one
@@ -139,86 +383,138 @@ impl MemBlock {
         id: ProfileId,
     ) {
         let Some(first) = series.first() else { return };
-        let d = self;
-        let service = first.labels.service_name().to_owned();
-        let partition = match d.partition_index.get(&service) {
-            Some(&p) => p,
-            None => {
-                let p = d.partitions.len() as u32;
-                d.partitions.push((service.clone(), SymbolsBuilder::new()));
-                d.partition_index.insert(service, p);
-                p
-            }
-        };
-        let stack_ids = d.partitions[partition as usize].1.add_profile(profile);
+        let partition = self.partition(first.labels.service_name());
+        let stack_ids = self.partitions[partition as usize].1.add_profile(profile);
         let spans = sample_spans(profile);
 
-        let mut pairs: Vec<(u32, i64)> = Vec::new();
-        let mut triples: Vec<(u64, u32, i64)> = Vec::new();
-        for (i, spec) in series.iter().enumerate() {
-            pairs.clear();
-            triples.clear();
-            let mut push = |i: usize| {
-                let v = profile.sample[i].value[spec.sample_type];
+        // The samples in stack-ID order, once for all series.
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(
+            stack_ids
+                .iter()
+                .enumerate()
+                .map(|(i, &stack)| (stack as u64) << 32 | i as u64),
+        );
+        order.sort_unstable();
+        let mut encoders = std::mem::take(&mut self.encoders);
+        if encoders.len() < series.len() {
+            encoders.resize_with(series.len(), Default::default);
+        }
+        encoders.iter_mut().for_each(packed::RowEncoder::clear);
+        let span_of = |i: usize| spans.as_ref().and_then(|s| s[i]);
+
+        // The series of all samples (the usual case) in one pass, reading
+        // each sample's values once.
+        let whole: Vec<(usize, usize)> = series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.samples.is_none())
+            .map(|(i, s)| (i, s.sample_type))
+            .collect();
+        if !whole.is_empty() {
+            // Gathered in sample order first: reading each sample's values
+            // in stack order would chase a pointer per sample.
+            let mut flat = std::mem::take(&mut self.flat);
+            flat.clear();
+            flat.reserve(profile.sample.len() * whole.len());
+            for sample in &profile.sample {
+                flat.extend(whole.iter().map(|&(_, t)| sample.value[t]));
+            }
+            for &key in &order {
+                let (stack, i) = ((key >> 32) as u32, key as u32 as usize);
+                let values = &flat[i * whole.len()..(i + 1) * whole.len()];
+                let span = span_of(i);
+                for (&(e, _), &v) in whole.iter().zip(values) {
+                    if v != 0 {
+                        encoders[e].push(stack, v);
+                        if let Some(span) = span {
+                            encoders[e].triples.push((span, stack, v));
+                        }
+                    }
+                }
+            }
+            self.flat = flat;
+        }
+        // The series of some samples (split by pprof labels), one by one.
+        let mut member = std::mem::take(&mut self.member);
+        for (e, spec) in series.iter().enumerate() {
+            let Some(indices) = &spec.samples else {
+                continue;
+            };
+            let encoder = &mut encoders[e];
+            let t = spec.sample_type;
+            let mut push = |stack: u32, i: usize| {
+                let v = profile.sample[i].value[t];
                 if v != 0 {
-                    pairs.push((stack_ids[i], v));
-                    if let Some(span) = spans.as_ref().and_then(|s| s[i]) {
-                        triples.push((span, stack_ids[i], v));
+                    encoder.push(stack, v);
+                    if let Some(span) = span_of(i) {
+                        encoder.triples.push((span, stack, v));
                     }
                 }
             };
-            match &spec.samples {
-                Some(indices) => indices.iter().for_each(|&i| push(i as usize)),
-                None => (0..profile.sample.len()).for_each(push),
+            if indices.len() * 8 < order.len() {
+                // A few samples of many: sort just those.
+                let mut subset: Vec<u64> = indices
+                    .iter()
+                    .map(|&i| (stack_ids[i as usize] as u64) << 32 | i as u64)
+                    .collect();
+                subset.sort_unstable();
+                subset
+                    .iter()
+                    .for_each(|&k| push((k >> 32) as u32, k as u32 as usize));
+            } else {
+                member.clear();
+                member.resize(profile.sample.len(), false);
+                indices.iter().for_each(|&i| member[i as usize] = true);
+                for &k in &order {
+                    let i = k as u32 as usize;
+                    if member[i] {
+                        push((k >> 32) as u32, i);
+                    }
+                }
             }
-            if pairs.is_empty() {
+        }
+
+        for (i, spec) in series.iter().enumerate() {
+            let encoder = &mut encoders[i];
+            encoder.flush();
+            if encoder.samples == 0 {
                 continue;
             }
-            pairs.sort_unstable_by_key(|p| p.0);
-            let mut row = ProfileRow {
-                id: series_profile_id(id, i),
-                time_nanos,
-                ..Default::default()
-            };
-            for &(id, v) in pairs.iter() {
-                if row.stacktrace_ids.last() == Some(&id) {
-                    *row.values.last_mut().expect("paired") += v;
-                } else {
-                    row.stacktrace_ids.push(id);
-                    row.values.push(v);
-                }
-            }
-            row.total = row.values.iter().sum();
+            let triples = &mut encoder.triples;
             triples.sort_unstable_by_key(|t| (t.0, t.1));
-            for &(span, stack, v) in triples.iter() {
-                let last = row.span_ids.last().zip(row.span_stacktrace_ids.last());
-                if last == Some((&span, &stack)) {
-                    *row.span_values.last_mut().expect("paired") += v;
-                } else {
-                    row.span_ids.push(span);
-                    row.span_stacktrace_ids.push(stack);
-                    row.span_values.push(v);
+            triples.dedup_by(|next, kept| {
+                let same = (next.0, next.1) == (kept.0, kept.1);
+                if same {
+                    kept.2 += next.2;
                 }
-            }
-            row.series = match d.series_index.get(&spec.labels) {
-                Some(&s) => s,
-                None => {
-                    let s = d.series.len() as u32;
-                    d.series.push(SeriesEntry {
-                        labels: spec.labels.clone(),
-                        partition,
-                    });
-                    d.series_index.insert(spec.labels.clone(), s);
-                    s
-                }
-            };
-            d.profile_bytes += 48 + row.values.len() * 12 + row.span_values.len() * 20;
-            d.time_range = Some(match d.time_range {
+                same
+            });
+            let sample_bytes = encoder.bytes.len();
+            packed::encode_spans(&mut encoder.bytes, triples);
+            let data = self.chunks.push(&encoder.bytes);
+            let series = self.series_ref(&spec.labels, partition);
+            let row_id = series_profile_id(id, i);
+            self.rows.push(Row {
+                id: [(row_id >> 64) as u64, row_id as u64],
+                time_nanos,
+                total: encoder.total,
+                series,
+                samples: encoder.samples,
+                spans: triples.len() as u32,
+                data,
+                span_bytes: (encoder.bytes.len() - sample_bytes) as u32,
+            });
+            self.samples += encoder.samples as u64;
+            self.time_range = Some(match self.time_range {
                 Some((lo, hi)) => (lo.min(time_nanos), hi.max(time_nanos)),
                 None => (time_nanos, time_nanos),
             });
-            d.profiles.push(row);
         }
+        self.order = order;
+        self.member = member;
+        self.encoders = encoders;
     }
 
     /// Attaches `annotations` (sorted, unique) to the profile appended with
@@ -232,11 +528,12 @@ impl MemBlock {
             self.annotations
                 .insert(series_profile_id(id, i), shared.clone());
         }
-        self.profile_bytes += annotations
+        // The shared list, and an entry (ID, pointer, length) per row.
+        self.annotation_bytes += annotations
             .iter()
             .map(|a| a.key.len() + a.value.len() + 48)
             .sum::<usize>()
-            + series * 32;
+            + series * 48;
     }
 
     /// Returns the annotations of the profiles, by row ID.
@@ -263,11 +560,10 @@ impl MemBlock {
             .map(|&i| d.series[i as usize].clone())
             .collect();
         let mut profiles: Vec<ProfileRow> = d
-            .profiles
-            .iter()
+            .profiles()
             .map(|p| ProfileRow {
                 series: remap[p.series as usize],
-                ..p.clone()
+                ..p
             })
             .collect();
         profiles.sort_by_key(|p| (p.series, p.time_nanos));
@@ -287,5 +583,200 @@ impl MemBlock {
                 .collect(),
             annotations: d.annotations.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_model::{ingest, pprof};
+    use ember_testkit::testdata;
+
+    /// Every shared profile that decodes.
+    fn shared_profiles() -> Vec<(String, Profile)> {
+        let limits = pprof::DecodeLimits {
+            max_samples: 0,
+            max_stack_depth: 0,
+            ..Default::default()
+        };
+        testdata::decode_all(20, |raw| pprof::decode(raw, &limits))
+    }
+
+    /// The rows of one appended profile as the unpacked head built them:
+    /// pairs collected in sample order, sorted and summed per stack.
+    fn unpacked_rows(
+        profile: &Profile,
+        series: &[SeriesSpec],
+        stack_ids: &[u32],
+        time_nanos: i64,
+        id: ProfileId,
+    ) -> Vec<(Labels, ProfileRow)> {
+        let spans = sample_spans(profile);
+        let mut rows = Vec::new();
+        for (i, spec) in series.iter().enumerate() {
+            let indices: Vec<usize> = match &spec.samples {
+                Some(s) => s.iter().map(|&i| i as usize).collect(),
+                None => (0..profile.sample.len()).collect(),
+            };
+            let mut pairs = Vec::new();
+            let mut triples = Vec::new();
+            for i in indices {
+                let v = profile.sample[i].value[spec.sample_type];
+                if v != 0 {
+                    pairs.push((stack_ids[i], v));
+                    if let Some(span) = spans.as_ref().and_then(|s| s[i]) {
+                        triples.push((span, stack_ids[i], v));
+                    }
+                }
+            }
+            if pairs.is_empty() {
+                continue;
+            }
+            pairs.sort_by_key(|p| p.0);
+            triples.sort_by_key(|t| (t.0, t.1));
+            let mut row = ProfileRow {
+                id: series_profile_id(id, i),
+                time_nanos,
+                ..Default::default()
+            };
+            for (stack, v) in pairs {
+                if row.stacktrace_ids.last() == Some(&stack) {
+                    *row.values.last_mut().unwrap() += v;
+                } else {
+                    row.stacktrace_ids.push(stack);
+                    row.values.push(v);
+                }
+            }
+            for (span, stack, v) in triples {
+                if row.span_ids.last() == Some(&span)
+                    && row.span_stacktrace_ids.last() == Some(&stack)
+                {
+                    *row.span_values.last_mut().unwrap() += v;
+                } else {
+                    row.span_ids.push(span);
+                    row.span_stacktrace_ids.push(stack);
+                    row.span_values.push(v);
+                }
+            }
+            row.total = row.values.iter().sum();
+            rows.push((spec.labels.clone(), row));
+        }
+        rows
+    }
+
+    #[test]
+    fn packed_rows_are_the_unpacked_rows() {
+        let mut block = MemBlock::default();
+        let mut symbols: HashMap<String, SymbolsBuilder> = HashMap::new();
+        let mut expected = Vec::new();
+        // Twice over, so that the second pass hits known stacks.
+        for pass in 0..2 {
+            for (i, (name, profile)) in shared_profiles().iter().enumerate() {
+                let service = format!("svc-{}", i % 5);
+                let labels = ingest::labels_of(&[("service_name", &service), ("file", name)]);
+                let series = ingest::series_for(profile, &labels);
+                let time = 1_000 * pass + i as i64;
+                let id = (pass * 100 + i as i64 + 1) as ProfileId;
+                block.append(profile, &series, time, id);
+                if series.is_empty() {
+                    continue;
+                }
+                let stack_ids = symbols.entry(service).or_default().add_profile(profile);
+                expected.extend(unpacked_rows(profile, &series, &stack_ids, time, id));
+            }
+        }
+        assert!(block.sample_count() > 10_000);
+        let data = block.to_block_data("test".into());
+        let mut got: Vec<(Labels, ProfileRow)> = data
+            .profiles
+            .into_iter()
+            .map(|r| (data.series[r.series as usize].labels.clone(), r))
+            .collect();
+        let key = |(l, r): &(Labels, ProfileRow)| (l.clone(), r.time_nanos, r.id);
+        got.sort_by_key(key);
+        expected.sort_by_key(key);
+        assert_eq!(got.len(), expected.len());
+        for ((gl, g), (el, e)) in got.iter().zip(&expected) {
+            assert_eq!(gl, el);
+            assert_eq!(
+                g.series,
+                data.series.iter().position(|s| &s.labels == gl).unwrap() as u32
+            );
+            let e = ProfileRow {
+                series: g.series,
+                ..e.clone()
+            };
+            assert_eq!(g, &e);
+        }
+        // The symbols are those of one builder per service.
+        for (name, partition) in &data.partitions {
+            assert!(
+                **partition == *symbols[name].symbols(),
+                "symbols of {name} differ"
+            );
+        }
+    }
+
+    #[test]
+    fn spans_and_sample_subsets_round_trip() {
+        use ember_testkit::pprof::PprofBuilder;
+        let mut b = PprofBuilder::new(&[("cpu", "nanoseconds")]);
+        for i in 0..40i64 {
+            let span = format!("{:x}", i % 3 + 1);
+            let frames: &[&str] = if i % 2 == 0 {
+                &["main", "a"]
+            } else {
+                &["main", "b"]
+            };
+            b = b.sample_with_labels(frames, &[i - 5], &[("span_id", &span)]);
+        }
+        let profile = b.build();
+        let labels = ingest::labels_of(&[("service_name", "svc")]);
+        let all = ingest::series_for(&profile, &labels).remove(0);
+        let series = [
+            all.clone(),
+            SeriesSpec {
+                samples: Some(vec![3, 1, 2]),
+                ..all.clone()
+            },
+            SeriesSpec {
+                samples: Some((0..40).rev().filter(|i| i % 4 != 0).collect()),
+                ..all
+            },
+        ];
+        let mut block = MemBlock::default();
+        block.append(&profile, &series, 7, 9);
+        let mut symbols = SymbolsBuilder::new();
+        let stack_ids = symbols.add_profile(&profile);
+        let expected = unpacked_rows(&profile, &series, &stack_ids, 7, 9);
+        let got: Vec<ProfileRow> = block.profiles().collect();
+        assert_eq!(got.len(), 3);
+        assert!(!got[0].span_ids.is_empty());
+        for (g, (_, e)) in got.iter().zip(&expected) {
+            assert_eq!(g, e);
+        }
+    }
+
+    #[test]
+    fn heap_bytes_grow_with_appends_and_stay_small_per_sample() {
+        let mut block = MemBlock::default();
+        assert_eq!(block.heap_bytes(), 0);
+        let profiles = shared_profiles();
+        let mut last = 0;
+        for round in 0..20 {
+            for (i, (_, profile)) in profiles.iter().enumerate() {
+                let service = format!("svc-{}", i % 5);
+                let labels = ingest::labels_of(&[("service_name", &service)]);
+                let series = ingest::series_for(profile, &labels);
+                block.append(profile, &series, round, 1);
+            }
+            let bytes = block.heap_bytes();
+            assert!(bytes >= last, "{bytes} < {last}");
+            last = bytes;
+        }
+        let per_sample = block.heap_bytes() as f64 / block.sample_count() as f64;
+        // Copies of the same profiles: their symbols are shared, so the
+        // packed samples dominate.
+        assert!(per_sample < 15.0, "{per_sample:.1} bytes a sample");
     }
 }

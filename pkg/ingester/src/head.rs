@@ -29,10 +29,12 @@ pub struct Head {
     /// (`u64::MAX` when none does).
     wal_segment: AtomicU64,
     data: RwLock<MemBlock>,
-    /// Series, profile rows and samples appended, for the head gauges.
+    /// Series, profile rows and samples appended, and heap bytes after the
+    /// last append, for the head gauges.
     series: AtomicU64,
     profiles: AtomicU64,
     samples: AtomicU64,
+    bytes: AtomicU64,
 }
 
 impl Head {
@@ -52,6 +54,7 @@ impl Head {
             series: AtomicU64::new(0),
             profiles: AtomicU64::new(0),
             samples: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
         }
     }
 
@@ -87,7 +90,7 @@ impl Head {
     }
 
     /// Appends a profile as the given series (see [`MemBlock::append`]);
-    /// returns the series, profile rows and samples it added.
+    /// returns the series, profile rows, samples and heap bytes it added.
     pub fn append(
         &self,
         profile: &Profile,
@@ -96,34 +99,66 @@ impl Head {
         id: ProfileId,
     ) -> HeadCounts {
         let mut data = self.data.write().expect("poisoned");
-        let (series_before, rows_before) = (data.series().len(), data.profiles().len());
+        let before = (
+            data.series().len(),
+            data.profile_count(),
+            data.sample_count(),
+        );
         data.append(profile, series, time_nanos, id);
-        // One step per new row (a few per profile), not per sample.
         let added = HeadCounts {
-            series: (data.series().len() - series_before) as u64,
-            profiles: (data.profiles().len() - rows_before) as u64,
-            samples: data.profiles()[rows_before..]
-                .iter()
-                .map(|r| r.values.len() as u64)
-                .sum(),
+            series: (data.series().len() - before.0) as u64,
+            profiles: (data.profile_count() - before.1) as u64,
+            samples: data.sample_count() - before.2,
+            // Capacities only grow, so the difference is what it added.
+            bytes: (data.heap_bytes() as u64).saturating_sub(self.bytes.load(Ordering::Relaxed)),
         };
+        self.bytes.fetch_add(added.bytes, Ordering::Relaxed);
         self.series.fetch_add(added.series, Ordering::Relaxed);
         self.profiles.fetch_add(added.profiles, Ordering::Relaxed);
         self.samples.fetch_add(added.samples, Ordering::Relaxed);
         added
     }
 
-    /// Returns the series, profile rows and samples appended so far.
+    /// Returns the series, profile rows and samples appended so far, and
+    /// the heap bytes after the last append.
     pub fn counts(&self) -> HeadCounts {
         HeadCounts {
             series: self.series.load(Ordering::Relaxed),
             profiles: self.profiles.load(Ordering::Relaxed),
             samples: self.samples.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
         }
     }
 
     /// Returns the head's contents as a block (see [`MemBlock::to_block_data`]).
     pub fn to_block_data(&self, source: String) -> BlockData {
         self.read().to_block_data(source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_model::{Labels, ingest, labels::SERVICE_NAME};
+    use ember_testkit::pprof::PprofBuilder;
+
+    #[test]
+    fn bytes_follow_the_heap_of_the_head() {
+        let head = Head::new(SystemTime::now());
+        assert_eq!(head.counts().bytes, 0);
+        let labels = Labels::new(vec![ember_model::Label::new(SERVICE_NAME, "svc")]);
+        let mut total = 0;
+        for i in 0..50i64 {
+            let profile = PprofBuilder::go_cpu()
+                .sample(&["main", "work", &format!("f{i}")], &[3, 30 + i])
+                .sample(&["main", "idle"], &[1, 10])
+                .build();
+            let series = ingest::series_for(&profile, &labels);
+            let added = head.append(&profile, &series, i, 1);
+            total += added.bytes;
+            assert_eq!(head.counts().bytes, total);
+            assert_eq!(total as usize, head.read().heap_bytes());
+        }
+        assert!(total > 0);
     }
 }

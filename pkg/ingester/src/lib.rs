@@ -488,7 +488,6 @@ impl Ingester {
     fn cut(&self, force: bool) {
         let now = self.clock.now();
         let mut any = false;
-        let mut open_bytes = 0;
         // Exclusive, so that the cut record in the log separates exactly the
         // profiles of the cut head from those of the next one.
         let _gate = self
@@ -517,11 +516,8 @@ impl Ingester {
                 self.metrics.head_cuts.inc();
                 heads.flushing.push(old);
                 any = true;
-            } else {
-                open_bytes += bytes;
             }
         }
-        self.metrics.head_bytes.set(open_bytes as i64);
         if any && let Some(wal) = &self.wal {
             match wal.rotate() {
                 Ok(closed) => info!(segment = closed, "closed write-ahead log segment at cut"),

@@ -13,7 +13,8 @@ pub struct IngesterMetrics {
     pub head_profiles: IntGauge,
     /// Samples (stack and value pairs) in the open heads.
     pub head_samples: IntGauge,
-    /// Estimated in-memory bytes of the open heads, as of the last cut check.
+    /// Heap bytes of the open heads ([`ember_block::MemBlock::heap_bytes`]),
+    /// as of their last append.
     pub head_bytes: IntGauge,
     /// Profiles appended.
     pub ingested_profiles: IntCounter,
@@ -49,7 +50,7 @@ impl IngesterMetrics {
             )?,
             head_bytes: IntGauge::new(
                 "ember_ingester_head_bytes",
-                "Estimated in-memory bytes of the open heads of all tenants",
+                "Heap bytes of the open heads of all tenants, from the capacities of their vectors and tables",
             )?,
             ingested_profiles: IntCounter::new(
                 "ember_ingester_ingested_profiles_total",
@@ -102,6 +103,7 @@ impl IngesterMetrics {
         self.head_series.add(sign * c.series as i64);
         self.head_profiles.add(sign * c.profiles as i64);
         self.head_samples.add(sign * c.samples as i64);
+        self.head_bytes.add(sign * c.bytes as i64);
     }
 }
 
@@ -111,4 +113,6 @@ pub struct HeadCounts {
     pub series: u64,
     pub profiles: u64,
     pub samples: u64,
+    /// Heap bytes ([`ember_block::MemBlock::heap_bytes`]).
+    pub bytes: u64,
 }

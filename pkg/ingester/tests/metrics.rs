@@ -41,7 +41,10 @@ async fn appends_cuts_flushes_and_replays_move_the_metrics() {
     .unwrap()
     .with_metrics(metrics.clone(), wal.clone());
     append(&ingester);
+    let one = metrics.head_bytes.get();
+    assert!(one > 0);
     append(&ingester);
+    assert!(metrics.head_bytes.get() >= one);
     assert_eq!(metrics.ingested_profiles.get(), 2);
     assert!(metrics.head_series.get() > 0);
     assert!(metrics.head_profiles.get() >= 2);
@@ -54,6 +57,8 @@ async fn appends_cuts_flushes_and_replays_move_the_metrics() {
     assert_eq!(metrics.head_series.get(), 0);
     assert_eq!(metrics.head_profiles.get(), 0);
     assert_eq!(metrics.head_samples.get(), 0);
+    // The new active head is empty: it has allocated nothing yet.
+    assert_eq!(metrics.head_bytes.get(), 0);
     assert_eq!(metrics.flushes.get(), 1);
     assert_eq!(metrics.flush_failures.get(), 0);
     assert_eq!(metrics.blocks_uploaded.get(), 1);

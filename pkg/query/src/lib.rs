@@ -147,12 +147,7 @@ impl SourceView for MemBlock {
         with_samples: bool,
         visitor: &mut dyn ProfileVisitor,
     ) -> Result<()> {
-        for p in self.profiles() {
-            if selected[p.series as usize] && p.time_nanos >= start && p.time_nanos <= end {
-                let samples = with_samples.then_some((&p.stacktrace_ids[..], &p.values[..]));
-                visitor.visit(p.id, p.series, p.time_nanos, p.total, samples);
-            }
-        }
+        MemBlock::scan(self, selected, start, end, with_samples, visitor);
         Ok(())
     }
 
@@ -171,20 +166,7 @@ impl SourceView for MemBlock {
         end: i64,
         visitor: &mut dyn ProfileVisitor,
     ) -> Result<()> {
-        for p in self.profiles() {
-            if !p.span_values.is_empty()
-                && selected[p.series as usize]
-                && p.time_nanos >= start
-                && p.time_nanos <= end
-            {
-                let spans = SpanSamples {
-                    spans: &p.span_ids,
-                    stacktrace_ids: &p.span_stacktrace_ids,
-                    values: &p.span_values,
-                };
-                visitor.visit_spans(p.id, p.series, p.time_nanos, p.total, spans);
-            }
-        }
+        MemBlock::scan_spans(self, selected, start, end, visitor);
         Ok(())
     }
 }

@@ -228,7 +228,7 @@ fn a_preselected_plan_keeps_the_call_site_and_drops_spans_and_ids() {
 #[test]
 fn spans_ride_along_in_the_head_without_changing_normal_totals() {
     let head = head();
-    let row = &head.profiles()[0];
+    let row = head.profile(0).unwrap();
     assert_eq!(row.total, 151);
     assert_eq!(row.span_ids, [0xaa, 0xbb, 0xbb]);
     assert_eq!(row.span_values.iter().sum::<i64>(), 31);
@@ -238,7 +238,7 @@ fn spans_ride_along_in_the_head_without_changing_normal_totals() {
         .sample_with_labels(&["main"], &[1], &[("span_id", "not-a-span")])
         .build();
     head.append(&p, &[series()], 1, 1);
-    assert!(head.profiles()[0].span_ids.is_empty());
+    assert!(head.profile(0).unwrap().span_ids.is_empty());
 }
 
 #[test]

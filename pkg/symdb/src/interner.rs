@@ -24,6 +24,12 @@ impl Index {
         index
     }
 
+    /// Returns the bytes the index's table has allocated: one `u32` and one
+    /// control byte per bucket.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        table_bytes(self.table.capacity(), size_of::<u32>())
+    }
+
     /// Returns the index of `value` in `values`, pushing it first when absent.
     pub(crate) fn intern<T, Q>(&mut self, values: &mut Vec<T>, value: &Q) -> u32
     where
@@ -44,6 +50,21 @@ impl Index {
         });
         i
     }
+}
+
+/// Returns the bytes a hashbrown table (`HashTable`, `HashMap`) holding up
+/// to `capacity` entries of `entry` bytes has allocated: its buckets, at a
+/// load of at most 7/8 and a power of two, each an entry and a control byte.
+pub fn table_bytes(capacity: usize, entry: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    buckets * (entry + 1) + 16
 }
 
 #[cfg(test)]

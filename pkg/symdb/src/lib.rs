@@ -12,6 +12,7 @@ mod remap;
 pub mod resolve;
 mod symbols;
 
+pub use interner::table_bytes;
 pub use remap::Remap;
 
 pub use symbols::{

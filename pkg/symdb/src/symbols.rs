@@ -3,7 +3,9 @@
 use ember_proto::google::v1 as pprof;
 use rustc_hash::FxHashMap;
 
-use crate::interner::Index;
+use hashbrown::HashTable;
+
+use crate::interner::{Index, table_bytes};
 
 /// The stack-trace ID of the empty stack: the tree's root.
 pub const ROOT_NODE: u32 = 0;
@@ -111,21 +113,53 @@ impl Symbols {
 }
 
 /// [`Symbols`] plus the hash indices that de-duplicate appends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SymbolsBuilder {
     symbols: Symbols,
     strings: Index,
     mappings: Index,
     functions: Index,
     locations: Index,
-    stacks: FxHashMap<(u32, u32), u32>,
+    /// The tree's nodes by `(parent, location)`, read from the tree itself.
+    stacks: HashTable<u32>,
     /// Whole stacks seen before, by the 128-bit hash of their locations (root
     /// first): a repeated stack costs one probe instead of one per frame.
     /// Not persisted; it refills as profiles arrive.
-    whole_stacks: FxHashMap<u128, u32>,
-    /// Reused buffers of one sample's locations, root first, and their bytes.
-    scratch: Vec<u32>,
+    whole_stacks: HashTable<WholeStack>,
+    /// Reused buffer of one sample's locations, root first, as bytes.
     scratch_bytes: Vec<u8>,
+    /// Heap bytes of the strings and of the locations' lines, which
+    /// capacities of the tables do not show.
+    string_bytes: usize,
+    line_bytes: usize,
+}
+
+/// A whole stack's 128-bit hash, as four `u32` (20 bytes an entry instead of
+/// a `u128`'s 32), and its node.
+#[derive(Debug, Clone, Copy)]
+struct WholeStack {
+    hash: [u32; 4],
+    node: u32,
+}
+
+impl WholeStack {
+    fn table_hash(&self) -> u64 {
+        self.hash[0] as u64 | (self.hash[1] as u64) << 32
+    }
+}
+
+/// Returns the hash of the tree node `(parent, location)`.
+fn node_hash(parent: u32, location: u32) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one((parent, location))
+}
+
+impl Default for SymbolsBuilder {
+    /// Returns [`SymbolsBuilder::new`]: a derived default would leave the
+    /// indices unaware of the `""` string and the empty mapping.
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SymbolsBuilder {
@@ -136,28 +170,74 @@ impl SymbolsBuilder {
 
     /// Resumes appending to existing symbols (e.g. when compacting blocks).
     pub fn from_symbols(symbols: Symbols) -> Self {
-        let stacks = (1..symbols.stacks.len() as u32)
-            .map(|i| {
-                (
-                    (
-                        symbols.stacks.parents[i as usize],
-                        symbols.stacks.locations[i as usize],
-                    ),
-                    i,
-                )
-            })
-            .collect();
+        let tree = &symbols.stacks;
+        let hash_of = |&i: &u32| node_hash(tree.parents[i as usize], tree.locations[i as usize]);
+        let mut stacks = HashTable::with_capacity(tree.len());
+        for i in 1..tree.len() as u32 {
+            stacks.insert_unique(hash_of(&i), i, hash_of);
+        }
+        let string_bytes = symbols.strings.iter().map(String::capacity).sum();
+        let line_bytes = symbols
+            .locations
+            .iter()
+            .map(|l| l.lines.capacity() * size_of::<Line>())
+            .sum();
         Self {
             strings: Index::build(&symbols.strings),
             mappings: Index::build(&symbols.mappings),
             functions: Index::build(&symbols.functions),
             locations: Index::build(&symbols.locations),
             stacks,
-            whole_stacks: FxHashMap::default(),
-            scratch: Vec::new(),
+            whole_stacks: HashTable::new(),
             scratch_bytes: Vec::new(),
+            string_bytes,
+            line_bytes,
             symbols,
         }
+    }
+
+    /// Returns the bytes the builder holds on the heap, from the capacities
+    /// of its vectors and tables (what is allocated, not what is used) and
+    /// the sizes of its strings and lines: the sum of [`Self::heap_parts`].
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_parts().iter().map(|p| p.1).sum()
+    }
+
+    /// Returns [`Self::heap_bytes`] per structure: the tables of strings,
+    /// of mappings, functions and locations, the stack tree, the indices
+    /// that de-duplicate them, and the whole-stack cache.
+    pub fn heap_parts(&self) -> [(&'static str, usize); 5] {
+        let s = &self.symbols;
+        [
+            (
+                "strings",
+                self.string_bytes + s.strings.capacity() * size_of::<String>(),
+            ),
+            (
+                "mappings, functions, locations",
+                self.line_bytes
+                    + s.mappings.capacity() * size_of::<Mapping>()
+                    + s.functions.capacity() * size_of::<Function>()
+                    + s.locations.capacity() * size_of::<Location>(),
+            ),
+            (
+                "stack tree",
+                (s.stacks.parents.capacity() + s.stacks.locations.capacity()) * size_of::<u32>(),
+            ),
+            (
+                "symbol indices",
+                self.strings.heap_bytes()
+                    + self.mappings.heap_bytes()
+                    + self.functions.heap_bytes()
+                    + self.locations.heap_bytes()
+                    + table_bytes(self.stacks.capacity(), size_of::<u32>())
+                    + self.scratch_bytes.capacity(),
+            ),
+            (
+                "whole-stack cache",
+                table_bytes(self.whole_stacks.capacity(), size_of::<WholeStack>()),
+            ),
+        ]
     }
 
     pub fn symbols(&self) -> &Symbols {
@@ -169,7 +249,12 @@ impl SymbolsBuilder {
     }
 
     pub fn intern_string(&mut self, s: &str) -> u32 {
-        self.strings.intern(&mut self.symbols.strings, s)
+        let before = self.symbols.strings.len();
+        let i = self.strings.intern(&mut self.symbols.strings, s);
+        if self.symbols.strings.len() > before {
+            self.string_bytes += self.symbols.strings[i as usize].capacity();
+        }
+        i
     }
 
     pub fn intern_function(&mut self, f: Function) -> u32 {
@@ -181,17 +266,32 @@ impl SymbolsBuilder {
     }
 
     pub fn intern_location(&mut self, l: &Location) -> u32 {
-        self.locations.intern(&mut self.symbols.locations, l)
+        let before = self.symbols.locations.len();
+        let i = self.locations.intern(&mut self.symbols.locations, l);
+        if self.symbols.locations.len() > before {
+            self.line_bytes +=
+                self.symbols.locations[i as usize].lines.capacity() * size_of::<Line>();
+        }
+        i
     }
 
     /// Returns the node for `location` called from `parent`, creating it if new.
     pub fn stack_child(&mut self, parent: u32, location: u32) -> u32 {
         let tree = &mut self.symbols.stacks;
-        *self.stacks.entry((parent, location)).or_insert_with(|| {
-            tree.parents.push(parent);
-            tree.locations.push(location);
-            (tree.parents.len() - 1) as u32
-        })
+        let hash = node_hash(parent, location);
+        let found = self.stacks.find(hash, |&i| {
+            tree.parents[i as usize] == parent && tree.locations[i as usize] == location
+        });
+        if let Some(&node) = found {
+            return node;
+        }
+        let node = tree.parents.len() as u32;
+        tree.parents.push(parent);
+        tree.locations.push(location);
+        self.stacks.insert_unique(hash, node, |&i| {
+            node_hash(tree.parents[i as usize], tree.locations[i as usize])
+        });
+        node
     }
 
     /// Adds the symbols of a validated pprof profile and returns the
@@ -264,41 +364,55 @@ impl SymbolsBuilder {
             locations.insert(loc.id, self.intern_location(&scratch));
         }
 
-        profile
+        let mut bytes = std::mem::take(&mut self.scratch_bytes);
+        let ids = profile
             .sample
             .iter()
             .map(|sample| {
-                let mut path = std::mem::take(&mut self.scratch);
-                path.clear();
+                bytes.clear();
                 // Validation guarantees every id resolves.
-                path.extend(
-                    sample
-                        .location_id
-                        .iter()
-                        .rev()
-                        .map(|id| locations.get(*id).unwrap_or(0)),
-                );
-                let node = self.stack(&path);
-                self.scratch = path;
-                node
+                for id in sample.location_id.iter().rev() {
+                    bytes.extend_from_slice(&locations.get(*id).unwrap_or(0).to_le_bytes());
+                }
+                self.stack_of_bytes(&bytes)
             })
-            .collect()
+            .collect();
+        self.scratch_bytes = bytes;
+        ids
     }
 
     /// Returns the node of the stack `path` (locations, root first), creating
     /// the nodes it lacks.
     pub fn stack(&mut self, path: &[u32]) -> u32 {
-        self.scratch_bytes.clear();
-        self.scratch_bytes
-            .extend(path.iter().flat_map(|l| l.to_le_bytes()));
-        let key = xxhash_rust::xxh3::xxh3_128(&self.scratch_bytes);
-        if let Some(&node) = self.whole_stacks.get(&key) {
-            return node;
+        let mut bytes = std::mem::take(&mut self.scratch_bytes);
+        bytes.clear();
+        bytes.extend(path.iter().flat_map(|l| l.to_le_bytes()));
+        let node = self.stack_of_bytes(&bytes);
+        self.scratch_bytes = bytes;
+        node
+    }
+
+    /// [`Self::stack`] of a path given as its locations' little-endian bytes:
+    /// the whole-stack cache hashes those, and only a miss reads them as
+    /// locations.
+    fn stack_of_bytes(&mut self, bytes: &[u8]) -> u32 {
+        let key = xxhash_rust::xxh3::xxh3_128(bytes);
+        let hash = [
+            key as u32,
+            (key >> 32) as u32,
+            (key >> 64) as u32,
+            (key >> 96) as u32,
+        ];
+        let probe = WholeStack { hash, node: 0 }.table_hash();
+        if let Some(w) = self.whole_stacks.find(probe, |w| w.hash == hash) {
+            return w.node;
         }
-        let node = path.iter().fold(ROOT_NODE, |node, &location| {
+        let node = bytes.chunks_exact(4).fold(ROOT_NODE, |node, location| {
+            let location = u32::from_le_bytes(location.try_into().expect("4 bytes"));
             self.stack_child(node, location)
         });
-        self.whole_stacks.insert(key, node);
+        self.whole_stacks
+            .insert_unique(probe, WholeStack { hash, node }, WholeStack::table_hash);
         node
     }
 }
@@ -370,6 +484,20 @@ mod tests {
         let s = b.symbols();
         let b_node = ids[0] as usize;
         assert!(s.stacks.parents[b_node] < b_node as u32);
+    }
+
+    #[test]
+    fn default_knows_the_empty_string_and_heap_bytes_grow() {
+        let mut b = SymbolsBuilder::default();
+        assert_eq!(b.intern_string(""), 0);
+        assert_eq!(b.symbols().strings.len(), 1);
+        let empty = b.heap_bytes();
+        b.add_profile(&profile(&[(&["a", "b"], 1), (&["a", "c"], 2)]));
+        let one = b.heap_bytes();
+        assert!(one > empty);
+        // The same profile again allocates nothing new.
+        b.add_profile(&profile(&[(&["a", "b"], 1), (&["a", "c"], 2)]));
+        assert_eq!(b.heap_bytes(), one);
     }
 
     #[test]

@@ -158,6 +158,7 @@ fn metrics_count_pushes_refusals_queries_heads_and_flushes() {
         "ember_ingester_head_series",
         "ember_ingester_head_profiles",
         "ember_ingester_head_samples",
+        "ember_ingester_head_bytes",
     ] {
         assert!(must(&text, gauge, &[]) > 0.0, "{gauge} is 0 before the cut");
     }
@@ -216,6 +217,7 @@ fn metrics_count_pushes_refusals_queries_heads_and_flushes() {
     );
     assert_eq!(must(&text, "ember_ingester_head_cuts_total", &[]), 1.0);
     assert_eq!(must(&text, "ember_ingester_head_profiles", &[]), 0.0);
+    assert_eq!(must(&text, "ember_ingester_head_bytes", &[]), 0.0);
     assert_eq!(must(&text, "ember_ingester_flush_failures_total", &[]), 0.0);
     assert!(must(&text, "ember_ingester_flushed_bytes_total", &[]) > 0.0);
     assert!(
