@@ -501,12 +501,16 @@ fn try_counted(client: &Client, range: TimeRange) -> Result<BTreeMap<usize, i64>
         label_selector: format!(r#"{{service_name="{SERVICE}"}}"#),
         start: range.start,
         end: range.end,
-        max_nodes: Some(1 << 22),
+        max_nodes: Some(1 << 20),
         ..Default::default()
     };
     let fg = client
         .select_merge_stacktraces(None, &req, Codec::Proto)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| {
+            // Only an unavailable store or ingester is worth waiting for.
+            assert!(e.status >= 500, "the query is refused: {e}");
+            e.to_string()
+        })?;
     let nodes = flame::nodes(&fg).map_err(|e| format!("malformed flame graph: {e}"))?;
     let mut counted = BTreeMap::new();
     for (path, (total, _)) in flame::tree(&nodes) {
