@@ -35,7 +35,7 @@ use ember_tests::{Client, Codec, EmberProcess, TimeRange, eventually, flame, in_
 
 use crate::agent_support::metric;
 use crate::cluster::{Cluster, wait_for_active_ingesters};
-use crate::load::{CPU, PUSHERS, SERVICE, VALUE, try_push};
+use crate::load::{CPU, PUSHERS, SERVICE, VALUE, try_push_response};
 
 /// The schedule's seed when `EMBER_FAULT_SEED` is not set.
 const DEFAULT_SEED: u64 = 15;
@@ -65,6 +65,9 @@ enum Outcome {
 /// whichever address the distributor has now, recording each push's outcome.
 struct FaultLoad {
     outcomes: Arc<Mutex<BTreeMap<usize, Outcome>>>,
+    /// Refusals by status and message (digits left out, so that one reason
+    /// is one entry).
+    reasons: Arc<Mutex<BTreeMap<String, usize>>>,
     target: Arc<RwLock<String>>,
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
@@ -73,11 +76,13 @@ struct FaultLoad {
 impl FaultLoad {
     fn start(distributor: &str) -> Self {
         let outcomes = Arc::new(Mutex::new(BTreeMap::new()));
+        let reasons = Arc::new(Mutex::new(BTreeMap::new()));
         let target = Arc::new(RwLock::new(distributor.to_owned()));
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..PUSHERS)
             .map(|p| {
-                let (outcomes, target, stop) = (outcomes.clone(), target.clone(), stop.clone());
+                let (outcomes, reasons) = (outcomes.clone(), reasons.clone());
+                let (target, stop) = (target.clone(), stop.clone());
                 std::thread::spawn(move || {
                     let mut client = Client::new(&target.read().unwrap());
                     for id in (p..).step_by(PUSHERS) {
@@ -88,9 +93,14 @@ impl FaultLoad {
                         if client.base_url() != now {
                             client = Client::new(&now);
                         }
-                        let outcome = match try_push(&client, id) {
-                            Ok(status) if (200..300).contains(&status) => Outcome::Acked,
-                            Ok(status) => Outcome::Refused(status),
+                        let outcome = match try_push_response(&client, id) {
+                            Ok(r) if r.is_success() => Outcome::Acked,
+                            Ok(r) => {
+                                let text = r.text().replace(|c: char| c.is_ascii_digit(), "");
+                                let reason = format!("{} {text}", r.status);
+                                *reasons.lock().unwrap().entry(reason).or_default() += 1;
+                                Outcome::Refused(r.status)
+                            }
                             Err(_) => Outcome::Unknown,
                         };
                         outcomes.lock().unwrap().insert(id, outcome);
@@ -104,6 +114,7 @@ impl FaultLoad {
             .collect();
         Self {
             outcomes,
+            reasons,
             target,
             stop,
             threads,
@@ -131,14 +142,16 @@ impl FaultLoad {
         });
     }
 
-    /// Stops the pushers; returns every push's outcome by id.
-    fn finish(self) -> BTreeMap<usize, Outcome> {
+    /// Stops the pushers; returns every push's outcome by id, and the
+    /// refusals by reason.
+    fn finish(self) -> (BTreeMap<usize, Outcome>, BTreeMap<String, usize>) {
         self.stop.store(true, Ordering::Release);
         for t in self.threads {
             t.join().unwrap();
         }
-        let outcomes = self.outcomes.lock().unwrap();
-        outcomes.clone()
+        let outcomes = self.outcomes.lock().unwrap().clone();
+        let reasons = self.reasons.lock().unwrap().clone();
+        (outcomes, reasons)
     }
 }
 
@@ -351,6 +364,14 @@ impl Campaign {
             Member::Distributor => {
                 let url = self.processes.cluster.distributor.base_url();
                 self.load.retarget(&url);
+                // Ready is not yet knowing the ring: it learns its members
+                // from gossip, and refuses writes (503) until a majority is in.
+                let restarted = Instant::now();
+                self.wait_for_ring();
+                self.say(&format!(
+                    "{member} sees every ingester ACTIVE {:.1?} later",
+                    restarted.elapsed()
+                ));
             }
             Member::Ingester(_) => self.wait_for_ring(),
             _ => {}
@@ -687,7 +708,10 @@ fn fault_campaign_loses_and_doubles_no_acknowledged_push() {
         disk,
         ..
     } = campaign;
-    let outcomes = load.finish();
+    let (outcomes, reasons) = load.finish();
+    for (reason, n) in &reasons {
+        eprintln!("[faults] refused {n} times: {reason}");
+    }
     let acked: BTreeSet<usize> = outcomes
         .iter()
         .filter(|(_, o)| **o == Outcome::Acked)
