@@ -189,6 +189,15 @@ impl Processes {
         all
     }
 
+    fn get_ref(&self, member: Member) -> &EmberProcess {
+        match member {
+            Member::Distributor => &self.cluster.distributor,
+            Member::Ingester(i) => &self.cluster.ingesters[i],
+            Member::Querier => &self.cluster.querier,
+            Member::Compactor => &self.compactor,
+        }
+    }
+
     fn get(&mut self, member: Member) -> &mut EmberProcess {
         match member {
             Member::Distributor => &mut self.cluster.distributor,
@@ -557,11 +566,48 @@ fn try_counted(client: &Client, range: TimeRange) -> Result<BTreeMap<usize, i64>
     Ok(counted)
 }
 
-/// Counts through `client`, retrying failed answers for a while.
-fn counted(client: &Client, range: TimeRange, when: &str) -> BTreeMap<usize, i64> {
-    eventually(&format!("a whole answer {when}"), RECOVERY, || {
-        try_counted(client, range)
-    })
+/// Counts through the querier, retrying failed answers for a while; when
+/// they keep failing, prints what the bucket and every process's log say about
+/// the block named in the error before failing the test.
+fn counted(
+    processes: &Processes,
+    s3: &S3Server,
+    range: TimeRange,
+    when: &str,
+) -> BTreeMap<usize, i64> {
+    let client = processes.cluster.querier.client();
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let err = match try_counted(&client, range) {
+            Ok(counted) => return counted,
+            Err(err) => err,
+        };
+        if Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        if let Some(ulid) = err
+            .split(&format!("{TENANT}/blocks/"))
+            .nth(1)
+            .and_then(|rest| rest.get(..26))
+        {
+            eprintln!("----- the bucket under {TENANT}/blocks/{ulid}/ -----");
+            for object in s3.list(&format!("{TENANT}/blocks/{ulid}/")) {
+                eprintln!("{} ({} B)", object.key, object.size);
+            }
+            if let Some(meta) = s3.get(&format!("{TENANT}/blocks/{ulid}/meta.json")) {
+                eprintln!("meta.json: {}", String::from_utf8_lossy(&meta));
+            }
+            for member in processes.all() {
+                let process = processes.get_ref(member);
+                eprintln!("----- {member} log lines naming {ulid} -----");
+                for line in process.log().lines().filter(|l| l.contains(ulid)) {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        panic!("no whole answer {when} within {RECOVERY:?}: {err}");
+    }
 }
 
 /// What a count showed.
@@ -735,8 +781,7 @@ fn fault_campaign_loses_and_doubles_no_acknowledged_push() {
     }
 
     let range = TimeRange::new(start / 1_000_000, now_nanos() / 1_000_000 + 60_000);
-    let querier = p.cluster.querier.client();
-    let through_querier = tally(&counted(&querier, range, "after the campaign"), &outcomes);
+    let through_querier = tally(&counted(&p, &s3, range, "after the campaign"), &outcomes);
     check(&through_querier, "through the querier after the campaign");
 
     // Heads flushed: the blocks alone hold everything (three copies each).
@@ -744,7 +789,7 @@ fn fault_campaign_loses_and_doubles_no_acknowledged_push() {
         ingester.stop();
     }
     let flushed = now_nanos();
-    let from_blocks = tally(&counted(&querier, range, "from blocks"), &outcomes);
+    let from_blocks = tally(&counted(&p, &s3, range, "from blocks"), &outcomes);
     check(&from_blocks, "from blocks only");
 
     // The compactor merges what is settled, and deletes the sources later.
@@ -763,7 +808,7 @@ fn fault_campaign_loses_and_doubles_no_acknowledged_push() {
         }
     });
     let compacted = metric(&compactor, "ember_compactor_blocks_compacted_total", &[]);
-    let after_compaction = tally(&counted(&querier, range, "after compaction"), &outcomes);
+    let after_compaction = tally(&counted(&p, &s3, range, "after compaction"), &outcomes);
     check(&after_compaction, "after compaction");
     assert_eq!(
         after_compaction.stored, from_blocks.stored,
@@ -800,4 +845,36 @@ fn fault_campaign_loses_and_doubles_no_acknowledged_push() {
         assert_eq!(status.code(), Some(0), "{member} exit status");
     }
     drop(disk);
+}
+
+#[test]
+fn the_tally_finds_lost_doubled_and_never_sent_pushes() {
+    let outcomes = BTreeMap::from([
+        (0, Outcome::Acked),
+        (1, Outcome::Acked),
+        (2, Outcome::Acked),
+        (3, Outcome::Refused(503)),
+        (4, Outcome::Unknown),
+        (5, Outcome::Unknown),
+    ]);
+    // 0 once, 1 lost, 2 twice, 3 stored although refused (allowed), 4 twice,
+    // 5 not stored (allowed), 9 never sent.
+    let counted = BTreeMap::from([
+        (0, VALUE),
+        (2, 2 * VALUE),
+        (3, VALUE),
+        (4, 2 * VALUE),
+        (9, VALUE),
+    ]);
+    let tally = tally(&counted, &outcomes);
+    assert_eq!(
+        tally.violations,
+        [
+            "acknowledged push 1 counted 0 times",
+            "acknowledged push 2 counted 2 times",
+            "push 4 (Unknown) counted 2 times",
+            "push 9 counted but never sent",
+        ]
+    );
+    assert_eq!((tally.stored, tally.once), (5, 3));
 }
