@@ -878,3 +878,22 @@ fn the_tally_finds_lost_doubled_and_never_sent_pushes() {
     );
     assert_eq!((tally.stored, tally.once), (5, 3));
 }
+
+/// The campaign found it: the distributor of [`Cluster`] is the only seed
+/// (`-memberlist.join` names it, and it names no one), so once the others have
+/// declared it dead and stopped gossiping to it, a restarted distributor knew
+/// no member and refused every push, for good, unless they join it again.
+#[test]
+fn a_seed_restarted_after_the_others_declared_it_dead_learns_the_ring_again() {
+    let Some(moto) = crate::cluster::Storage::start("ember-faults-seed") else {
+        return;
+    };
+    let wal = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(&moto.flag, wal.path(), &["", "", ""], &[]);
+    wait_for_active_ingesters(&cluster.distributor.client(), 3);
+    cluster.distributor.kill();
+    // Failure detection (~4 s) plus memberlist's gossip to the dead (15 s).
+    std::thread::sleep(Duration::from_secs(22));
+    cluster.distributor.restart();
+    wait_for_active_ingesters(&cluster.distributor.client(), 3);
+}
