@@ -822,7 +822,7 @@ fn fault_campaign_loses_and_doubles_no_acknowledged_push() {
          pushes: {} sent, {} acknowledged, {} refused {refused:?}, {} unknown; \
          stored {}, counted once {} (querier), {} (blocks), {} (compacted); \
          full-disk log writes refused {refused_while_full}; \
-         blocks compacted {compacted} ({} during the campaign), {blocks} blocks left",
+         blocks compacted {compacted} ({} before the final pass), {blocks} blocks left",
         started.elapsed().as_secs_f64(),
         kinds.join(", "),
         outcomes.len(),
