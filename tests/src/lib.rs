@@ -17,6 +17,8 @@
 //! - [`block`] reads the Parquet blocks that Ember leaves in object storage.
 //! - [`s3`] runs a real S3-compatible server (moto) and a proxy that can cut
 //!   Ember off from it.
+//! - [`faults`] holds what fault-injection tests need: a seeded random
+//!   generator, a small `tmpfs` and a file that fills it.
 //! - [`testdata`] finds `shared/testdata/profiles`.
 //! - [`checks`] holds checks several tests share (finding a profile type ID,
 //!   comparing leaf names, proving the server still serves).
@@ -24,6 +26,7 @@
 pub mod block;
 pub mod checks;
 pub mod client;
+pub mod faults;
 pub mod flame;
 pub mod pprof;
 pub mod process;

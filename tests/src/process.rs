@@ -46,6 +46,8 @@ pub struct EmberProcess {
     log_offset: u64,
     /// Whether a start waits for `GET /ready`.
     wait: bool,
+    /// Whether the process is stopped with SIGSTOP.
+    paused: bool,
     // Held for their lifetimes: removed when the process value is dropped.
     _owned_data_dir: Option<TempDir>,
     _log_dir: TempDir,
@@ -90,6 +92,7 @@ impl EmberProcess {
             log_path,
             log_offset: 0,
             wait: true,
+            paused: false,
             _owned_data_dir: owned,
             _log_dir: log_dir,
         };
@@ -266,6 +269,7 @@ impl EmberProcess {
     /// exited with code 0.
     pub fn stop(&mut self) -> ExitStatus {
         let timeout = env_duration("EMBER_TEST_STOP_TIMEOUT_SECS", STOP_TIMEOUT);
+        self.resume();
         let pid = self.pid();
         signal(pid, libc::SIGTERM);
         let status = self.wait_exit(timeout).unwrap_or_else(|| {
@@ -282,9 +286,31 @@ impl EmberProcess {
 
     /// Kills the process with SIGKILL (a crash: nothing is flushed) and reaps it.
     pub fn kill(&mut self) {
+        self.paused = false;
         if let Some(mut child) = self.child.take() {
             launch::kill(&mut child);
         }
+    }
+
+    /// Freezes the process with SIGSTOP: it keeps its sockets but answers
+    /// nothing, as a machine that hangs would, until [`resume`](Self::resume).
+    pub fn pause(&mut self) {
+        signal(self.pid(), libc::SIGSTOP);
+        self.paused = true;
+    }
+
+    /// Lets a [`pause`](Self::pause)d process run again with SIGCONT; does
+    /// nothing to one that is not paused.
+    pub fn resume(&mut self) {
+        if self.paused && self.child.is_some() {
+            signal(self.pid(), libc::SIGCONT);
+        }
+        self.paused = false;
+    }
+
+    /// Returns whether the process is stopped with SIGSTOP.
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     fn pid(&self) -> libc::pid_t {

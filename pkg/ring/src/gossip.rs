@@ -162,11 +162,39 @@ pub(crate) async fn join(gossip: Gossip, seeds: Vec<String>) {
                 problems = problems.join("; "),
                 "joined the ring"
             );
+            rejoin(gossip, seeds, own).await;
             return;
         }
         warn!(attempt, retry_in = ?backoff, problems = problems.join("; "), "no seed answered");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// How often a member that joined through seeds joins them again.
+const REJOIN_EVERY: Duration = Duration::from_secs(15);
+
+/// Joins `seeds` again every [`REJOIN_EVERY`], for good (as dskit's
+/// `-memberlist.rejoin-interval` does). A seed that restarts after the others
+/// declared it dead and stopped gossiping to it (`gossip_to_the_dead_time`)
+/// knows no member, and nobody would tell it of one: a seed naming only itself
+/// (the first member of a cluster) would stay alone, and as a distributor
+/// refuse every push. A join is one push/pull, so this costs one state
+/// exchange per seed per interval.
+async fn rejoin(gossip: Gossip, seeds: Vec<String>, own: SocketAddr) {
+    loop {
+        tokio::time::sleep(REJOIN_EVERY).await;
+        for seed in &seeds {
+            let target = with_port(seed, own.port());
+            let Ok(found) = tokio::net::lookup_host(&target).await else {
+                continue;
+            };
+            for addr in found.filter(|addr| *addr != own) {
+                if let Err(e) = gossip.join(MaybeResolvedAddress::resolved(addr)).await {
+                    debug!(%addr, error = %e, "rejoining a seed failed");
+                }
+            }
+        }
     }
 }
 

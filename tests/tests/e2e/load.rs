@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use ember_tests::client::push_request;
 use ember_tests::pprof::PprofBuilder;
-use ember_tests::{Client, Codec, PUSH_PATH, TimeRange, eventually, flame, now_nanos};
+use ember_tests::{
+    Client, Codec, HttpResponse, PUSH_PATH, TimeRange, eventually, flame, now_nanos,
+};
 use prost::Message;
 
 pub(crate) const SERVICE: &str = "crash-recovery";
@@ -23,20 +25,23 @@ pub(crate) const PUSHERS: usize = 4;
 /// Pushes profile `id`, whose one stack ends in a function unique to it;
 /// returns the HTTP status, or the transport error.
 pub(crate) fn try_push(client: &Client, id: usize) -> Result<u16, String> {
+    try_push_response(client, id).map(|r| r.status)
+}
+
+/// Pushes profile `id` like [`try_push`]; returns the whole answer.
+pub(crate) fn try_push_response(client: &Client, id: usize) -> Result<HttpResponse, String> {
     let leaf = format!("push_{id}");
     let pprof = PprofBuilder::go_cpu()
         .time(now_nanos(), 10_000_000_000)
         .sample(&["main", &leaf], &[1, VALUE])
         .encode();
     let body = push_request(&[("service_name", SERVICE)], &pprof).encode_to_vec();
-    client
-        .try_request(
-            "POST",
-            PUSH_PATH,
-            &[("Content-Type", Codec::Proto.content_type())],
-            Some(&body),
-        )
-        .map(|r| r.status)
+    client.try_request(
+        "POST",
+        PUSH_PATH,
+        &[("Content-Type", Codec::Proto.content_type())],
+        Some(&body),
+    )
 }
 
 /// Pushes profile `id`; returns whether the server acknowledged it (HTTP 200).

@@ -12,6 +12,7 @@ mod auth;
 mod bad_input;
 mod cluster;
 mod crash_recovery;
+mod faults;
 mod filtering;
 mod flamegraph_format;
 mod go_pprof;
