@@ -243,12 +243,24 @@ impl Ingester {
         .await
         .map_err(ember_block::Error::from)??;
 
-        // Heads whose block made it to object storage (meta.json is uploaded last).
+        // Heads whose block made it to object storage (meta.json is uploaded
+        // last), or whose data a compacted block holds: the compactor may have
+        // merged and deleted the block since, and uploading it again would
+        // race that deletion (a block with meta.json but without every file).
         let mut uploaded = HashSet::new();
+        let mut compacted: HashMap<String, HashSet<Ulid>> = HashMap::new();
         for (_, _, entry) in &entries {
             if let Ok(wal_record::Entry::Cut { tenant, head }) = entry {
                 let meta = ember_block::block_file(tenant, *head, "meta.json");
                 if store.head(&meta).await.is_ok() {
+                    uploaded.insert((tenant.clone(), *head));
+                    continue;
+                }
+                if !compacted.contains_key(tenant) {
+                    let sources = compacted_sources(&store, tenant).await?;
+                    compacted.insert(tenant.clone(), sources);
+                }
+                if compacted[tenant].contains(head) {
                     uploaded.insert((tenant.clone(), *head));
                 }
             }
@@ -643,6 +655,28 @@ impl Ingester {
             }
         }
     }
+}
+
+/// Returns the level-1 blocks of `tenant` whose data a compacted block in
+/// `store` holds.
+async fn compacted_sources(store: &Arc<dyn ObjectStore>, tenant: &str) -> Result<HashSet<Ulid>> {
+    let mut sources = HashSet::new();
+    for ulid in ember_block::list_blocks(store, tenant).await? {
+        let path = ember_block::block_file(tenant, ulid, ember_block::META_FILE);
+        let bytes = match store.get(&path).await {
+            Ok(got) => got.bytes().await.map_err(ember_block::Error::from)?,
+            // Not complete, or deleted since the listing.
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(ember_block::Error::from(e).into()),
+        };
+        let Ok(meta) = serde_json::from_slice::<ember_block::BlockMeta>(&bytes) else {
+            continue;
+        };
+        if meta.compaction.level > 1 {
+            sources.extend(meta.compaction.sources);
+        }
+    }
+    Ok(sources)
 }
 
 /// The ingester of this process as the distributor's sink (`-target=all`).

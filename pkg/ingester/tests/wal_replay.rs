@@ -9,7 +9,7 @@ use ember_model::{flamegraph::FunctionTree, ingest, labels::PROFILE_TYPE, new_pr
 use ember_query::{Plan, SourceView};
 use ember_testkit::testdata;
 use ember_time::SystemClock;
-use object_store::{ObjectStore, memory::InMemory};
+use object_store::{ObjectStore, ObjectStoreExt, memory::InMemory};
 
 /// Every shared profile that decodes within the default limits.
 fn profiles() -> Vec<ember_proto::google::v1::Profile> {
@@ -165,4 +165,53 @@ async fn crash_after_upload_before_segment_deletion_counts_once() {
     let reopened = open(empty, copy.path()).await;
     assert!(!answers(&reopened).is_empty());
     assert_eq!(reopened.heads("a")[0].ulid, blocks[0]);
+}
+
+#[tokio::test]
+async fn a_head_whose_block_was_compacted_and_deleted_is_not_uploaded_again() {
+    let wal = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let ingester = with_one_profile(store.clone(), wal.path()).await;
+    for seq in ember_wal::segments(wal.path()).unwrap() {
+        let path = wal.path().join(format!("{seq:020}.wal"));
+        std::fs::hard_link(&path, crashed.path().join(path.file_name().unwrap())).unwrap();
+    }
+    ingester.flush_all().await.unwrap();
+    let head = ember_block::list_blocks(&store, "a").await.unwrap()[0];
+    // The compactor merged the block into another and deleted it.
+    let meta_of = |ulid| ember_block::block_file("a", ulid, ember_block::META_FILE);
+    let bytes = store
+        .get(&meta_of(head))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let mut meta: ember_block::BlockMeta = serde_json::from_slice(&bytes).unwrap();
+    meta.ulid = ulid::Ulid::new();
+    meta.compaction = ember_block::Compaction {
+        level: 2,
+        sources: vec![head],
+    };
+    let compacted = serde_json::to_vec(&meta).unwrap();
+    store
+        .put(&meta_of(meta.ulid), compacted.into())
+        .await
+        .unwrap();
+    let prefix = object_store::path::Path::from(format!("a/blocks/{head}"));
+    let listed = store.list_with_delimiter(Some(&prefix)).await.unwrap();
+    assert!(!listed.objects.is_empty());
+    for object in listed.objects {
+        store.delete(&object.location).await.unwrap();
+    }
+
+    let reopened = open(store.clone(), crashed.path()).await;
+    assert!(
+        answers(&reopened).is_empty(),
+        "the compacted block holds the head's profiles"
+    );
+    reopened.flush_all().await.unwrap();
+    let blocks = ember_block::list_blocks(&store, "a").await.unwrap();
+    assert_eq!(blocks, [meta.ulid], "nothing uploaded again");
 }
