@@ -485,6 +485,18 @@ impl BlockView {
         self.profiles.as_ref().map_or(0, |p| p.data.held())
     }
 
+    /// Returns how many bytes the view holds in memory: its profile pages
+    /// and (estimated) the symbols it fetched.
+    pub fn held_bytes(&self) -> usize {
+        let symbols: usize = self
+            .symbols
+            .iter()
+            .flatten()
+            .map(|s| s.estimated_bytes())
+            .sum();
+        self.held_profile_bytes() + symbols
+    }
+
     fn set_symbols(&mut self, symbols: Vec<(u32, Arc<Symbols>)>) {
         for (p, s) in symbols {
             let p = p as usize;

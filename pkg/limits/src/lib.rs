@@ -82,6 +82,11 @@ pub struct Limits {
     ///
     /// One more is refused at once with resource_exhausted (429).
     pub max_concurrent_queries: usize,
+    /// Most bytes of blocks one query may hold in the querier; 0 disables.
+    ///
+    /// Profile pages and symbols, fetched or from the cache. A query that
+    /// needs more is refused with 400 and asked to narrow its range or selector.
+    pub max_query_bytes: u64,
 }
 
 impl Default for Limits {
@@ -104,6 +109,7 @@ impl Default for Limits {
             max_flamegraph_nodes_max: 1 << 20,
             query_timeout: Duration::from_secs(120),
             max_concurrent_queries: 32,
+            max_query_bytes: 4 * 1024 * MIB,
         }
     }
 }
@@ -132,6 +138,7 @@ impl Limits {
             max_flamegraph_nodes_max: 0,
             query_timeout: Duration::ZERO,
             max_concurrent_queries: 0,
+            max_query_bytes: 0,
         }
     }
 
@@ -217,6 +224,9 @@ pub struct LimitsOverride {
     /// See [`Limits::max_concurrent_queries`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_queries: Option<usize>,
+    /// See [`Limits::max_query_bytes`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_query_bytes: Option<u64>,
 }
 
 impl LimitsOverride {
@@ -248,6 +258,7 @@ impl LimitsOverride {
             max_flamegraph_nodes_max,
             query_timeout,
             max_concurrent_queries,
+            max_query_bytes,
         );
         limits
     }

@@ -352,10 +352,13 @@ impl Querier {
                 async move { block.fetch(&want).await }
             })
             .collect();
-        let blocks: Vec<BlockView> = futures::stream::iter(fetches)
-            .buffered(BLOCKS_IN_PARALLEL)
-            .try_collect()
-            .await?;
+        let mut budget = self.limits.budget(tenant);
+        let mut fetched = futures::stream::iter(fetches).buffered(BLOCKS_IN_PARALLEL);
+        let mut blocks: Vec<BlockView> = Vec::new();
+        while let Some(view) = fetched.try_next().await? {
+            budget.take(view.held_bytes())?;
+            blocks.push(view);
+        }
         Ok(Sources { recent, blocks })
     }
 

@@ -21,6 +21,10 @@
 //!   the queries it waits for hold the CPU.
 //! - `query_timeout` (Loki's per-tenant name; Pyroscope has none) stops a query
 //!   still reading its sources and answers `deadline_exceeded` (408).
+//! - `max_query_bytes` (Ember's; Mimir bounds fetched chunk bytes the same way)
+//!   refuses (400) a query once the blocks it holds in memory (profile pages and
+//!   symbols, fetched or cached) pass the limit, while they are being fetched, so
+//!   a query holds at most the limit plus the blocks in flight.
 //!
 //! A limit of 0 is disabled. Each refusal names the tenant, the limit's key and
 //! value, and what to change.
@@ -128,6 +132,16 @@ impl QueryLimits {
         })
     }
 
+    /// Returns a budget of block bytes for one query of `tenant`
+    /// (`max_query_bytes`).
+    pub(crate) fn budget(&self, tenant: &str) -> Budget {
+        Budget {
+            tenant: tenant.to_owned(),
+            limit: self.limits.limits(tenant).max_query_bytes,
+            held: 0,
+        }
+    }
+
     /// Runs `work`, a query of `tenant`, for at most the tenant's `query_timeout`.
     pub(crate) async fn timed<T>(
         &self,
@@ -152,6 +166,36 @@ impl QueryLimits {
                 )))
             }
         }
+    }
+}
+
+/// The block bytes one query holds, against the tenant's `max_query_bytes`.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    tenant: String,
+    limit: u64,
+    held: u64,
+}
+
+impl Budget {
+    /// Counts `bytes` more; refuses the query once it holds more than the limit.
+    pub(crate) fn take(&mut self, bytes: usize) -> Result<()> {
+        self.held += bytes as u64;
+        if self.limit == 0 || self.held <= self.limit {
+            return Ok(());
+        }
+        let tenant = &self.tenant;
+        warn!(
+            tenant,
+            held = self.held,
+            limit = self.limit,
+            "query refused by max_query_bytes"
+        );
+        Err(Error::QueryLimit(format!(
+            "tenant \"{tenant}\": the query needs at least {} bytes of blocks in memory, more than \
+             the limit of {} bytes (limits.max_query_bytes): narrow the time range or the selector",
+            self.held, self.limit
+        )))
     }
 }
 

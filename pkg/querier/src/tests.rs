@@ -519,3 +519,39 @@ async fn a_repeated_query_is_served_by_the_block_cache() {
     assert!(hits("footer") > 0 && hits("symbols") == 1 && hits("page") > 0);
     assert!(cache_metrics.bytes.get() as u64 <= 1 << 20);
 }
+
+#[tokio::test]
+async fn a_query_holding_more_block_bytes_than_max_query_bytes_is_refused() {
+    let limited = |max_query_bytes| ember_limits::Limits {
+        max_query_bytes,
+        ..ember_limits::Limits::unlimited()
+    };
+    let clock = ember_time::SystemClock::shared();
+    let q = querier()
+        .await
+        .with_limits(Arc::new(limited(1024)), clock.clone());
+    let status = q
+        .select_merge_stacktraces(request(stacktraces(None, &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("limit of 1024 bytes (limits.max_query_bytes)")
+            && status
+                .message()
+                .contains("narrow the time range or the selector"),
+        "{}",
+        status.message()
+    );
+    let q = querier()
+        .await
+        .with_limits(Arc::new(limited(64 << 20)), clock);
+    let fg = q
+        .select_merge_stacktraces(request(stacktraces(None, &[])))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fg.flamegraph.unwrap().total, 160);
+}

@@ -1029,7 +1029,7 @@ mod tests {
     #[test]
     fn every_key_has_a_description_and_a_unique_env_name() {
         let keys = loader().keys::<Config>();
-        assert_eq!(keys.list.len(), 84);
+        assert_eq!(keys.list.len(), 85);
         let mut names = std::collections::HashSet::new();
         for key in &keys.list {
             assert!(
