@@ -257,7 +257,14 @@ impl Ingester {
                     continue;
                 }
                 if !compacted.contains_key(tenant) {
-                    let sources = compacted_sources(&store, tenant).await?;
+                    // Best effort: without the store (an outage) the head is
+                    // uploaded again once it is back, as before.
+                    let sources = compacted_sources(&store, tenant)
+                        .await
+                        .unwrap_or_else(|e| {
+                            warn!(tenant, error = %e, "listing compacted blocks failed; replayed heads will be uploaded");
+                            HashSet::new()
+                        });
                     compacted.insert(tenant.clone(), sources);
                 }
                 if compacted[tenant].contains(head) {
