@@ -41,7 +41,9 @@ pub use meta::{
     BlockMeta, BlockStats, Compaction, DeletionMark, FORMAT_VERSION, live_blocks, superseded,
 };
 pub use metrics::BlockCacheMetrics;
-pub use read::{Block, BlockView, Fetch, Fetched, ProfileVisitor, SpanSamples, list_blocks};
+pub use read::{
+    Block, BlockView, Fetch, Fetched, ProfileVisitor, SpanSamples, list_blocks, read_meta,
+};
 pub use schema::{DELETION_MARK_FILE, META_FILE};
 pub use write::{BlockData, EncodedBlock, encode_block, upload_block};
 

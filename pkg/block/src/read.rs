@@ -160,6 +160,20 @@ pub async fn list_blocks(store: &Arc<dyn ObjectStore>, tenant: &str) -> Result<V
     Ok(ulids)
 }
 
+/// Reads and parses the `meta.json` of block `ulid`, whatever its version.
+pub async fn read_meta(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &str,
+    ulid: Ulid,
+) -> Result<BlockMeta> {
+    let bytes = store
+        .get(&block_file(tenant, ulid, META_FILE))
+        .await?
+        .bytes()
+        .await?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
 fn corrupt(ulid: Ulid, message: impl Into<String>) -> Error {
     Error::Corrupt {
         block: ulid.to_string(),
@@ -189,12 +203,7 @@ impl Block {
         tenant: &str,
         ulid: Ulid,
     ) -> Result<Self> {
-        let meta_bytes = store
-            .get(&block_file(tenant, ulid, META_FILE))
-            .await?
-            .bytes()
-            .await?;
-        let meta: BlockMeta = serde_json::from_slice(&meta_bytes)?;
+        let meta = read_meta(&store, tenant, ulid).await?;
         if meta.version > FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 block: ulid.to_string(),

@@ -669,15 +669,12 @@ impl Ingester {
 async fn compacted_sources(store: &Arc<dyn ObjectStore>, tenant: &str) -> Result<HashSet<Ulid>> {
     let mut sources = HashSet::new();
     for ulid in ember_block::list_blocks(store, tenant).await? {
-        let path = ember_block::block_file(tenant, ulid, ember_block::META_FILE);
-        let bytes = match store.get(&path).await {
-            Ok(got) => got.bytes().await.map_err(ember_block::Error::from)?,
-            // Not complete, or deleted since the listing.
-            Err(object_store::Error::NotFound { .. }) => continue,
-            Err(e) => return Err(ember_block::Error::from(e).into()),
-        };
-        let Ok(meta) = serde_json::from_slice::<ember_block::BlockMeta>(&bytes) else {
-            continue;
+        let meta = match ember_block::read_meta(store, tenant, ulid).await {
+            Ok(meta) => meta,
+            // Not complete, or deleted since the listing; or not readable.
+            Err(ember_block::Error::ObjectStore(object_store::Error::NotFound { .. }))
+            | Err(ember_block::Error::Meta(_)) => continue,
+            Err(e) => return Err(e.into()),
         };
         if meta.compaction.level > 1 {
             sources.extend(meta.compaction.sources);

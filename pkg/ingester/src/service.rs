@@ -12,7 +12,7 @@ use ember_proto::{
         SelectRequest, SeriesResponse, ingester_service_server::IngesterService,
     },
 };
-use ember_query::{Plan, ProfileFilter};
+use ember_query::{Plan, ProfileFilter, SourceView};
 use ember_symdb::resolve::PprofBuilder;
 use rustc_hash::{FxHashMap, FxHashSet};
 use tonic::{Request, Response, Status};
@@ -42,6 +42,22 @@ pub fn plan_of(req: &SelectRequest) -> Result<Plan, Status> {
         plan.samples.call_site = selector.call_site.iter().map(|l| l.name.clone()).collect();
     }
     Ok(plan)
+}
+
+/// Calls `f` with each of `tenant`'s heads; once all were read, returns the
+/// first error one gave.
+fn each_head(
+    ingester: &Ingester,
+    tenant: &str,
+    mut f: impl FnMut(&dyn SourceView) -> ember_query::Result<()>,
+) -> Result<(), Status> {
+    let mut error = None;
+    ingester.with_heads(tenant, &mut |view| {
+        if let Err(e) = f(view) {
+            error.get_or_insert(e);
+        }
+    });
+    error.map_or(Ok(()), |e| Err(e.into()))
 }
 
 impl IngesterApi {
@@ -108,24 +124,16 @@ impl IngesterService for IngesterApi {
             let mut out = SelectProfilesResponse::default();
             let mut spans: FxHashMap<ProfileId, Vec<(u64, i64)>> = FxHashMap::default();
             if with_spans {
-                let mut error = None;
-                ingester.with_heads(&tenant, &mut |view| {
-                    let result = ember_query::span_points(view, &plan, &mut |_, point, span| {
+                each_head(&ingester, &tenant, |view| {
+                    ember_query::span_points(view, &plan, &mut |_, point, span| {
                         spans.entry(point.id).or_default().push((span, point.total));
-                    });
-                    if let Err(e) = result {
-                        error.get_or_insert(e);
-                    }
-                });
-                if let Some(e) = error {
-                    return Err(e.into());
-                }
+                    })
+                })?;
             }
             let mut series_index: FxHashMap<Labels, u32> = FxHashMap::default();
             let mut ids: Vec<ProfileId> = Vec::new();
-            let mut error = None;
-            ingester.with_heads(&tenant, &mut |view| {
-                let result = ember_query::points(view, &plan, &mut |labels, point| {
+            each_head(&ingester, &tenant, |view| {
+                ember_query::points(view, &plan, &mut |labels, point| {
                     let next = series_index.len() as u32;
                     let i = *series_index.entry(labels.clone()).or_insert_with(|| {
                         out.series.push(ember_proto::types::v1::Labels {
@@ -149,14 +157,8 @@ impl IngesterService for IngesterApi {
                     out.series_index.push(i);
                     out.time_nanos.push(point.time_nanos);
                     out.totals.push(point.total);
-                });
-                if let Err(e) = result {
-                    error.get_or_insert(e);
-                }
-            });
-            if let Some(e) = error {
-                return Err(e.into());
-            }
+                })
+            })?;
             out.ids = wire::encode_ids(ids);
             Ok(Response::new(out))
         })
@@ -181,15 +183,9 @@ impl IngesterService for IngesterApi {
                 (&profile_type.period_type, &profile_type.period_unit),
                 0,
             );
-            let mut error = None;
-            ingester.with_heads(&tenant, &mut |view| {
-                if let Err(e) = ember_query::merge_pprof(view, &plan, &mut builder) {
-                    error.get_or_insert(e);
-                }
-            });
-            if let Some(e) = error {
-                return Err(e.into());
-            }
+            each_head(&ingester, &tenant, |view| {
+                ember_query::merge_pprof(view, &plan, &mut builder)
+            })?;
             Ok(Response::new(
                 builder.finish(plan.start, plan.end - plan.start),
             ))

@@ -70,6 +70,18 @@ async fn with_one_profile(store: Arc<dyn ObjectStore>, wal: &Path) -> Ingester {
     ingester
 }
 
+/// Appends one profile on `wal` and flushes it to `store`, leaving in
+/// `crashed` the log a crash right after the upload would leave behind: hard
+/// links keep the segments as they are when the flush deletes them.
+async fn flush_leaving_the_log_in(store: Arc<dyn ObjectStore>, wal: &Path, crashed: &Path) {
+    let ingester = with_one_profile(store, wal).await;
+    for seq in ember_wal::segments(wal).unwrap() {
+        let path = wal.join(format!("{seq:020}.wal"));
+        std::fs::hard_link(&path, crashed.join(path.file_name().unwrap())).unwrap();
+    }
+    ingester.flush_all().await.unwrap();
+}
+
 fn segment_files(dir: &Path) -> usize {
     ember_wal::segments(dir).unwrap().len()
 }
@@ -136,14 +148,7 @@ async fn crash_after_upload_before_segment_deletion_counts_once() {
     let wal = tempfile::tempdir().unwrap();
     let crashed = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = with_one_profile(store.clone(), wal.path()).await;
-    // Hard links keep the segments as they are when the flush deletes them:
-    // the log a crash right after the upload would leave behind.
-    for seq in ember_wal::segments(wal.path()).unwrap() {
-        let path = wal.path().join(format!("{seq:020}.wal"));
-        std::fs::hard_link(&path, crashed.path().join(path.file_name().unwrap())).unwrap();
-    }
-    ingester.flush_all().await.unwrap();
+    flush_leaving_the_log_in(store.clone(), wal.path(), crashed.path()).await;
     let blocks = ember_block::list_blocks(&store, "a").await.unwrap();
     assert_eq!(blocks.len(), 1);
     assert!(segment_files(crashed.path()) >= 1);
@@ -172,12 +177,7 @@ async fn a_head_whose_block_was_compacted_and_deleted_is_not_uploaded_again() {
     let wal = tempfile::tempdir().unwrap();
     let crashed = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = with_one_profile(store.clone(), wal.path()).await;
-    for seq in ember_wal::segments(wal.path()).unwrap() {
-        let path = wal.path().join(format!("{seq:020}.wal"));
-        std::fs::hard_link(&path, crashed.path().join(path.file_name().unwrap())).unwrap();
-    }
-    ingester.flush_all().await.unwrap();
+    flush_leaving_the_log_in(store.clone(), wal.path(), crashed.path()).await;
     let head = ember_block::list_blocks(&store, "a").await.unwrap()[0];
     // The compactor merged the block into another and deleted it.
     let meta_of = |ulid| ember_block::block_file("a", ulid, ember_block::META_FILE);
