@@ -21,6 +21,10 @@ pub(crate) struct Groups {
     pub(crate) groups: BTreeMap<Labels, Vec<(Point, u32, u64)>>,
     pub(crate) labels: Vec<Labels>,
     index: HashMap<Labels, u32>,
+    /// The series and group key of the last point added: a source's profiles
+    /// come sorted by series, so most points repeat them, and comparing labels
+    /// costs far less than hashing them and building the key again.
+    last: Option<(u32, Labels)>,
     /// The annotations of the profiles that have any.
     annotations: HashMap<ProfileId, Vec<Annotation>>,
 }
@@ -39,25 +43,35 @@ impl Groups {
         point: Point,
         span: u64,
     ) {
-        let series = match self.index.get(labels) {
-            Some(&i) => i,
-            None => {
-                let i = self.labels.len() as u32;
-                self.labels.push(labels.clone());
-                self.index.insert(labels.clone(), i);
-                i
+        let last = match self.last.take() {
+            Some((series, key)) if self.labels[series as usize] == *labels => (series, key),
+            _ => {
+                let series = match self.index.get(labels) {
+                    Some(&i) => i,
+                    None => {
+                        let i = self.labels.len() as u32;
+                        self.labels.push(labels.clone());
+                        self.index.insert(labels.clone(), i);
+                        i
+                    }
+                };
+                let key = Labels::new(
+                    group_by
+                        .iter()
+                        .filter_map(|n| labels.get(n).map(|v| Label::new(n.clone(), v)))
+                        .collect(),
+                );
+                (series, key)
             }
         };
-        let key = Labels::new(
-            group_by
-                .iter()
-                .filter_map(|n| labels.get(n).map(|v| Label::new(n.clone(), v)))
-                .collect(),
-        );
-        self.groups
-            .entry(key)
-            .or_default()
-            .push((point, series, span));
+        let (series, key) = self.last.insert(last);
+        match self.groups.get_mut(key) {
+            Some(points) => points.push((point, *series, span)),
+            None => {
+                self.groups
+                    .insert(key.clone(), vec![(point, *series, span)]);
+            }
+        }
     }
 
     /// Records what the client attached to profile `id` (sorted, unique).

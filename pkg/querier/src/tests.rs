@@ -555,3 +555,24 @@ async fn a_query_holding_more_block_bytes_than_max_query_bytes_is_refused() {
         .into_inner();
     assert_eq!(fg.flamegraph.unwrap().total, 160);
 }
+
+#[test]
+fn overlapping_marks_every_range_that_meets_another() {
+    let ranges = [
+        Some((10, 20)),
+        Some((30, 40)),
+        Some((20, 25)), // meets the first at 20
+        None,
+        Some((50, 60)),
+        Some((0, 100)), // meets everything
+        Some((200, 300)),
+    ];
+    assert_eq!(
+        crate::overlapping(&ranges),
+        [true, true, true, false, true, true, false]
+    );
+    assert_eq!(
+        crate::overlapping(&[Some((1, 2)), Some((3, 4)), None]),
+        [false, false, false]
+    );
+}
