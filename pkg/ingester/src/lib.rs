@@ -230,15 +230,7 @@ impl Ingester {
         let (entries, report) = tokio::task::spawn_blocking(move || -> Result<_> {
             let (records, report) = ember_wal::replay_with(&dir, &reading.wal)?;
             reading.start_records(true, records.len());
-            let entries: Vec<_> = records
-                .iter()
-                .map(|r| {
-                    let entry = (r.segment, r.offset, wal_record::decode(&r.payload));
-                    reading.record_done();
-                    entry
-                })
-                .collect();
-            Ok((entries, report))
+            Ok((decode_records(&records, &reading), report))
         })
         .await
         .map_err(ember_block::Error::from)??;
@@ -681,6 +673,36 @@ async fn compacted_sources(store: &Arc<dyn ObjectStore>, tenant: &str) -> Result
         }
     }
     Ok(sources)
+}
+
+/// A log record decoded: its segment, its offset and its entry.
+type DecodedRecord = (u64, u64, std::result::Result<wal_record::Entry, String>);
+
+/// Decodes the log's records, in order, on every core: decoding (protobuf and
+/// validation) is most of a replay's CPU, and records are independent.
+fn decode_records(records: &[ember_wal::Record], progress: &ReplayProgress) -> Vec<DecodedRecord> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = records.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|r| {
+                            let entry = (r.segment, r.offset, wal_record::decode(&r.payload));
+                            progress.record_done();
+                            entry
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().expect("decoding a log record panicked"))
+            .collect()
+    })
 }
 
 /// The ingester of this process as the distributor's sink (`-target=all`).

@@ -214,10 +214,11 @@ fn decode_profile(mut r: Reader<'_>) -> Result<ProfileRecord, String> {
             samples,
         });
     }
-    let mut profile = Profile::decode(r.bytes()?).map_err(|e| e.to_string())?;
-    // A replica logs the profile as received, before the ingester's own
-    // validation repaired it (`wire::decode_push`): repair it the same way.
-    pprof::validate(&mut profile, &ember_model::wire::UNBOUNDED).map_err(|e| e.to_string())?;
+    // The server's own decoder, as for pushes; a replica logs the profile as
+    // received, before the ingester's validation repaired it
+    // (`wire::decode_push`), so `decode` repairs it the same way.
+    let profile =
+        pprof::decode(r.bytes()?, &ember_model::wire::UNBOUNDED).map_err(|e| e.to_string())?;
     let mut annotations = Vec::new();
     if !r.0.is_empty() {
         let count = r.u32()?;
