@@ -143,6 +143,9 @@ pub(crate) struct IngestResults {
     /// Bytes of write-ahead log segments `append_wal_nosync` left, to compare
     /// with the gzipped bytes it took (`append_wal_nosync.bytes`).
     pub(crate) wal_bytes: u64,
+    /// The replay of those segments by a new ingester, as after a SIGKILL:
+    /// the profiles it rebuilt and the wall time of `Ingester::open`.
+    pub(crate) replay: (u64, Duration),
 }
 
 pub(crate) fn new_ingester() -> Arc<Ingester> {
@@ -221,13 +224,31 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
             std::fs::metadata(path).map_or(0, |m| m.len())
         })
         .sum();
+    // The process is not stopped: nothing is flushed or checkpointed, so the
+    // new ingester finds the log as a killed one leaves it.
+    let rows = |i: &Ingester| -> u64 { i.heads(TENANT).iter().map(|h| h.counts().profiles).sum() };
+    let logged = rows(&unsynced);
+    drop(unsynced);
+    let started = Instant::now();
+    let replayed = with_wal(wal_dirs.1.path(), false)?;
+    let replay_time = started.elapsed();
+    if rows(&replayed) != logged {
+        return Err(format!(
+            "replay rebuilt {} profile rows of {logged}",
+            rows(&replayed)
+        )
+        .into());
+    }
+    let (decode, gunzip, ingest, append, append_wal, append_wal_nosync) =
+        (next(), next(), next(), next(), next(), next());
     Ok(IngestResults {
-        decode: next(),
-        gunzip: next(),
-        ingest: next(),
-        append: next(),
-        append_wal: next(),
-        append_wal_nosync: next(),
+        replay: (append_wal_nosync.profiles, replay_time),
+        decode,
+        gunzip,
+        ingest,
+        append,
+        append_wal,
+        append_wal_nosync,
         wal_bytes,
     })
 }

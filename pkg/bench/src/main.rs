@@ -32,7 +32,10 @@ mod ingest;
 mod metrics;
 mod query;
 mod reads;
+mod s3;
 mod storage;
+mod synth;
+mod week;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -66,6 +69,8 @@ struct Args {
     cluster: Option<cluster::Options>,
     /// `Some(hours)` runs the reads mode instead of everything else.
     reads: Option<usize>,
+    /// `Some(days)` runs the week mode instead of everything else.
+    week: Option<usize>,
 }
 
 const USAGE: &str =
@@ -73,6 +78,7 @@ const USAGE: &str =
        ember-bench --metrics-overhead [--corpus DIR]
        ember-bench --cluster [--seconds S] [--warmup S] [--clients N] [--corpus DIR]
        ember-bench --reads [--hours H] [--corpus DIR]
+       ember-bench --week [--days D]
 
   --profiles N          profiles stored and queried in (c) and (d) (default 10000)
   --variant-profiles N  profiles stored for each other variant of (d) (default 2000, 0 skips)
@@ -88,7 +94,13 @@ const USAGE: &str =
   --reads               instead, write H hourly blocks of ten services into a store that
                         delays every read request 20 ms, then count what one service's
                         flame graph and SelectSeries fetch, cold and warm
-  --hours H             hours of blocks for --reads (default 24)";
+  --hours H             hours of blocks for --reads (default 24)
+  --week                instead, write D days of one service's ten pods (synthetic CPU
+                        profiles every 15 s), compact them with their pre-aggregated
+                        copies, then time the whole range's flame graph and SelectSeries
+                        from moto S3 (EMBER_MOTO_SERVER) behind a 20 ms proxy, or from an
+                        in-memory store with reads delayed 20 ms without it
+  --days D              days of profiles for --week (default 7)";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -100,9 +112,12 @@ fn parse_args() -> Result<Args, String> {
         metrics_overhead: false,
         cluster: None,
         reads: None,
+        week: None,
     };
     let mut hours = 24;
     let mut reads_mode = false;
+    let mut days = 7;
+    let mut week_mode = false;
     let mut corpus = None;
     let mut cluster = cluster::Options {
         clients: 8,
@@ -127,6 +142,8 @@ fn parse_args() -> Result<Args, String> {
             "--cluster" => cluster_mode = true,
             "--reads" => reads_mode = true,
             "--hours" => hours = number(it.next(), "--hours")?,
+            "--week" => week_mode = true,
+            "--days" => days = number(it.next(), "--days")?,
             "--seconds" => {
                 cluster.measured = Duration::from_secs(number(it.next(), "--seconds")? as u64)
             }
@@ -152,6 +169,12 @@ fn parse_args() -> Result<Args, String> {
             return Err("--hours must be at least 1".into());
         }
         args.reads = Some(hours);
+    }
+    if week_mode {
+        if days == 0 {
+            return Err("--days must be at least 1".into());
+        }
+        args.week = Some(days);
     }
     args.corpus = match corpus {
         Some(dir) => dir,
@@ -231,6 +254,11 @@ fn main() {
 }
 
 async fn run(args: Args) -> BoxResult<()> {
+    if let Some(days) = args.week {
+        let results = week::run(days).await?;
+        week::print(&results);
+        return Ok(());
+    }
     let corpus = corpus::load(&args.corpus)
         .map_err(|e| format!("reading corpus {}: {e}", args.corpus.display()))?;
     if corpus.inputs.is_empty() {
@@ -472,6 +500,13 @@ fn print_results(r: &Results) {
         ing.wal_bytes as f64 / ing.append_wal_nosync.bytes.max(1) as f64,
         ing.wal_bytes as f64 / 1e6,
         ing.append_wal_nosync.bytes as f64 / 1e6
+    );
+    let (replayed, replay) = ing.replay;
+    println!(
+        "| (b) write-ahead log replay by a new ingester (as after SIGKILL): `Ingester::open`, wall clock / profiles a second, vs (b) ingest | {:.0} ms for {replayed} profiles / {:.0} profiles/s = {:.1}× (b) |",
+        replay.as_secs_f64() * 1e3,
+        replayed as f64 / replay.as_secs_f64(),
+        replayed as f64 / replay.as_secs_f64() / ing.ingest.profiles_per_sec(),
     );
     for (step, f) in [
         ("(e) folded", &r.formats.folded),

@@ -61,7 +61,7 @@ const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 /// (get, ranged get, head, list) of the store it wraps; writes are not delayed.
 #[derive(Debug)]
 pub(crate) struct Delayed {
-    inner: Arc<dyn ObjectStore>,
+    pub(crate) inner: Arc<dyn ObjectStore>,
 }
 
 impl fmt::Display for Delayed {
@@ -261,7 +261,7 @@ fn heaviest_type(corpus: &Corpus) -> String {
         .unwrap_or_default()
 }
 
-fn request<T>(message: T) -> tonic::Request<T> {
+pub(crate) fn request<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.extensions_mut().insert(Tenant(TENANT.into()));
     request
@@ -292,7 +292,7 @@ where
     ))
 }
 
-async fn measure<F, Fut>(
+pub(crate) async fn measure<F, Fut>(
     name: &'static str,
     store: &Arc<dyn ObjectStore>,
     metrics: &ObjstoreMetrics,
