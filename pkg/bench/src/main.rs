@@ -2,7 +2,9 @@
 //! `cargo run --release -p ember-bench -- [--profiles N] [--per-file]`, or
 //! `-- --cluster [--seconds S] [--warmup S] [--clients N]` for the push load
 //! against real `ember` processes of [`cluster`], or `-- --reads [--hours H]`
-//! for what one service's queries fetch from a delayed object store ([`reads`]).
+//! for what one service's queries fetch from a delayed object store ([`reads`]),
+//! or `-- --flush-memory [--hours H]` for the peak memory of a flush and a
+//! compaction ([`flush`]).
 //!
 //! On the real profiles of the shared corpus it measures, in one run:
 //!
@@ -27,12 +29,14 @@
 
 mod cluster;
 mod corpus;
+mod flush;
 mod formats;
 mod ingest;
 mod metrics;
 mod query;
 mod reads;
 mod storage;
+mod synth;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -66,6 +70,8 @@ struct Args {
     cluster: Option<cluster::Options>,
     /// `Some(hours)` runs the reads mode instead of everything else.
     reads: Option<usize>,
+    /// `Some(hours)` runs the flush-memory mode instead of everything else.
+    flush_memory: Option<usize>,
 }
 
 const USAGE: &str =
@@ -73,6 +79,7 @@ const USAGE: &str =
        ember-bench --metrics-overhead [--corpus DIR]
        ember-bench --cluster [--seconds S] [--warmup S] [--clients N] [--corpus DIR]
        ember-bench --reads [--hours H] [--corpus DIR]
+       ember-bench --flush-memory [--hours H]
 
   --profiles N          profiles stored and queried in (c) and (d) (default 10000)
   --variant-profiles N  profiles stored for each other variant of (d) (default 2000, 0 skips)
@@ -88,7 +95,9 @@ const USAGE: &str =
   --reads               instead, write H hourly blocks of ten services into a store that
                         delays every read request 20 ms, then count what one service's
                         flame graph and SelectSeries fetch, cold and warm
-  --hours H             hours of blocks for --reads (default 24)";
+  --flush-memory        instead, measure the peak RSS of flushing one head of H hours of
+                        ten pods' synthetic CPU profiles, and of compacting H hourly blocks
+  --hours H             hours of blocks for --reads and --flush-memory (default 24)";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
@@ -100,9 +109,11 @@ fn parse_args() -> Result<Args, String> {
         metrics_overhead: false,
         cluster: None,
         reads: None,
+        flush_memory: None,
     };
     let mut hours = 24;
     let mut reads_mode = false;
+    let mut flush_mode = false;
     let mut corpus = None;
     let mut cluster = cluster::Options {
         clients: 8,
@@ -126,6 +137,7 @@ fn parse_args() -> Result<Args, String> {
             "--metrics-overhead" => args.metrics_overhead = true,
             "--cluster" => cluster_mode = true,
             "--reads" => reads_mode = true,
+            "--flush-memory" => flush_mode = true,
             "--hours" => hours = number(it.next(), "--hours")?,
             "--seconds" => {
                 cluster.measured = Duration::from_secs(number(it.next(), "--seconds")? as u64)
@@ -147,12 +159,11 @@ fn parse_args() -> Result<Args, String> {
     if cluster_mode {
         args.cluster = Some(cluster);
     }
-    if reads_mode {
-        if hours == 0 {
-            return Err("--hours must be at least 1".into());
-        }
-        args.reads = Some(hours);
+    if (reads_mode || flush_mode) && hours == 0 {
+        return Err("--hours must be at least 1".into());
     }
+    args.reads = reads_mode.then_some(hours);
+    args.flush_memory = flush_mode.then_some(hours);
     args.corpus = match corpus {
         Some(dir) => dir,
         None => corpus::default_dir().map_err(|e| format!("{e}; or pass --corpus DIR"))?,
@@ -231,6 +242,10 @@ fn main() {
 }
 
 async fn run(args: Args) -> BoxResult<()> {
+    if let Some(hours) = args.flush_memory {
+        flush::print(&flush::run(hours).await?);
+        return Ok(());
+    }
     let corpus = corpus::load(&args.corpus)
         .map_err(|e| format!("reading corpus {}: {e}", args.corpus.display()))?;
     if corpus.inputs.is_empty() {
