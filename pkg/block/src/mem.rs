@@ -21,10 +21,12 @@ use ember_model::{
 };
 use ember_proto::google::v1::Profile;
 use ember_symdb::{Symbols, SymbolsBuilder, table_bytes};
+use object_store::ObjectStore;
 use ulid::Ulid;
 
 use crate::{
-    Annotations, BlockData, Compaction, ProfileRow, ProfileVisitor, SeriesEntry, SpanSamples,
+    Annotations, BlockData, BlockMeta, BlockParts, Compaction, ProfileRow, ProfileVisitor, Result,
+    SeriesEntry, SpanSamples, write_block,
 };
 use packed::Chunks;
 
@@ -541,15 +543,14 @@ impl MemBlock {
         &self.annotations
     }
 
-    /// Returns the contents as a block to write: series sorted by labels,
-    /// profiles by (series, time).
-    pub fn to_block_data(&self, source: String) -> BlockData {
-        let d = self;
-        let mut order: Vec<u32> = (0..d.series.len() as u32).collect();
+    /// Returns the series sorted by labels, and the rows' positions sorted by
+    /// (new series, time), then arrival: the order a block is written in.
+    fn block_order(&self) -> (Vec<SeriesEntry>, Vec<(u32, i64, u32)>) {
+        let mut order: Vec<u32> = (0..self.series.len() as u32).collect();
         order.sort_by(|&a, &b| {
-            d.series[a as usize]
+            self.series[a as usize]
                 .labels
-                .cmp(&d.series[b as usize].labels)
+                .cmp(&self.series[b as usize].labels)
         });
         let mut remap = vec![0u32; order.len()];
         for (new, &old) in order.iter().enumerate() {
@@ -557,32 +558,82 @@ impl MemBlock {
         }
         let series = order
             .iter()
-            .map(|&i| d.series[i as usize].clone())
+            .map(|&i| self.series[i as usize].clone())
             .collect();
-        let mut profiles: Vec<ProfileRow> = d
-            .profiles()
-            .map(|p| ProfileRow {
-                series: remap[p.series as usize],
-                ..p
-            })
+        // An index rather than the rows: 16 bytes a row, while a decoded
+        // row holds its samples.
+        let mut rows: Vec<(u32, i64, u32)> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (remap[r.series as usize], r.time_nanos, i as u32))
             .collect();
-        profiles.sort_by_key(|p| (p.series, p.time_nanos));
+        rows.sort_unstable();
+        (series, rows)
+    }
+
+    /// Returns the rows in block order ([`Self::block_order`]), each
+    /// decoded when reached, with its new series reference.
+    fn rows_in<'a>(
+        &'a self,
+        order: &'a [(u32, i64, u32)],
+    ) -> impl Iterator<Item = ProfileRow> + 'a {
+        order.iter().map(|&(series, _, i)| ProfileRow {
+            series,
+            ..self.decode(&self.rows[i as usize])
+        })
+    }
+
+    fn compaction(&self) -> Compaction {
+        Compaction {
+            level: 1,
+            sources: vec![self.ulid],
+        }
+    }
+
+    /// Returns the contents as a block to write: series sorted by labels,
+    /// profiles by (series, time). Holds every row decoded: [`Self::write`]
+    /// streams a block instead.
+    pub fn to_block_data(&self, source: String) -> BlockData {
+        let (series, order) = self.block_order();
         BlockData {
             ulid: self.ulid,
             source,
-            compaction: Compaction {
-                level: 1,
-                sources: vec![self.ulid],
-            },
+            compaction: self.compaction(),
+            profiles: self.rows_in(&order).collect(),
             series,
-            profiles,
-            partitions: d
+            partitions: self
                 .partitions
                 .iter()
                 .map(|(name, b)| (name.clone(), Arc::new(b.symbols().clone())))
                 .collect(),
-            annotations: d.annotations.clone(),
+            annotations: self.annotations.clone(),
         }
+    }
+
+    /// Writes the contents to `store` as a level-1 block ([`write_block`]),
+    /// decoding one row at a time. Blocking: call it from `spawn_blocking`.
+    pub fn write(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        tenant: &str,
+        source: String,
+    ) -> Result<BlockMeta> {
+        let (series, order) = self.block_order();
+        let parts = BlockParts {
+            ulid: self.ulid,
+            source,
+            compaction: self.compaction(),
+            resolution_nanos: 0,
+            series: &series,
+            partitions: self
+                .partitions
+                .iter()
+                .map(|(name, b)| (name.as_str(), b.symbols()))
+                .collect(),
+            annotations: &self.annotations,
+        };
+        write_block(store, tenant, &parts, self.rows_in(&order))
     }
 }
 
