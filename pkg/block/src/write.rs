@@ -292,9 +292,6 @@ impl StoreFile {
 
 impl Write for StoreFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.part.capacity() == 0 {
-            self.part.reserve_exact(self.part_bytes);
-        }
         // Parts of one size: some stores want all but the last equal.
         let n = buf.len().min(self.part_bytes - self.part.len());
         self.part.extend_from_slice(&buf[..n]);
