@@ -68,18 +68,6 @@ pub fn downsampled<R: Borrow<ProfileRow>>(
     })
 }
 
-/// Returns the parts of the copy of `data` at `resolution_nanos` as block
-/// `ulid`: the raw block's series, symbols and compaction.
-fn copy_parts(data: &BlockData, resolution_nanos: i64, ulid: Ulid) -> BlockParts<'_> {
-    static NONE: Annotations = Annotations::new();
-    BlockParts {
-        ulid,
-        resolution_nanos,
-        annotations: &NONE,
-        ..data.parts()
-    }
-}
-
 /// Returns `data` pre-aggregated at `resolution_nanos` as block `ulid`, with
 /// the raw block's series, symbols and compaction.
 pub fn downsample(data: &BlockData, resolution_nanos: i64, ulid: Ulid) -> BlockData {
@@ -106,22 +94,26 @@ pub fn encode_downsampled(
     Ok(encoded)
 }
 
-/// Writes the copy of `data` at `resolution_nanos` as block `ulid` to
-/// `store`, streaming ([`write_block`]). Blocking: call it from
-/// `spawn_blocking`.
-pub fn write_downsampled(
+/// Writes the copy at `resolution_nanos` of the block of `parts` and `rows`
+/// (sorted by `(series, time)`) as block `ulid` to `store`, with the raw
+/// block's series, symbols and compaction, streaming ([`write_block`]).
+/// Blocking: call it from `spawn_blocking`.
+pub fn write_downsampled<R: Borrow<ProfileRow>>(
     store: &Arc<dyn ObjectStore>,
     tenant: &str,
-    data: &BlockData,
+    parts: &BlockParts<'_>,
+    rows: impl IntoIterator<Item = R>,
     resolution_nanos: i64,
     ulid: Ulid,
 ) -> Result<BlockMeta> {
-    write_block(
-        store,
-        tenant,
-        &copy_parts(data, resolution_nanos, ulid),
-        downsampled(&data.profiles, resolution_nanos),
-    )
+    static NONE: Annotations = Annotations::new();
+    let copy = BlockParts {
+        ulid,
+        resolution_nanos,
+        annotations: &NONE,
+        ..parts.clone()
+    };
+    write_block(store, tenant, &copy, downsampled(rows, resolution_nanos))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ mod write;
 pub use annotations::Annotations;
 pub use cache::BlockCache;
 pub use error::{Error, Result};
-pub use mem::{MemBlock, SPAN_ID_LABEL, parse_span_id};
+pub use mem::{MemBlock, PackedRows, SPAN_ID_LABEL, parse_span_id};
 pub use meta::{
     BlockMeta, BlockStats, Compaction, DeletionMark, FORMAT_VERSION, live_blocks, superseded,
 };

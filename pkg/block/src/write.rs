@@ -89,7 +89,7 @@ pub(crate) fn base_props() -> parquet::file::properties::WriterPropertiesBuilder
 
 /// What a block holds besides its profile rows, borrowed from where it was
 /// built (a head, a merge), so that writing it copies nothing whole.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BlockParts<'a> {
     pub ulid: Ulid,
     pub source: String,

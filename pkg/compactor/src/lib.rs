@@ -694,17 +694,26 @@ impl Compactor {
             .map(|_| Ulid::from_datetime(self.clock.now()))
             .collect();
         let (store, owner, ulids) = (self.store.clone(), tenant.to_owned(), copy_ulids.clone());
-        // The merged rows are held once; the block and each copy stream
-        // from them to the store, one row group and one part at a time.
+        // The merged rows are held once, packed; the block and each copy
+        // decode them one at a time and stream to the store, a row group
+        // and a part at a time.
         let (written, copies) = tokio::task::spawn_blocking(move || {
-            let data = merger.finish(ulid, source, compaction);
-            let written = write_block(&store, &owner, &data.parts(), &data.profiles);
+            let merged = merger.finish(ulid, source, compaction);
+            let parts = merged.parts();
+            let written = write_block(&store, &owner, &parts, merged.profiles());
             let copies: Vec<_> = match &written {
                 Ok(_) => resolutions
                     .iter()
                     .zip(&ulids)
                     .map(|(&r, &copy)| {
-                        downsample::write_downsampled(&store, &owner, &data, r, copy)
+                        downsample::write_downsampled(
+                            &store,
+                            &owner,
+                            &parts,
+                            merged.profiles(),
+                            r,
+                            copy,
+                        )
                     })
                     .collect(),
                 Err(_) => Vec::new(),
