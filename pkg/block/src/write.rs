@@ -292,6 +292,13 @@ impl StoreFile {
 
 impl Write for StoreFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // A part's buffer at its full size from the start: growing it by
+        // doubling would copy it and briefly hold one and a half parts. Its
+        // pages become resident only when written, so a small file costs
+        // only what it writes.
+        if self.part.capacity() == 0 {
+            self.part.reserve_exact(self.part_bytes);
+        }
         // Parts of one size: some stores want all but the last equal.
         let n = buf.len().min(self.part_bytes - self.part.len());
         self.part.extend_from_slice(&buf[..n]);
