@@ -2,7 +2,10 @@
 //! `cargo run --release -p ember-bench -- [--profiles N] [--per-file]`, or
 //! `-- --cluster [--seconds S] [--warmup S] [--clients N]` for the push load
 //! against real `ember` processes of [`cluster`], or `-- --reads [--hours H]`
-//! for what one service's queries fetch from a delayed object store ([`reads`]).
+//! for what one service's queries fetch from a delayed object store ([`reads`]),
+//! `-- --flush-memory [--hours H]` for the peak memory of a flush and a
+//! compaction ([`flush`]), or `-- --week [--days D]` for a week of ten pods
+//! compacted and queried from S3 far away ([`week`]).
 //!
 //! On the real profiles of the shared corpus it measures, in one run:
 //!
@@ -27,6 +30,7 @@
 
 mod cluster;
 mod corpus;
+mod flush;
 mod formats;
 mod ingest;
 mod metrics;
@@ -71,6 +75,8 @@ struct Args {
     reads: Option<usize>,
     /// `Some(days)` runs the week mode instead of everything else.
     week: Option<usize>,
+    /// `Some(hours)` runs the flush-memory mode instead of everything else.
+    flush_memory: Option<usize>,
 }
 
 const USAGE: &str =
@@ -79,6 +85,7 @@ const USAGE: &str =
        ember-bench --cluster [--seconds S] [--warmup S] [--clients N] [--corpus DIR]
        ember-bench --reads [--hours H] [--corpus DIR]
        ember-bench --week [--days D]
+       ember-bench --flush-memory [--hours H]
 
   --profiles N          profiles stored and queried in (c) and (d) (default 10000)
   --variant-profiles N  profiles stored for each other variant of (d) (default 2000, 0 skips)
@@ -94,7 +101,9 @@ const USAGE: &str =
   --reads               instead, write H hourly blocks of ten services into a store that
                         delays every read request 20 ms, then count what one service's
                         flame graph and SelectSeries fetch, cold and warm
-  --hours H             hours of blocks for --reads (default 24)
+  --hours H             hours of blocks for --reads and --flush-memory (default 24)
+  --flush-memory        instead, measure the peak RSS of flushing one head of H hours of
+                        ten pods' synthetic CPU profiles, and of compacting H hourly blocks
   --week                instead, write D days of one service's ten pods (synthetic CPU
                         profiles every 15 s), compact them with their pre-aggregated
                         copies, then time the whole range's flame graph and SelectSeries
@@ -113,9 +122,11 @@ fn parse_args() -> Result<Args, String> {
         cluster: None,
         reads: None,
         week: None,
+        flush_memory: None,
     };
     let mut hours = 24;
     let mut reads_mode = false;
+    let mut flush_mode = false;
     let mut days = 7;
     let mut week_mode = false;
     let mut corpus = None;
@@ -141,6 +152,7 @@ fn parse_args() -> Result<Args, String> {
             "--metrics-overhead" => args.metrics_overhead = true,
             "--cluster" => cluster_mode = true,
             "--reads" => reads_mode = true,
+            "--flush-memory" => flush_mode = true,
             "--hours" => hours = number(it.next(), "--hours")?,
             "--week" => week_mode = true,
             "--days" => days = number(it.next(), "--days")?,
@@ -164,12 +176,11 @@ fn parse_args() -> Result<Args, String> {
     if cluster_mode {
         args.cluster = Some(cluster);
     }
-    if reads_mode {
-        if hours == 0 {
-            return Err("--hours must be at least 1".into());
-        }
-        args.reads = Some(hours);
+    if (reads_mode || flush_mode) && hours == 0 {
+        return Err("--hours must be at least 1".into());
     }
+    args.reads = reads_mode.then_some(hours);
+    args.flush_memory = flush_mode.then_some(hours);
     if week_mode {
         if days == 0 {
             return Err("--days must be at least 1".into());
@@ -257,6 +268,10 @@ async fn run(args: Args) -> BoxResult<()> {
     if let Some(days) = args.week {
         let results = week::run(days).await?;
         week::print(&results);
+        return Ok(());
+    }
+    if let Some(hours) = args.flush_memory {
+        flush::print(&flush::run(hours).await?);
         return Ok(());
     }
     let corpus = corpus::load(&args.corpus)

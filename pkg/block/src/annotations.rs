@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 
 use arrow::{
-    array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, StringArray},
+    array::{Array, ArrayRef, AsArray, FixedSizeBinaryArray, RecordBatch, StringArray},
     datatypes::{DataType, Field, Schema, SchemaRef},
 };
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use ember_model::{ProfileId, ingest::Annotation};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use ulid::Ulid;
 
-use crate::{Error, Result, write};
+use crate::{Error, Result};
 
 /// The annotations of a block's profiles, by profile ID (each series' row ID,
 /// see [`ember_model::series_profile_id`]); each list sorted and unique.
@@ -36,20 +36,21 @@ pub(crate) fn rows(annotations: &Annotations) -> usize {
     annotations.values().map(|a| a.len()).sum()
 }
 
-pub(crate) fn encode(annotations: &Annotations) -> Result<Bytes> {
+/// Returns the rows of `annotations`, never empty: a block without
+/// annotations has no file.
+pub(crate) fn batch(annotations: &Annotations) -> Result<RecordBatch> {
     let rows = || {
         annotations
             .iter()
             .flat_map(|(id, a)| a.iter().map(|a| (*id, a)))
     };
-    // Never empty: a block without annotations has no file.
     let ids = FixedSizeBinaryArray::try_from_iter(rows().map(|(id, _)| id.to_be_bytes()))?;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(ids),
         Arc::new(StringArray::from_iter_values(rows().map(|(_, a)| &a.key))),
         Arc::new(StringArray::from_iter_values(rows().map(|(_, a)| &a.value))),
     ];
-    write::parquet_bytes(&SCHEMA, columns, write::base_props().build())
+    Ok(RecordBatch::try_new(SCHEMA.clone(), columns)?)
 }
 
 pub(crate) fn decode(ulid: Ulid, bytes: Bytes) -> Result<Annotations> {
@@ -94,6 +95,7 @@ pub(crate) fn decode(ulid: Ulid, bytes: Bytes) -> Result<Annotations> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::write;
 
     fn annotation(key: &str, value: &str) -> Annotation {
         Annotation {
@@ -110,7 +112,13 @@ mod tests {
             u128::MAX,
             vec![annotation("pyroscope.ingest.throttled", "{}")].into(),
         );
-        let bytes = encode(&a).unwrap();
+        let batch = batch(&a).unwrap();
+        let bytes = write::parquet_bytes(
+            &SCHEMA,
+            batch.columns().to_vec(),
+            write::base_props().build(),
+        )
+        .unwrap();
         assert_eq!(decode(Ulid::nil(), bytes).unwrap(), a);
         assert_eq!(rows(&a), 3);
     }

@@ -9,9 +9,15 @@
 //! starting at a multiple of `r`). Profile IDs, span samples and annotations
 //! are not kept: queries that need them read the raw block.
 
+use std::{borrow::Borrow, sync::Arc};
+
+use object_store::ObjectStore;
 use ulid::Ulid;
 
-use crate::{Annotations, BlockData, EncodedBlock, ProfileRow, Result, encode_block};
+use crate::{
+    Annotations, BlockData, BlockMeta, BlockParts, EncodedBlock, ProfileRow, Result, encode_block,
+    write_block,
+};
 
 /// Returns the end of the interval of resolution `r` holding `t`: the least
 /// multiple of `r` at or after `t`.
@@ -19,21 +25,36 @@ pub fn interval_end(t: i64, r: i64) -> i64 {
     -(-t).div_euclid(r) * r
 }
 
-/// Returns `data` pre-aggregated at `resolution_nanos` as block `ulid`, with
-/// the raw block's series, symbols and compaction.
-pub fn downsample(data: &BlockData, resolution_nanos: i64, ulid: Ulid) -> BlockData {
+/// Returns `rows` (sorted by `(series, time)`) pre-aggregated at
+/// `resolution_nanos`, one interval at a time: only the interval being summed
+/// is held.
+pub fn downsampled<R: Borrow<ProfileRow>>(
+    rows: impl IntoIterator<Item = R>,
+    resolution_nanos: i64,
+) -> impl Iterator<Item = ProfileRow> {
     assert!(resolution_nanos > 0, "a resolution is positive");
-    let mut profiles: Vec<ProfileRow> = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    let key = move |p: &ProfileRow| (p.series, interval_end(p.time_nanos, resolution_nanos));
     let mut pairs: Vec<(u32, i64)> = Vec::new();
-    let mut current: Option<(u32, i64)> = None;
-    let flush = |key: (u32, i64), pairs: &mut Vec<(u32, i64)>, out: &mut Vec<ProfileRow>| {
+    std::iter::from_fn(move || {
+        let current = key(rows.peek()?.borrow());
+        // Rows are sorted by (series, time): an interval's rows are consecutive.
+        while let Some(p) = rows.next_if(|p| key(p.borrow()) == current) {
+            let p = p.borrow();
+            pairs.extend(
+                p.stacktrace_ids
+                    .iter()
+                    .copied()
+                    .zip(p.values.iter().copied()),
+            );
+        }
         pairs.sort_unstable_by_key(|p| p.0);
         let mut row = ProfileRow {
-            series: key.0,
-            time_nanos: key.1,
+            series: current.0,
+            time_nanos: current.1,
             ..Default::default()
         };
-        for &(stack, v) in pairs.iter() {
+        for &(stack, v) in &pairs {
             if row.stacktrace_ids.last() == Some(&stack) {
                 *row.values.last_mut().expect("paired") += v;
             } else {
@@ -43,38 +64,26 @@ pub fn downsample(data: &BlockData, resolution_nanos: i64, ulid: Ulid) -> BlockD
         }
         row.total = row.values.iter().sum();
         pairs.clear();
-        out.push(row);
-    };
-    // Rows are sorted by (series, time): an interval's rows are consecutive.
-    for p in &data.profiles {
-        let key = (p.series, interval_end(p.time_nanos, resolution_nanos));
-        if current.is_some_and(|c| c != key) {
-            flush(current.expect("checked"), &mut pairs, &mut profiles);
-        }
-        current = Some(key);
-        pairs.extend(
-            p.stacktrace_ids
-                .iter()
-                .copied()
-                .zip(p.values.iter().copied()),
-        );
-    }
-    if let Some(key) = current {
-        flush(key, &mut pairs, &mut profiles);
-    }
+        Some(row)
+    })
+}
+
+/// Returns `data` pre-aggregated at `resolution_nanos` as block `ulid`, with
+/// the raw block's series, symbols and compaction.
+pub fn downsample(data: &BlockData, resolution_nanos: i64, ulid: Ulid) -> BlockData {
     BlockData {
         ulid,
         source: data.source.clone(),
         compaction: data.compaction.clone(),
         series: data.series.clone(),
-        profiles,
+        profiles: downsampled(&data.profiles, resolution_nanos).collect(),
         partitions: data.partitions.clone(),
         annotations: Annotations::new(),
     }
 }
 
-/// Encodes the copy of `data` at `resolution_nanos` as block `ulid`.
-/// CPU-bound: call it off the async runtime.
+/// Encodes the copy of `data` at `resolution_nanos` as block `ulid` in
+/// memory. CPU-bound: call it off the async runtime.
 pub fn encode_downsampled(
     data: &BlockData,
     resolution_nanos: i64,
@@ -83,6 +92,28 @@ pub fn encode_downsampled(
     let mut encoded = encode_block(&downsample(data, resolution_nanos, ulid))?;
     encoded.meta.resolution_nanos = resolution_nanos;
     Ok(encoded)
+}
+
+/// Writes the copy at `resolution_nanos` of the block of `parts` and `rows`
+/// (sorted by `(series, time)`) as block `ulid` to `store`, with the raw
+/// block's series, symbols and compaction, streaming ([`write_block`]).
+/// Blocking: call it from `spawn_blocking`.
+pub fn write_downsampled<R: Borrow<ProfileRow>>(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &str,
+    parts: &BlockParts<'_>,
+    rows: impl IntoIterator<Item = R>,
+    resolution_nanos: i64,
+    ulid: Ulid,
+) -> Result<BlockMeta> {
+    static NONE: Annotations = Annotations::new();
+    let copy = BlockParts {
+        ulid,
+        resolution_nanos,
+        annotations: &NONE,
+        ..parts.clone()
+    };
+    write_block(store, tenant, &copy, downsampled(rows, resolution_nanos))
 }
 
 #[cfg(test)]

@@ -85,7 +85,8 @@ pub(crate) struct FileHint {
 }
 
 /// Returns the bytes at the end of a Parquet file that hold its page indexes
-/// and metadata.
+/// and metadata, read from the file: what the writer's count must match.
+#[cfg(test)]
 pub(crate) fn footer_len(file: &Bytes) -> Result<u64> {
     let metadata = ParquetMetaDataReader::new()
         .with_page_index_policy(PageIndexPolicy::Skip)

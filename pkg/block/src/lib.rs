@@ -36,7 +36,7 @@ mod write;
 pub use annotations::Annotations;
 pub use cache::BlockCache;
 pub use error::{Error, Result};
-pub use mem::{MemBlock, SPAN_ID_LABEL, parse_span_id};
+pub use mem::{MemBlock, PackedRows, SPAN_ID_LABEL, parse_span_id};
 pub use meta::{
     BlockMeta, BlockStats, Compaction, DeletionMark, FORMAT_VERSION, live_blocks, superseded,
 };
@@ -45,7 +45,7 @@ pub use read::{
     Block, BlockView, Fetch, Fetched, ProfileVisitor, SpanSamples, list_blocks, read_meta,
 };
 pub use schema::{DELETION_MARK_FILE, META_FILE};
-pub use write::{BlockData, EncodedBlock, encode_block, upload_block};
+pub use write::{BlockData, BlockParts, EncodedBlock, encode_block, upload_block, write_block};
 
 use ember_model::{Labels, ProfileId};
 

@@ -21,10 +21,12 @@ use ember_model::{
 };
 use ember_proto::google::v1::Profile;
 use ember_symdb::{Symbols, SymbolsBuilder, table_bytes};
+use object_store::ObjectStore;
 use ulid::Ulid;
 
 use crate::{
-    Annotations, BlockData, Compaction, ProfileRow, ProfileVisitor, SeriesEntry, SpanSamples,
+    Annotations, BlockData, BlockMeta, BlockParts, Compaction, ProfileRow, ProfileVisitor, Result,
+    SeriesEntry, SpanSamples, write_block,
 };
 use packed::Chunks;
 
@@ -81,6 +83,102 @@ struct Row {
 impl Row {
     fn id(&self) -> ProfileId {
         (self.id[0] as u128) << 64 | self.id[1] as u128
+    }
+
+    /// Returns the packed pairs and the packed triples of the row.
+    fn bytes<'a>(&self, chunks: &'a Chunks) -> (&'a [u8], &'a [u8]) {
+        let bytes = chunks.get(self.data);
+        bytes.split_at(bytes.len() - self.span_bytes as usize)
+    }
+
+    fn decode(&self, chunks: &Chunks) -> ProfileRow {
+        let mut row = ProfileRow {
+            id: self.id(),
+            series: self.series,
+            time_nanos: self.time_nanos,
+            total: self.total,
+            ..Default::default()
+        };
+        let (samples, spans) = self.bytes(chunks);
+        packed::decode_samples(
+            samples,
+            self.samples as usize,
+            &mut row.stacktrace_ids,
+            &mut row.values,
+        );
+        if self.spans > 0 {
+            packed::decode_spans(
+                spans,
+                self.spans as usize,
+                &mut row.span_ids,
+                &mut row.span_stacktrace_ids,
+                &mut row.span_values,
+            );
+        }
+        row
+    }
+}
+
+/// Profile rows packed as a head packs its own ([`packed`]): a few bytes a
+/// sample in shared chunks instead of two vectors a row, each decoded when
+/// read. The compactor holds a group's merged rows so.
+#[derive(Debug, Default)]
+pub struct PackedRows {
+    rows: Vec<Row>,
+    chunks: Chunks,
+    encoder: packed::RowEncoder,
+}
+
+impl PackedRows {
+    /// Stores `p`, whose pairs are sorted by stack and unique (as
+    /// [`ProfileRow`] says), as row number [`Self::len`].
+    pub fn push(&mut self, p: &ProfileRow) {
+        let e = &mut self.encoder;
+        e.clear();
+        for (&stack, &value) in p.stacktrace_ids.iter().zip(&p.values) {
+            e.push(stack, value);
+        }
+        e.flush();
+        let sample_bytes = e.bytes.len();
+        e.triples.extend(
+            p.span_ids
+                .iter()
+                .zip(&p.span_stacktrace_ids)
+                .zip(&p.span_values)
+                .map(|((&span, &stack), &value)| (span, stack, value)),
+        );
+        packed::encode_spans(&mut e.bytes, &e.triples);
+        self.rows.push(Row {
+            id: [(p.id >> 64) as u64, p.id as u64],
+            time_nanos: p.time_nanos,
+            total: p.total,
+            series: p.series,
+            samples: e.samples,
+            spans: e.triples.len() as u32,
+            data: self.chunks.push(&e.bytes),
+            span_bytes: (e.bytes.len() - sample_bytes) as u32,
+        });
+    }
+
+    /// Returns the number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Returns whether no row is stored.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Returns the series, time and ID of row `i`, without decoding it.
+    pub fn key(&self, i: usize) -> (u32, i64, ProfileId) {
+        let r = &self.rows[i];
+        (r.series, r.time_nanos, r.id())
+    }
+
+    /// Returns row `i`, decoded.
+    pub fn get(&self, i: usize) -> ProfileRow {
+        self.rows[i].decode(&self.chunks)
     }
 }
 
@@ -187,36 +285,12 @@ impl MemBlock {
     }
 
     fn decode(&self, r: &Row) -> ProfileRow {
-        let mut row = ProfileRow {
-            id: r.id(),
-            series: r.series,
-            time_nanos: r.time_nanos,
-            total: r.total,
-            ..Default::default()
-        };
-        let (samples, spans) = self.row_bytes(r);
-        packed::decode_samples(
-            samples,
-            r.samples as usize,
-            &mut row.stacktrace_ids,
-            &mut row.values,
-        );
-        if r.spans > 0 {
-            packed::decode_spans(
-                spans,
-                r.spans as usize,
-                &mut row.span_ids,
-                &mut row.span_stacktrace_ids,
-                &mut row.span_values,
-            );
-        }
-        row
+        r.decode(&self.chunks)
     }
 
     /// Returns the packed pairs and the packed triples of a row.
     fn row_bytes(&self, r: &Row) -> (&[u8], &[u8]) {
-        let bytes = self.chunks.get(r.data);
-        bytes.split_at(bytes.len() - r.span_bytes as usize)
+        r.bytes(&self.chunks)
     }
 
     /// Visits the profiles of selected series within `[start, end]`, in
@@ -541,15 +615,14 @@ impl MemBlock {
         &self.annotations
     }
 
-    /// Returns the contents as a block to write: series sorted by labels,
-    /// profiles by (series, time).
-    pub fn to_block_data(&self, source: String) -> BlockData {
-        let d = self;
-        let mut order: Vec<u32> = (0..d.series.len() as u32).collect();
+    /// Returns the series sorted by labels, and the rows' positions sorted by
+    /// (new series, time), then arrival: the order a block is written in.
+    fn block_order(&self) -> (Vec<SeriesEntry>, Vec<(u32, i64, u32)>) {
+        let mut order: Vec<u32> = (0..self.series.len() as u32).collect();
         order.sort_by(|&a, &b| {
-            d.series[a as usize]
+            self.series[a as usize]
                 .labels
-                .cmp(&d.series[b as usize].labels)
+                .cmp(&self.series[b as usize].labels)
         });
         let mut remap = vec![0u32; order.len()];
         for (new, &old) in order.iter().enumerate() {
@@ -557,32 +630,82 @@ impl MemBlock {
         }
         let series = order
             .iter()
-            .map(|&i| d.series[i as usize].clone())
+            .map(|&i| self.series[i as usize].clone())
             .collect();
-        let mut profiles: Vec<ProfileRow> = d
-            .profiles()
-            .map(|p| ProfileRow {
-                series: remap[p.series as usize],
-                ..p
-            })
+        // An index rather than the rows: 16 bytes a row, while a decoded
+        // row holds its samples.
+        let mut rows: Vec<(u32, i64, u32)> = self
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (remap[r.series as usize], r.time_nanos, i as u32))
             .collect();
-        profiles.sort_by_key(|p| (p.series, p.time_nanos));
+        rows.sort_unstable();
+        (series, rows)
+    }
+
+    /// Returns the rows in block order ([`Self::block_order`]), each
+    /// decoded when reached, with its new series reference.
+    fn rows_in<'a>(
+        &'a self,
+        order: &'a [(u32, i64, u32)],
+    ) -> impl Iterator<Item = ProfileRow> + 'a {
+        order.iter().map(|&(series, _, i)| ProfileRow {
+            series,
+            ..self.decode(&self.rows[i as usize])
+        })
+    }
+
+    fn compaction(&self) -> Compaction {
+        Compaction {
+            level: 1,
+            sources: vec![self.ulid],
+        }
+    }
+
+    /// Returns the contents as a block to write: series sorted by labels,
+    /// profiles by (series, time). Holds every row decoded: [`Self::write`]
+    /// streams a block instead.
+    pub fn to_block_data(&self, source: String) -> BlockData {
+        let (series, order) = self.block_order();
         BlockData {
             ulid: self.ulid,
             source,
-            compaction: Compaction {
-                level: 1,
-                sources: vec![self.ulid],
-            },
+            compaction: self.compaction(),
+            profiles: self.rows_in(&order).collect(),
             series,
-            profiles,
-            partitions: d
+            partitions: self
                 .partitions
                 .iter()
                 .map(|(name, b)| (name.clone(), Arc::new(b.symbols().clone())))
                 .collect(),
-            annotations: d.annotations.clone(),
+            annotations: self.annotations.clone(),
         }
+    }
+
+    /// Writes the contents to `store` as a level-1 block ([`write_block`]),
+    /// decoding one row at a time. Blocking: call it from `spawn_blocking`.
+    pub fn write(
+        &self,
+        store: &Arc<dyn ObjectStore>,
+        tenant: &str,
+        source: String,
+    ) -> Result<BlockMeta> {
+        let (series, order) = self.block_order();
+        let parts = BlockParts {
+            ulid: self.ulid,
+            source,
+            compaction: self.compaction(),
+            resolution_nanos: 0,
+            series: &series,
+            partitions: self
+                .partitions
+                .iter()
+                .map(|(name, b)| (name.as_str(), b.symbols()))
+                .collect(),
+            annotations: &self.annotations,
+        };
+        write_block(store, tenant, &parts, self.rows_in(&order))
     }
 }
 
@@ -591,6 +714,40 @@ mod tests {
     use super::*;
     use ember_model::{ingest, pprof};
     use ember_testkit::testdata;
+
+    #[test]
+    fn packed_rows_read_back_as_pushed() {
+        let rows = [
+            ProfileRow {
+                id: u128::MAX - 3,
+                series: 2,
+                time_nanos: -5,
+                total: 7,
+                stacktrace_ids: vec![0, 1, 900, 70_000],
+                values: vec![3, 0, -1, 5],
+                span_ids: vec![1, 1, u64::MAX],
+                span_stacktrace_ids: vec![1, 900, 0],
+                span_values: vec![2, -1, 4],
+            },
+            ProfileRow::default(),
+            ProfileRow {
+                id: 9,
+                series: 0,
+                time_nanos: i64::MAX,
+                total: i64::MIN,
+                stacktrace_ids: vec![u32::MAX],
+                values: vec![i64::MIN],
+                ..Default::default()
+            },
+        ];
+        let mut packed = PackedRows::default();
+        rows.iter().for_each(|r| packed.push(r));
+        assert_eq!(packed.len(), 3);
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(&packed.get(i), row);
+            assert_eq!(packed.key(i), (row.series, row.time_nanos, row.id));
+        }
+    }
 
     /// Every shared profile that decodes.
     fn shared_profiles() -> Vec<(String, Profile)> {

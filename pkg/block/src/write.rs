@@ -1,6 +1,11 @@
 //! Encodes a block's Parquet files and uploads them.
+//!
+//! One encoder writes every file into a sink: memory ([`encode_block`]) or
+//! object storage as it goes ([`write_block`]), where `profiles.parquet` is
+//! built a batch of rows at a time and uploaded a part at a time, so a
+//! block's memory is bounded by a row group and a part, not by its size.
 
-use std::sync::Arc;
+use std::{borrow::Borrow, io::Write, sync::Arc};
 
 use arrow::{
     array::{
@@ -12,7 +17,7 @@ use arrow::{
 };
 use bytes::Bytes;
 use ember_symdb::Symbols;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, Encoding, ZstdLevel},
@@ -20,7 +25,7 @@ use parquet::{
     file::properties::{EnabledStatistics, WriterProperties},
     schema::types::ColumnPath,
 };
-use tracing::debug;
+use tracing::{debug, warn};
 use ulid::Ulid;
 
 use crate::{
@@ -74,19 +79,6 @@ fn list<T: arrow::array::Array + 'static>(
     ))
 }
 
-pub(crate) fn parquet_bytes(
-    schema: &SchemaRef,
-    columns: Vec<ArrayRef>,
-    props: WriterProperties,
-) -> Result<Bytes> {
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(Bytes::from(out))
-}
-
 pub(crate) fn base_props() -> parquet::file::properties::WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
@@ -95,58 +87,397 @@ pub(crate) fn base_props() -> parquet::file::properties::WriterPropertiesBuilder
         .set_created_by(format!("ember {}", env!("CARGO_PKG_VERSION")))
 }
 
-/// Encodes `data` into Parquet files. CPU-bound: call it off the async runtime.
-pub fn encode_block(data: &BlockData) -> Result<EncodedBlock> {
-    let mut files = Vec::with_capacity(7);
-    files.push((PROFILES_FILE, encode_profiles(&data.profiles)?));
-    let symbols: Vec<&Symbols> = data.partitions.iter().map(|(_, s)| s.as_ref()).collect();
-    files.extend(encode_symbols(&symbols)?);
-    if !data.annotations.is_empty() {
-        files.push((ANNOTATIONS_FILE, annotations::encode(&data.annotations)?));
-    }
-    // The series table, read whole when a block is opened, records where
-    // the other files' footers start, so each is fetched in one request.
-    let hints = files
-        .iter()
-        .map(|(name, bytes)| Ok((*name, bytes.len() as u64, crate::fetch::footer_len(bytes)?)))
-        .collect::<Result<Vec<_>>>()?;
-    files.insert(0, (SERIES_FILE, encode_series(&data.series, &hints)?));
+/// What a block holds besides its profile rows, borrowed from where it was
+/// built (a head, a merge), so that writing it copies nothing whole.
+#[derive(Debug, Clone)]
+pub struct BlockParts<'a> {
+    pub ulid: Ulid,
+    pub source: String,
+    pub compaction: Compaction,
+    /// 0 for a raw block; the interval of a pre-aggregated copy
+    /// ([`crate::downsample`]).
+    pub resolution_nanos: i64,
+    /// Sorted by labels.
+    pub series: &'a [SeriesEntry],
+    /// Service name and symbols of each partition, by partition index.
+    pub partitions: Vec<(&'a str, &'a Symbols)>,
+    pub annotations: &'a Annotations,
+}
 
-    let meta = BlockMeta {
-        version: FORMAT_VERSION,
-        ulid: data.ulid,
-        min_time_nanos: data
-            .profiles
-            .iter()
-            .map(|p| p.time_nanos)
-            .min()
-            .unwrap_or(0),
-        max_time_nanos: data
-            .profiles
-            .iter()
-            .map(|p| p.time_nanos)
-            .max()
-            .unwrap_or(0),
-        stats: BlockStats {
-            series: data.series.len() as u64,
-            profiles: data.profiles.len() as u64,
-            samples: data.profiles.iter().map(|p| p.values.len() as u64).sum(),
-            bytes: files.iter().map(|(_, b)| b.len() as u64).sum(),
-            annotations: annotations::rows(&data.annotations) as u64,
-        },
-        compaction: data.compaction.clone(),
-        source: data.source.clone(),
-        partitions: data
-            .partitions
-            .iter()
-            .map(|(name, _)| name.clone())
-            .collect(),
-        resolution_nanos: 0,
-    };
+impl BlockData {
+    /// Returns the block's parts, to write with its rows.
+    pub fn parts(&self) -> BlockParts<'_> {
+        BlockParts {
+            ulid: self.ulid,
+            source: self.source.clone(),
+            compaction: self.compaction.clone(),
+            resolution_nanos: 0,
+            series: &self.series,
+            partitions: self
+                .partitions
+                .iter()
+                .map(|(name, s)| (name.as_str(), s.as_ref()))
+                .collect(),
+            annotations: &self.annotations,
+        }
+    }
+}
+
+/// Encodes `data` into Parquet files in memory, for small blocks and tests;
+/// [`write_block`] streams a block to object storage instead. CPU-bound: call
+/// it off the async runtime.
+pub fn encode_block(data: &BlockData) -> Result<EncodedBlock> {
+    let mut sink = MemSink::default();
+    let meta = encode(&mut sink, &data.parts(), &data.profiles)?;
+    let mut files = sink.files;
+    // The series table first: it is what a reader opens.
+    let series = files
+        .iter()
+        .position(|(name, _)| *name == SERIES_FILE)
+        .expect("every block has a series table");
+    files[..=series].rotate_right(1);
     Ok(EncodedBlock { meta, files })
 }
 
-fn encode_series(series: &[SeriesEntry], hints: &[(&str, u64, u64)]) -> Result<Bytes> {
+/// Encodes a block of `parts` and `profiles` (sorted by `(series,
+/// time_nanos)`) and uploads it to `store` as it goes: each file in parts of
+/// [`PART_BYTES`], so that neither the rows nor the encoded files are ever
+/// whole in memory. `meta.json` goes last, so a block that fails half way is
+/// never read; a file being uploaded is aborted. Returns the block's meta.
+///
+/// Blocking: call it from `spawn_blocking` (it waits for the uploads on the
+/// runtime it was called from).
+pub fn write_block<R: Borrow<ProfileRow>>(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &str,
+    parts: &BlockParts<'_>,
+    profiles: impl IntoIterator<Item = R>,
+) -> Result<BlockMeta> {
+    write_in_parts(store, tenant, parts, profiles, PART_BYTES)
+}
+
+/// [`write_block`] with parts of `part_bytes`.
+fn write_in_parts<R: Borrow<ProfileRow>>(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &str,
+    parts: &BlockParts<'_>,
+    profiles: impl IntoIterator<Item = R>,
+    part_bytes: usize,
+) -> Result<BlockMeta> {
+    let mut sink = StoreSink {
+        handle: tokio::runtime::Handle::current(),
+        store: store.clone(),
+        tenant,
+        ulid: parts.ulid,
+        part_bytes,
+    };
+    let meta = encode(&mut sink, parts, profiles)?;
+    let json = serde_json::to_vec_pretty(&meta)?;
+    sink.handle.block_on(store.put(
+        &block_file(tenant, parts.ulid, META_FILE),
+        PutPayload::from(json),
+    ))?;
+    debug!(tenant, ulid = %parts.ulid, bytes = meta.stats.bytes, "uploaded block");
+    Ok(meta)
+}
+
+/// Parts of a multipart upload: above S3's 5 MiB minimum, and a gigabyte of
+/// profiles in 128 requests.
+const PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Where encoded files go.
+trait Sink {
+    type File: Write + Send;
+
+    fn create(&mut self, name: &'static str) -> Result<Self::File>;
+
+    /// Makes `file` whole where it goes; returns its size.
+    fn finish(&mut self, name: &'static str, file: Self::File) -> Result<u64>;
+}
+
+/// Files kept in memory, for [`encode_block`].
+#[derive(Debug, Default)]
+struct MemSink {
+    files: Vec<(&'static str, Bytes)>,
+}
+
+impl Sink for MemSink {
+    type File = Vec<u8>;
+
+    fn create(&mut self, _: &'static str) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
+    fn finish(&mut self, name: &'static str, file: Vec<u8>) -> Result<u64> {
+        let size = file.len() as u64;
+        self.files.push((name, Bytes::from(file)));
+        Ok(size)
+    }
+}
+
+/// Files uploaded to object storage as they are written, for [`write_block`].
+struct StoreSink<'a> {
+    handle: tokio::runtime::Handle,
+    store: Arc<dyn ObjectStore>,
+    tenant: &'a str,
+    ulid: Ulid,
+    part_bytes: usize,
+}
+
+impl Sink for StoreSink<'_> {
+    type File = StoreFile;
+
+    fn create(&mut self, name: &'static str) -> Result<StoreFile> {
+        Ok(StoreFile {
+            handle: self.handle.clone(),
+            store: self.store.clone(),
+            path: block_file(self.tenant, self.ulid, name),
+            part: Vec::new(),
+            part_bytes: self.part_bytes,
+            upload: None,
+            size: 0,
+        })
+    }
+
+    fn finish(&mut self, _: &'static str, mut file: StoreFile) -> Result<u64> {
+        let part = PutPayload::from(std::mem::take(&mut file.part));
+        match file.upload.take() {
+            // Smaller than a part: one request.
+            None => {
+                file.handle.block_on(file.store.put(&file.path, part))?;
+            }
+            Some(mut upload) => {
+                let result = file.handle.block_on(async {
+                    if part.content_length() > 0 {
+                        upload.put_part(part).await?;
+                    }
+                    upload.complete().await
+                });
+                if let Err(e) = result {
+                    abort(&file.handle, &file.path, upload);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(file.size)
+    }
+}
+
+/// A file being uploaded: bytes gather into a part of `part_bytes`, and the
+/// first full part starts a multipart upload. Dropped before it is finished,
+/// it aborts the upload, so no half file is ever visible.
+struct StoreFile {
+    handle: tokio::runtime::Handle,
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+    part: Vec<u8>,
+    part_bytes: usize,
+    upload: Option<Box<dyn MultipartUpload>>,
+    size: u64,
+}
+
+impl StoreFile {
+    fn put_part(&mut self) -> Result<(), object_store::Error> {
+        let part = PutPayload::from(std::mem::take(&mut self.part));
+        let upload = match &mut self.upload {
+            Some(upload) => upload,
+            None => {
+                let upload = self.handle.block_on(self.store.put_multipart(&self.path))?;
+                self.upload.insert(upload)
+            }
+        };
+        self.handle.block_on(upload.put_part(part))
+    }
+}
+
+impl Write for StoreFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // A part's buffer at its full size from the start: growing it by
+        // doubling would copy it and briefly hold one and a half parts. Its
+        // pages become resident only when written, so a small file costs
+        // only what it writes.
+        if self.part.capacity() == 0 {
+            self.part.reserve_exact(self.part_bytes);
+        }
+        // Parts of one size: some stores want all but the last equal.
+        let n = buf.len().min(self.part_bytes - self.part.len());
+        self.part.extend_from_slice(&buf[..n]);
+        self.size += n as u64;
+        if self.part.len() == self.part_bytes {
+            self.put_part().map_err(std::io::Error::other)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for StoreFile {
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            abort(&self.handle, &self.path, upload);
+        }
+    }
+}
+
+/// Aborts an unfinished multipart upload. Best effort: a store that keeps the
+/// parts anyway (S3 without a lifecycle rule) never shows them as an object.
+fn abort(
+    handle: &tokio::runtime::Handle,
+    path: &object_store::path::Path,
+    mut upload: Box<dyn MultipartUpload>,
+) {
+    if let Err(e) = handle.block_on(upload.abort()) {
+        warn!(%path, error = %e, "aborting multipart upload failed");
+    }
+}
+
+/// Writes one Parquet file of `schema` to `sink`, `write` giving it its
+/// rows; returns its size and the size of its footer (page indexes and
+/// metadata), which readers fetch in one request.
+fn write_parquet<S: Sink>(
+    sink: &mut S,
+    name: &'static str,
+    schema: &SchemaRef,
+    props: WriterProperties,
+    write: impl FnOnce(&mut ArrowWriter<S::File>) -> Result<()>,
+) -> Result<(&'static str, u64, u64)> {
+    let mut writer = ArrowWriter::try_new(sink.create(name)?, schema.clone(), Some(props))?;
+    write(&mut writer)?;
+    writer.flush()?;
+    // Everything after the last row group is the footer.
+    let body = writer.bytes_written() as u64;
+    let size = sink.finish(name, writer.into_inner()?)?;
+    Ok((name, size, size - body))
+}
+
+/// Encodes `columns` as a Parquet file in memory (tests of readers).
+#[cfg(test)]
+pub(crate) fn parquet_bytes(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    props: WriterProperties,
+) -> Result<Bytes> {
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    let mut sink = MemSink::default();
+    write_parquet(&mut sink, PROFILES_FILE, schema, props, |w| {
+        Ok(w.write(&batch)?)
+    })?;
+    Ok(sink.files.remove(0).1)
+}
+
+/// Encodes a whole block into `sink`: the profiles as they come, then the
+/// symbols and annotations, then the series table that records the others'
+/// sizes. Returns the block's meta, for the caller to write last.
+fn encode<S: Sink, R: Borrow<ProfileRow>>(
+    sink: &mut S,
+    parts: &BlockParts<'_>,
+    profiles: impl IntoIterator<Item = R>,
+) -> Result<BlockMeta> {
+    let mut stats = ProfileStats::default();
+    let mut hints = vec![write_profiles(sink, profiles, &mut stats)?];
+    let symbols: Vec<&Symbols> = parts.partitions.iter().map(|(_, s)| *s).collect();
+    encode_symbols(sink, &symbols, &mut hints)?;
+    if !parts.annotations.is_empty() {
+        let batch = annotations::batch(parts.annotations)?;
+        hints.push(write_parquet(
+            sink,
+            ANNOTATIONS_FILE,
+            &batch.schema(),
+            base_props().build(),
+            |w| Ok(w.write(&batch)?),
+        )?);
+    }
+    // The series table, read whole when a block is opened, records where
+    // the other files' footers start, so each is fetched in one request.
+    let series = encode_series(sink, parts.series, &hints)?;
+    let bytes = hints.iter().map(|(_, size, _)| size).sum::<u64>() + series;
+    Ok(BlockMeta {
+        version: FORMAT_VERSION,
+        ulid: parts.ulid,
+        min_time_nanos: stats.min_time.unwrap_or(0),
+        max_time_nanos: stats.max_time.unwrap_or(0),
+        stats: BlockStats {
+            series: parts.series.len() as u64,
+            profiles: stats.profiles,
+            samples: stats.samples,
+            bytes,
+            annotations: annotations::rows(parts.annotations) as u64,
+        },
+        compaction: parts.compaction.clone(),
+        source: parts.source.clone(),
+        partitions: parts
+            .partitions
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect(),
+        resolution_nanos: parts.resolution_nanos,
+    })
+}
+
+/// Writes `profiles.parquet` a batch of rows at a time, counting them into
+/// `stats`.
+fn write_profiles<S: Sink, R: Borrow<ProfileRow>>(
+    sink: &mut S,
+    profiles: impl IntoIterator<Item = R>,
+    stats: &mut ProfileStats,
+) -> Result<(&'static str, u64, u64)> {
+    write_parquet(
+        sink,
+        PROFILES_FILE,
+        &schema::PROFILES,
+        profiles_props(),
+        |writer| {
+            let mut columns = ProfileColumns::default();
+            for row in profiles {
+                let row = row.borrow();
+                stats.add(row);
+                columns.push(row);
+                if columns.rows == PROFILES_PER_BATCH {
+                    writer.write(&columns.take()?)?;
+                }
+            }
+            if columns.rows > 0 {
+                writer.write(&columns.take()?)?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Encodes `profiles.parquet` of `rows` in memory (tests of readers).
+#[cfg(test)]
+pub(crate) fn encode_profiles(rows: &[ProfileRow]) -> Result<Bytes> {
+    let mut sink = MemSink::default();
+    write_profiles(&mut sink, rows, &mut ProfileStats::default())?;
+    Ok(sink.files.remove(0).1)
+}
+
+/// What `meta.json` counts of the profile rows.
+#[derive(Debug, Default)]
+struct ProfileStats {
+    profiles: u64,
+    samples: u64,
+    min_time: Option<i64>,
+    max_time: Option<i64>,
+}
+
+impl ProfileStats {
+    fn add(&mut self, p: &ProfileRow) {
+        self.profiles += 1;
+        self.samples += p.values.len() as u64;
+        self.min_time = Some(self.min_time.map_or(p.time_nanos, |t| t.min(p.time_nanos)));
+        self.max_time = Some(self.max_time.map_or(p.time_nanos, |t| t.max(p.time_nanos)));
+    }
+}
+
+fn encode_series<S: Sink>(
+    sink: &mut S,
+    series: &[SeriesEntry],
+    hints: &[(&str, u64, u64)],
+) -> Result<u64> {
     let mut offsets = vec![0i32];
     let mut names = Vec::new();
     let mut values = Vec::new();
@@ -164,6 +495,7 @@ fn encode_series(series: &[SeriesEntry], hints: &[(&str, u64, u64)]) -> Result<B
         list(DataType::Utf8, offsets.clone(), StringArray::from(names)),
         list(DataType::Utf8, offsets, StringArray::from(values)),
     ];
+    let batch = RecordBatch::try_new(schema::SERIES.clone(), columns)?;
     let hints = serde_json::to_string(hints)?;
     let props = base_props()
         .set_key_value_metadata(Some(vec![KeyValue::new(
@@ -171,65 +503,94 @@ fn encode_series(series: &[SeriesEntry], hints: &[(&str, u64, u64)]) -> Result<B
             hints,
         )]))
         .build();
-    parquet_bytes(&schema::SERIES, columns, props)
+    let (_, size, _) = write_parquet(sink, SERIES_FILE, &schema::SERIES, props, |w| {
+        Ok(w.write(&batch)?)
+    })?;
+    Ok(size)
 }
 
-pub(crate) fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
-    let samples: usize = profiles.iter().map(|p| p.values.len()).sum();
-    let mut offsets = Vec::with_capacity(profiles.len() + 1);
-    offsets.push(0i32);
-    let mut ids = Vec::with_capacity(samples);
-    let mut values = Vec::with_capacity(samples);
-    for p in profiles {
-        ids.extend_from_slice(&p.stacktrace_ids);
-        values.extend_from_slice(&p.values);
-        offsets.push(ids.len() as i32);
+/// Profiles encoded into Arrow arrays at a time: a quarter of a row group,
+/// a multiple of [`PROFILES_PER_PAGE`] so that pages and row groups fall
+/// where one batch of every row would put them.
+const PROFILES_PER_BATCH: usize = PROFILES_PER_ROW_GROUP / 4;
+
+/// The columns of `profiles.parquet` for a batch of rows.
+#[derive(Debug, Default)]
+struct ProfileColumns {
+    rows: usize,
+    series: Vec<u32>,
+    time_nanos: Vec<i64>,
+    total: Vec<i64>,
+    offsets: Vec<i32>,
+    stacktrace_ids: Vec<u32>,
+    values: Vec<i64>,
+    ids: Vec<u8>,
+    span_offsets: Vec<i32>,
+    span_ids: Vec<u64>,
+    span_stacktrace_ids: Vec<u32>,
+    span_values: Vec<i64>,
+}
+
+impl ProfileColumns {
+    fn push(&mut self, p: &ProfileRow) {
+        if self.rows == 0 {
+            self.offsets.push(0);
+            self.span_offsets.push(0);
+        }
+        self.rows += 1;
+        self.series.push(p.series);
+        self.time_nanos.push(p.time_nanos);
+        self.total.push(p.total);
+        self.stacktrace_ids.extend_from_slice(&p.stacktrace_ids);
+        self.values.extend_from_slice(&p.values);
+        self.offsets.push(self.stacktrace_ids.len() as i32);
+        self.ids.extend_from_slice(&p.id.to_be_bytes());
+        self.span_ids.extend_from_slice(&p.span_ids);
+        self.span_stacktrace_ids
+            .extend_from_slice(&p.span_stacktrace_ids);
+        self.span_values.extend_from_slice(&p.span_values);
+        self.span_offsets.push(self.span_ids.len() as i32);
     }
-    let span_samples: usize = profiles.iter().map(|p| p.span_values.len()).sum();
-    let mut span_offsets = Vec::with_capacity(profiles.len() + 1);
-    span_offsets.push(0i32);
-    let mut span_ids = Vec::with_capacity(span_samples);
-    let mut span_stacks = Vec::with_capacity(span_samples);
-    let mut span_values = Vec::with_capacity(span_samples);
-    for p in profiles {
-        span_ids.extend_from_slice(&p.span_ids);
-        span_stacks.extend_from_slice(&p.span_stacktrace_ids);
-        span_values.extend_from_slice(&p.span_values);
-        span_offsets.push(span_ids.len() as i32);
+
+    /// Returns the rows pushed so far as a batch, and starts a new one.
+    fn take(&mut self) -> Result<RecordBatch> {
+        let c = std::mem::take(self);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt32Array::from(c.series)),
+            Arc::new(Int64Array::from(c.time_nanos)),
+            Arc::new(Int64Array::from(c.total)),
+            list(
+                DataType::UInt32,
+                c.offsets.clone(),
+                UInt32Array::from(c.stacktrace_ids),
+            ),
+            list(DataType::Int64, c.offsets, Int64Array::from(c.values)),
+            Arc::new(FixedSizeBinaryArray::new(16, Buffer::from_vec(c.ids), None)),
+            list(
+                DataType::UInt64,
+                c.span_offsets.clone(),
+                UInt64Array::from(c.span_ids),
+            ),
+            list(
+                DataType::UInt32,
+                c.span_offsets.clone(),
+                UInt32Array::from(c.span_stacktrace_ids),
+            ),
+            list(
+                DataType::Int64,
+                c.span_offsets,
+                Int64Array::from(c.span_values),
+            ),
+        ];
+        Ok(RecordBatch::try_new(schema::PROFILES.clone(), columns)?)
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt32Array::from_iter_values(
-            profiles.iter().map(|p| p.series),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            profiles.iter().map(|p| p.time_nanos),
-        )),
-        Arc::new(Int64Array::from_iter_values(
-            profiles.iter().map(|p| p.total),
-        )),
-        list(DataType::UInt32, offsets.clone(), UInt32Array::from(ids)),
-        list(DataType::Int64, offsets, Int64Array::from(values)),
-        Arc::new(FixedSizeBinaryArray::new(
-            16,
-            Buffer::from_vec(profiles.iter().flat_map(|p| p.id.to_be_bytes()).collect()),
-            None,
-        )),
-        list(
-            DataType::UInt64,
-            span_offsets.clone(),
-            UInt64Array::from(span_ids),
-        ),
-        list(
-            DataType::UInt32,
-            span_offsets.clone(),
-            UInt32Array::from(span_stacks),
-        ),
-        list(DataType::Int64, span_offsets, Int64Array::from(span_values)),
-    ];
+}
+
+fn profiles_props() -> WriterProperties {
     let span_ids_path = ColumnPath::new(vec!["span_ids".into(), "list".into(), "item".into()]);
     let ids_path = ColumnPath::new(vec!["stacktrace_ids".into(), "list".into(), "item".into()]);
     let values_path = ColumnPath::new(vec!["values".into(), "list".into(), "item".into()]);
-    let props = base_props()
+    base_props()
         .set_max_row_group_row_count(Some(PROFILES_PER_ROW_GROUP))
         .set_data_page_row_count_limit(PROFILES_PER_PAGE)
         .set_write_batch_size(PROFILES_PER_PAGE)
@@ -250,35 +611,38 @@ pub(crate) fn encode_profiles(profiles: &[ProfileRow]) -> Result<Bytes> {
         // Sorted within a profile, one run per span.
         .set_column_dictionary_enabled(span_ids_path.clone(), false)
         .set_column_encoding(span_ids_path, Encoding::DELTA_BINARY_PACKED)
-        .build();
-    parquet_bytes(&schema::PROFILES, columns, props)
+        .build()
 }
 
 /// Encodes `columns` with one row group per run of `lengths` rows (empty
 /// runs are skipped), so that a reader fetches one partition's rows alone.
-fn parquet_row_groups(
+fn parquet_row_groups<S: Sink>(
+    sink: &mut S,
+    name: &'static str,
     schema: &SchemaRef,
     columns: Vec<ArrayRef>,
     lengths: &[usize],
-    props: WriterProperties,
-) -> Result<Bytes> {
+) -> Result<(&'static str, u64, u64)> {
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
-    let mut offset = 0;
-    for &len in lengths {
-        if len > 0 {
-            writer.write(&batch.slice(offset, len))?;
-            writer.flush()?;
+    write_parquet(sink, name, schema, base_props().build(), |writer| {
+        let mut offset = 0;
+        for &len in lengths {
+            if len > 0 {
+                writer.write(&batch.slice(offset, len))?;
+                writer.flush()?;
+            }
+            offset += len;
         }
-        offset += len;
-    }
-    writer.close()?;
-    Ok(Bytes::from(out))
+        Ok(())
+    })
 }
 
-fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>> {
-    let props = || base_props().build();
+/// Encodes the symbol files into `sink`, adding their hints to `hints`.
+fn encode_symbols<S: Sink>(
+    sink: &mut S,
+    partitions: &[&Symbols],
+    hints: &mut Vec<(&'static str, u64, u64)>,
+) -> Result<()> {
     let lengths =
         |len: fn(&Symbols) -> usize| -> Vec<usize> { partitions.iter().map(|s| len(s)).collect() };
     let part = |len: fn(&Symbols) -> usize| -> ArrayRef {
@@ -291,7 +655,9 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
     };
     let all = || partitions.iter().copied();
 
-    let strings = parquet_row_groups(
+    hints.push(parquet_row_groups(
+        sink,
+        STRINGS_FILE,
         &schema::STRINGS,
         vec![
             part(|s| s.strings.len()),
@@ -300,11 +666,12 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
             )),
         ],
         &lengths(|s| s.strings.len()),
-        props(),
-    )?;
+    )?);
 
     let mappings = || all().flat_map(|s| s.mappings.iter());
-    let mappings = parquet_row_groups(
+    hints.push(parquet_row_groups(
+        sink,
+        MAPPINGS_FILE,
         &schema::MAPPINGS,
         vec![
             part(|s| s.mappings.len()),
@@ -326,11 +693,12 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
             Arc::new(UInt8Array::from_iter_values(mappings().map(|m| m.flags))),
         ],
         &lengths(|s| s.mappings.len()),
-        props(),
-    )?;
+    )?);
 
     let functions = || all().flat_map(|s| s.functions.iter());
-    let functions = parquet_row_groups(
+    hints.push(parquet_row_groups(
+        sink,
+        FUNCTIONS_FILE,
         &schema::FUNCTIONS,
         vec![
             part(|s| s.functions.len()),
@@ -346,8 +714,7 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
             )),
         ],
         &lengths(|s| s.functions.len()),
-        props(),
-    )?;
+    )?);
 
     let locations = || all().flat_map(|s| s.locations.iter());
     let mut offsets = vec![0i32];
@@ -358,7 +725,9 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
         line_numbers.extend(l.lines.iter().map(|l| l.line));
         offsets.push(line_functions.len() as i32);
     }
-    let locations = parquet_row_groups(
+    hints.push(parquet_row_groups(
+        sink,
+        LOCATIONS_FILE,
         &schema::LOCATIONS,
         vec![
             part(|s| s.locations.len()),
@@ -376,10 +745,11 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
             list(DataType::Int64, offsets, Int64Array::from(line_numbers)),
         ],
         &lengths(|s| s.locations.len()),
-        props(),
-    )?;
+    )?);
 
-    let stacktraces = parquet_row_groups(
+    hints.push(parquet_row_groups(
+        sink,
+        STACKTRACES_FILE,
         &schema::STACKTRACES,
         vec![
             part(|s| s.stacks.len()),
@@ -391,16 +761,9 @@ fn encode_symbols(partitions: &[&Symbols]) -> Result<Vec<(&'static str, Bytes)>>
             )),
         ],
         &lengths(|s| s.stacks.len()),
-        props(),
-    )?;
+    )?);
 
-    Ok(vec![
-        (STRINGS_FILE, strings),
-        (MAPPINGS_FILE, mappings),
-        (FUNCTIONS_FILE, functions),
-        (LOCATIONS_FILE, locations),
-        (STACKTRACES_FILE, stacktraces),
-    ])
+    Ok(())
 }
 
 /// Uploads an encoded block; `meta.json` goes last so that readers never see
@@ -425,4 +788,282 @@ pub async fn upload_block(
         .await?;
     debug!(tenant, %ulid, bytes = block.meta.stats.bytes, "uploaded block");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use ember_model::{Label, Labels, ProfileId};
+    use ember_symdb::SymbolsBuilder;
+    use futures::{StreamExt, stream::BoxStream};
+    use object_store::{
+        GetOptions, GetResult, ListResult, ObjectMeta, PutMultipartOptions, PutOptions, PutResult,
+        UploadPart, memory::InMemory, path::Path,
+    };
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::{Block, ProfileVisitor};
+
+    const SERIES: u32 = 3;
+
+    /// 10,000 rows over three series: two row groups and more, and enough
+    /// distinct values that `profiles.parquet` takes many 64 KiB parts.
+    fn data() -> BlockData {
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        let mut profiles = Vec::new();
+        for series in 0..SERIES {
+            for t in 0..10_000 / SERIES as i64 {
+                let stacktrace_ids: Vec<u32> =
+                    (0..40).map(|i| i * 3 + (next() % 3) as u32).collect();
+                let values: Vec<i64> = stacktrace_ids
+                    .iter()
+                    .map(|_| next() as i64 % 100_000)
+                    .collect();
+                profiles.push(ProfileRow {
+                    id: (next() as u128) << 64 | next() as u128,
+                    series,
+                    time_nanos: t * 15_000_000_000,
+                    total: values.iter().sum(),
+                    stacktrace_ids,
+                    values,
+                    ..Default::default()
+                });
+            }
+        }
+        BlockData {
+            ulid: Ulid::new(),
+            source: "test".into(),
+            compaction: Compaction {
+                level: 1,
+                sources: Vec::new(),
+            },
+            series: (0..SERIES)
+                .map(|i| SeriesEntry {
+                    labels: Labels::new(vec![Label::new("pod", format!("pod-{i}"))]),
+                    partition: 0,
+                })
+                .collect(),
+            profiles,
+            partitions: vec![(
+                "svc".into(),
+                Arc::new(SymbolsBuilder::new().symbols().clone()),
+            )],
+            annotations: Annotations::new(),
+        }
+    }
+
+    /// Writes `data` to `store` from a blocking thread, in parts of 64 KiB.
+    async fn write_small_parts(
+        store: &Arc<dyn ObjectStore>,
+        data: &BlockData,
+    ) -> Result<BlockMeta> {
+        let (store, data) = (store.clone(), data.clone());
+        tokio::task::spawn_blocking(move || {
+            write_in_parts(&store, "t", &data.parts(), &data.profiles, 64 * 1024)
+        })
+        .await?
+    }
+
+    struct Rows(Vec<ProfileRow>);
+
+    impl ProfileVisitor for Rows {
+        fn visit(
+            &mut self,
+            id: ProfileId,
+            series: u32,
+            time_nanos: i64,
+            total: i64,
+            samples: Option<(&[u32], &[i64])>,
+        ) {
+            let (ids, values) = samples.expect("scanned with samples");
+            self.0.push(ProfileRow {
+                id,
+                series,
+                time_nanos,
+                total,
+                stacktrace_ids: ids.to_vec(),
+                values: values.to_vec(),
+                ..Default::default()
+            });
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_block_streamed_in_parts_is_the_encoded_block_and_reads_back() {
+        let data = data();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let meta = write_small_parts(&store, &data).await.unwrap();
+        let encoded = encode_block(&data).unwrap();
+        assert_eq!(meta, encoded.meta);
+        let get = |name: &str| {
+            let (store, path) = (store.clone(), block_file("t", data.ulid, name));
+            async move { store.get(&path).await.unwrap().bytes().await.unwrap() }
+        };
+        // Byte for byte what the in-memory encoder writes.
+        for (name, bytes) in &encoded.files {
+            assert_eq!(&get(name).await, bytes, "{name}");
+        }
+        let profiles = get(PROFILES_FILE).await;
+        assert!(profiles.len() > 8 * 64 * 1024, "{} bytes", profiles.len());
+        let builder = ParquetRecordBatchReaderBuilder::try_new(profiles.clone()).unwrap();
+        assert!(builder.metadata().num_row_groups() > 2);
+        // The footer sizes series.parquet records are those a reader finds.
+        let series = ParquetRecordBatchReaderBuilder::try_new(get(SERIES_FILE).await).unwrap();
+        let hints = series
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|e| e.key == crate::read::FILES_KEY))
+            .and_then(|e| e.value.clone())
+            .unwrap();
+        let hints: Vec<(String, u64, u64)> = serde_json::from_str(&hints).unwrap();
+        assert_eq!(hints.len(), 6);
+        for (name, size, footer) in hints {
+            let file = get(&name).await;
+            assert_eq!(size, file.len() as u64, "{name}");
+            assert_eq!(footer, crate::fetch::footer_len(&file).unwrap(), "{name}");
+        }
+        // And the rows read back.
+        let block = Arc::new(Block::open(store.clone(), "t", data.ulid).await.unwrap());
+        let view = block.view(false).await.unwrap();
+        let mut rows = Rows(Vec::new());
+        view.scan(
+            &[true; SERIES as usize],
+            i64::MIN,
+            i64::MAX,
+            true,
+            &mut rows,
+        )
+        .unwrap();
+        assert_eq!(rows.0, data.profiles);
+    }
+
+    /// A store whose multipart uploads fail at their third part, counting
+    /// the uploads aborted.
+    #[derive(Debug)]
+    struct FailingParts {
+        inner: InMemory,
+        aborted: Arc<AtomicUsize>,
+    }
+
+    impl std::fmt::Display for FailingParts {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "FailingParts")
+        }
+    }
+
+    #[derive(Debug)]
+    struct FailingUpload {
+        inner: Box<dyn MultipartUpload>,
+        parts: usize,
+        aborted: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl MultipartUpload for FailingUpload {
+        fn put_part(&mut self, data: PutPayload) -> UploadPart {
+            self.parts += 1;
+            if self.parts == 3 {
+                return Box::pin(async {
+                    Err(object_store::Error::Generic {
+                        store: "test",
+                        source: "part refused".into(),
+                    })
+                });
+            }
+            self.inner.put_part(data)
+        }
+
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            self.inner.complete().await
+        }
+
+        async fn abort(&mut self) -> object_store::Result<()> {
+            self.aborted.fetch_add(1, Ordering::SeqCst);
+            self.inner.abort().await
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for FailingParts {
+        async fn put_opts(
+            &self,
+            l: &Path,
+            p: PutPayload,
+            o: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(l, p, o).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            l: &Path,
+            o: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            Ok(Box::new(FailingUpload {
+                inner: self.inner.put_multipart_opts(l, o).await?,
+                parts: 0,
+                aborted: self.aborted.clone(),
+            }))
+        }
+
+        async fn get_opts(&self, l: &Path, o: GetOptions) -> object_store::Result<GetResult> {
+            self.inner.get_opts(l, o).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            o: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, o).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_part_that_fails_fails_the_write_and_aborts_the_upload() {
+        let data = data();
+        let aborted = Arc::new(AtomicUsize::new(0));
+        let store: Arc<dyn ObjectStore> = Arc::new(FailingParts {
+            inner: InMemory::new(),
+            aborted: aborted.clone(),
+        });
+        let err = write_small_parts(&store, &data).await.unwrap_err();
+        assert!(err.to_string().contains("part refused"), "{err}");
+        assert_eq!(aborted.load(Ordering::SeqCst), 1);
+        // Neither the half file nor meta.json.
+        let files: Vec<_> = store.list(None).collect::<Vec<_>>().await;
+        assert!(files.is_empty(), "{files:?}");
+    }
 }

@@ -47,8 +47,8 @@ use std::{
 };
 
 use ember_block::{
-    Block, BlockMeta, Compaction, DELETION_MARK_FILE, DeletionMark, EncodedBlock, META_FILE,
-    block_file, blocks_prefix, downsample, encode_block, superseded, upload_block,
+    Block, BlockMeta, Compaction, DELETION_MARK_FILE, DeletionMark, META_FILE, block_file,
+    blocks_prefix, downsample, superseded, write_block,
 };
 use futures::StreamExt;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, path::Path};
@@ -566,34 +566,56 @@ impl Compactor {
         Ok(())
     }
 
-    /// Uploads a pre-aggregated copy of a merged block. A copy that fails is
-    /// only a slower read (queries read the raw block instead): it is counted
-    /// as a failure and not retried.
-    async fn upload_copy(&self, tenant: &str, copy: &EncodedBlock, report: &mut Report) {
-        let (ulid, resolution) = (copy.meta.ulid, copy.meta.resolution_nanos);
-        match upload_block(&self.store, tenant, copy).await {
-            Ok(()) => {
+    /// Records the upload of a pre-aggregated copy of a merged block. A copy
+    /// that failed is only a slower read (queries read the raw block
+    /// instead): it is counted as a failure and not retried.
+    async fn record_copy(
+        &self,
+        tenant: &str,
+        ulid: Ulid,
+        copy: ember_block::Result<BlockMeta>,
+        report: &mut Report,
+    ) {
+        match copy {
+            Ok(meta) => {
                 self.metrics.blocks_written.inc();
-                let bytes: usize = copy.files.iter().map(|(_, f)| f.len()).sum();
-                self.metrics.written_bytes.inc_by(bytes as u64);
+                self.metrics.written_bytes.inc_by(meta.stats.bytes);
                 report.blocks_written += 1;
                 info!(
                     tenant,
                     block = %ulid,
-                    resolution_seconds = resolution / 1_000_000_000,
-                    profiles = copy.meta.stats.profiles,
-                    bytes,
+                    resolution_seconds = meta.resolution_nanos / 1_000_000_000,
+                    profiles = meta.stats.profiles,
+                    bytes = meta.stats.bytes,
                     "wrote pre-aggregated copy"
                 );
             }
             Err(e) => {
                 report.failures += 1;
                 warn!(tenant, block = %ulid, error = %e, "uploading pre-aggregated copy failed");
-                for (name, _) in &copy.files {
-                    let _ = delete_if_present(&self.store, &block_file(tenant, ulid, name)).await;
-                }
+                self.delete_unfinished(tenant, ulid).await;
             }
         }
+    }
+
+    /// Deletes what an upload that failed left of block `ulid`. Best effort:
+    /// a block without `meta.json` is never read, but would stay forever.
+    async fn delete_unfinished(&self, tenant: &str, ulid: Ulid) {
+        let listed = self.list_block(tenant, ulid).await;
+        for path in listed.unwrap_or_default() {
+            let _ = delete_if_present(&self.store, &path).await;
+        }
+    }
+
+    /// Returns the files of block `ulid`.
+    async fn list_block(&self, tenant: &str, ulid: Ulid) -> Result<Vec<Path>> {
+        let prefix = Path::from(format!("{}/{ulid}", blocks_prefix(tenant)));
+        let mut listing = self.store.list(Some(&prefix));
+        let mut files = Vec::new();
+        while let Some(object) = listing.next().await {
+            files.push(object?.location);
+        }
+        Ok(files)
     }
 
     /// Merges the blocks of `group` into one and uploads it; returns its meta,
@@ -667,34 +689,54 @@ impl Compactor {
             .map(|r| nanos(*r))
             .filter(|&r| group.end - group.start >= 4 * r)
             .collect();
-        let now = self.clock.now();
-        let (encoded, copies) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let data = merger.finish(ulid, source, compaction);
-            let copies = resolutions
-                .iter()
-                .map(|&r| downsample::encode_downsampled(&data, r, Ulid::from_datetime(now)))
-                .collect::<ember_block::Result<Vec<_>>>()?;
-            Ok((encode_block(&data)?, copies))
+        let copy_ulids: Vec<Ulid> = resolutions
+            .iter()
+            .map(|_| Ulid::from_datetime(self.clock.now()))
+            .collect();
+        let (store, owner, ulids) = (self.store.clone(), tenant.to_owned(), copy_ulids.clone());
+        // The merged rows are held once, packed; the block and each copy
+        // decode them one at a time and stream to the store, a row group
+        // and a part at a time.
+        let (written, copies) = tokio::task::spawn_blocking(move || {
+            let merged = merger.finish(ulid, source, compaction);
+            let parts = merged.parts();
+            let written = write_block(&store, &owner, &parts, merged.profiles());
+            let copies: Vec<_> = match &written {
+                Ok(_) => resolutions
+                    .iter()
+                    .zip(&ulids)
+                    .map(|(&r, &copy)| {
+                        downsample::write_downsampled(
+                            &store,
+                            &owner,
+                            &parts,
+                            merged.profiles(),
+                            r,
+                            copy,
+                        )
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            (written, copies)
         })
-        .await??;
-        if let Err(e) = upload_block(&self.store, tenant, &encoded).await {
-            // Best effort: a block without meta.json is never read, but would
-            // stay forever.
-            for (name, _) in &encoded.files {
-                let _ = delete_if_present(&self.store, &block_file(tenant, ulid, name)).await;
+        .await
+        .map_err(ember_block::Error::from)?;
+        let meta = match written {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.delete_unfinished(tenant, ulid).await;
+                return Err(e.into());
             }
-            return Err(e.into());
-        }
+        };
         self.metrics.blocks_written.inc();
-        let bytes: usize = encoded.files.iter().map(|(_, f)| f.len()).sum();
-        self.metrics.written_bytes.inc_by(bytes as u64);
-        let meta = encoded.meta;
+        self.metrics.written_bytes.inc_by(meta.stats.bytes);
         self.metas
             .lock()
             .expect("poisoned")
             .insert((tenant.to_owned(), ulid), meta.clone());
-        for copy in copies {
-            self.upload_copy(tenant, &copy, report).await;
+        for (copy, result) in copy_ulids.into_iter().zip(copies) {
+            self.record_copy(tenant, copy, result, report).await;
         }
         report.blocks_written += 1;
         report.profiles_after += meta.stats.profiles;

@@ -1,11 +1,11 @@
 //! Merges blocks into one: the union of their series, each profile ID once,
 //! and symbols rebuilt per partition.
 
-use std::{collections::HashMap, sync::Arc};
+use std::collections::HashMap;
 
 use ember_block::{
-    Annotations, BlockData, BlockView, Compaction, ProfileRow, ProfileVisitor, SeriesEntry,
-    SpanSamples,
+    Annotations, BlockParts, BlockView, Compaction, PackedRows, ProfileRow, ProfileVisitor,
+    SeriesEntry, SpanSamples,
 };
 use ember_model::{Labels, ProfileId};
 use ember_symdb::{Remap, Symbols, SymbolsBuilder};
@@ -26,7 +26,11 @@ pub(crate) struct Merger {
     series: Vec<SeriesEntry>,
     partition_index: HashMap<String, u32>,
     partitions: Vec<(String, SymbolsBuilder)>,
-    profiles: Vec<ProfileRow>,
+    /// The rows kept from the sources added so far.
+    rows: PackedRows,
+    /// The rows kept from the source being added, until its span samples
+    /// are in.
+    pending: Vec<ProfileRow>,
     /// Replicas of a profile carry the same annotations: the first is kept.
     annotations: Annotations,
     /// Profiles read from the sources, and of those, copies of a profile
@@ -45,7 +49,7 @@ fn corrupt(block: Ulid, message: impl Into<String>) -> Error {
 impl Merger {
     /// Returns the number of profiles kept so far.
     pub(crate) fn profiles(&self) -> usize {
-        self.profiles.len()
+        self.rows.len()
     }
 
     /// Counts the profiles of `view` and, of those, the ones [`Self::add`]
@@ -151,6 +155,9 @@ impl Merger {
         if let Some(e) = visitor.error {
             return Err(e);
         }
+        for row in self.pending.drain(..) {
+            self.rows.push(&row);
+        }
         for (id, a) in view.annotations() {
             self.annotations.entry(*id).or_insert_with(|| a.clone());
         }
@@ -159,7 +166,7 @@ impl Merger {
 
     /// Returns the merged block: series sorted by labels, profiles by
     /// `(series, time)` (then ID, so the order is deterministic).
-    pub(crate) fn finish(self, ulid: Ulid, source: String, compaction: Compaction) -> BlockData {
+    pub(crate) fn finish(self, ulid: Ulid, source: String, compaction: Compaction) -> Merged {
         let mut order: Vec<u32> = (0..self.series.len() as u32).collect();
         order.sort_by(|&a, &b| {
             self.series[a as usize]
@@ -175,24 +182,74 @@ impl Merger {
             .iter()
             .map(|&i| series[i as usize].take().expect("each series once"))
             .collect();
-        let mut profiles = self.profiles;
-        for p in &mut profiles {
-            p.series = remap[p.series as usize];
-        }
-        profiles.sort_unstable_by_key(|p| (p.series, p.time_nanos, p.id));
-        BlockData {
+        let rows = self.rows;
+        let mut order: Vec<u32> = (0..rows.len() as u32).collect();
+        order.sort_unstable_by_key(|&i| {
+            let (series, time, id) = rows.key(i as usize);
+            (remap[series as usize], time, id)
+        });
+        Merged {
             ulid,
             source,
             compaction,
             series,
-            profiles,
             partitions: self
                 .partitions
                 .into_iter()
-                .map(|(name, b)| (name, Arc::new(b.into_symbols())))
+                .map(|(name, b)| (name, b.into_symbols()))
                 .collect(),
             annotations: self.annotations,
+            rows,
+            order,
+            remap,
         }
+    }
+}
+
+/// A merged block ready to write: its rows packed, in merge order, with the
+/// order to write them in.
+#[derive(Debug)]
+pub(crate) struct Merged {
+    ulid: Ulid,
+    source: String,
+    compaction: Compaction,
+    series: Vec<SeriesEntry>,
+    partitions: Vec<(String, Symbols)>,
+    annotations: Annotations,
+    rows: PackedRows,
+    /// Row numbers sorted by `(series, time, ID)`.
+    order: Vec<u32>,
+    /// The block's series of each merger series.
+    remap: Vec<u32>,
+}
+
+impl Merged {
+    /// Returns what the block holds besides its rows.
+    pub(crate) fn parts(&self) -> BlockParts<'_> {
+        BlockParts {
+            ulid: self.ulid,
+            source: self.source.clone(),
+            compaction: self.compaction.clone(),
+            resolution_nanos: 0,
+            series: &self.series,
+            partitions: self
+                .partitions
+                .iter()
+                .map(|(name, s)| (name.as_str(), s))
+                .collect(),
+            annotations: &self.annotations,
+        }
+    }
+
+    /// Returns the rows in block order, each decoded when reached.
+    pub(crate) fn profiles(&self) -> impl Iterator<Item = ProfileRow> + '_ {
+        self.order.iter().map(|&i| {
+            let row = self.rows.get(i as usize);
+            ProfileRow {
+                series: self.remap[row.series as usize],
+                ..row
+            }
+        })
     }
 }
 
@@ -274,9 +331,9 @@ impl ProfileVisitor for Copier<'_> {
             }
         }
         if id != 0 {
-            self.rows.insert(id, m.profiles.len());
+            self.rows.insert(id, m.pending.len());
         }
-        m.profiles.push(row);
+        m.pending.push(row);
     }
 
     fn visit_spans(
@@ -322,7 +379,7 @@ impl ProfileVisitor for Copier<'_> {
             .map(|((&span, &n), &v)| (span, remap.stack(builder, n), v))
             .collect();
         triples.sort_unstable_by_key(|t| (t.0, t.1));
-        let row = &mut m.profiles[row];
+        let row = &mut m.pending[row];
         for (span, stack, v) in triples {
             let last = row.span_ids.last().zip(row.span_stacktrace_ids.last());
             if last == Some((&span, &stack)) {
@@ -338,6 +395,8 @@ impl ProfileVisitor for Copier<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use ember_block::{Block, MemBlock, encode_block, upload_block};
     use ember_model::{Label, ProfileType, ingest::SeriesSpec, labels::PROFILE_TYPE};
     use ember_testkit::pprof::PprofBuilder;
@@ -385,8 +444,9 @@ mod tests {
                 sources: Vec::new(),
             },
         );
-        assert_eq!(data.profiles.len(), 1, "replicas merge into one profile");
-        let row = &data.profiles[0];
+        let rows: Vec<ProfileRow> = data.profiles().collect();
+        assert_eq!(rows.len(), 1, "replicas merge into one profile");
+        let row = &rows[0];
         assert_eq!(row.span_ids, [0xaa]);
         assert_eq!(row.span_values, [5]);
         // The span's stack is the merged partition's `main;work`.

@@ -579,23 +579,19 @@ impl Ingester {
         for (tenant, head) in pending {
             let started = std::time::Instant::now();
             self.metrics.flushes.inc();
-            let source = self.id.clone();
-            let h = head.clone();
-            let encoded = tokio::task::spawn_blocking(move || {
-                ember_block::encode_block(&h.to_block_data(source))
-            })
-            .await
-            .map_err(ember_block::Error::from)?;
-            let result = match encoded {
-                Ok(block) => ember_block::upload_block(&self.store, &tenant, &block)
+            let (source, store, owner, h) = (
+                self.id.clone(),
+                self.store.clone(),
+                tenant.clone(),
+                head.clone(),
+            );
+            // Rows are decoded from the packed head and uploaded a row group
+            // and a part at a time, so the flush needs little beside the head.
+            let result =
+                tokio::task::spawn_blocking(move || h.read().write(&store, &owner, source))
                     .await
-                    .map(|()| {
-                        let bytes: usize = block.files.iter().map(|(_, f)| f.len()).sum();
-                        self.metrics.flushed_bytes.inc_by(bytes as u64);
-                        block.meta
-                    }),
-                Err(e) => Err(e),
-            };
+                    .map_err(ember_block::Error::from)?
+                    .inspect(|meta| self.metrics.flushed_bytes.inc_by(meta.stats.bytes));
             self.metrics
                 .flush_duration
                 .observe(started.elapsed().as_secs_f64());

@@ -12,7 +12,7 @@ use ember_query::{Plan, SourceView};
 use ember_symdb::resolve::PprofBuilder;
 use ember_testkit::testdata;
 use ember_time::SystemClock;
-use object_store::{ObjectStore, memory::InMemory};
+use object_store::{ObjectStore, local::LocalFileSystem, memory::InMemory};
 
 /// Every shared profile that decodes, with its path.
 fn valid_profiles() -> Vec<(String, ember_proto::google::v1::Profile)> {
@@ -53,9 +53,9 @@ fn tree_of(view: &dyn SourceView, plan: &Plan) -> FunctionTree {
     tree
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn flushed_block_answers_like_its_head() {
-    let head = Head::new(std::time::SystemTime::now());
+    let head = Arc::new(Head::new(std::time::SystemTime::now()));
     let mut expected_totals = std::collections::BTreeMap::<String, i64>::new();
     for (i, (path, profile)) in valid_profiles().iter().enumerate() {
         let service = format!("svc-{}", i % 5);
@@ -74,14 +74,19 @@ async fn flushed_block_answers_like_its_head() {
         head.append(profile, &series, 1_000 + i as i64, new_profile_id());
     }
 
+    // Written as the ingester's flush writes it: streamed from the head.
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let data = head.to_block_data("test".into());
-    let encoded = ember_block::encode_block(&data).unwrap();
-    ember_block::upload_block(&store, "t", &encoded)
+    let (h, s) = (head.clone(), store.clone());
+    let meta = tokio::task::spawn_blocking(move || h.read().write(&s, "t", "test".into()))
         .await
+        .unwrap()
         .unwrap();
     let block = Arc::new(Block::open(store, "t", head.ulid).await.unwrap());
-    assert_eq!(block.meta.stats.profiles, data.profiles.len() as u64);
+    assert_eq!(block.meta, meta);
+    assert_eq!(
+        block.meta.stats.profiles,
+        head.read().profile_count() as u64
+    );
     let view = block.view(true).await.unwrap();
     let head_data = head.read();
 
@@ -217,4 +222,45 @@ async fn heads_are_cut_when_the_clock_enters_the_next_window() {
     clock.advance(std::time::Duration::from_secs(1));
     ingester.flush_due().await.unwrap();
     assert_eq!(listed().await.unwrap().len(), 2, "and again at 12:00:00");
+}
+
+/// An upload that fails fails the flush and keeps the head, queryable, for
+/// the next flush to upload.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_upload_keeps_the_head_for_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    std::fs::create_dir(&root).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(&root).unwrap());
+    let ingester = Ingester::new(
+        IngesterConfig::default(),
+        store.clone(),
+        SystemClock::shared(),
+    );
+    let (_, profile) = &valid_profiles()[0];
+    let series = ingest::series_for(profile, &ingest::labels_of(&[("service_name", "svc")]));
+    ingester
+        .append("t", profile, &series, 1_000, new_profile_id())
+        .unwrap();
+    let rows = ingester.heads("t")[0].read().profile_count();
+    assert!(rows > 0);
+
+    // The store's directory becomes a file: every upload fails.
+    std::fs::remove_dir(&root).unwrap();
+    std::fs::write(&root, b"").unwrap();
+    assert!(ingester.flush_all().await.is_err());
+    let kept: usize = ingester
+        .heads("t")
+        .iter()
+        .map(|h| h.read().profile_count())
+        .sum();
+    assert_eq!(kept, rows);
+
+    std::fs::remove_file(&root).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    ingester.flush_all().await.unwrap();
+    let blocks = ember_block::list_blocks(&store, "t").await.unwrap();
+    assert_eq!(blocks.len(), 1);
+    let block = Block::open(store, "t", blocks[0]).await.unwrap();
+    assert_eq!(block.meta.stats.profiles, rows as u64);
 }
