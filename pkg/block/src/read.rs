@@ -203,7 +203,14 @@ impl Block {
         tenant: &str,
         ulid: Ulid,
     ) -> Result<Self> {
-        let meta = read_meta(&store, tenant, ulid).await?;
+        // Both at once: a round trip less per block opened, which on object
+        // storage is most of a cold query's wait. The table's errors count
+        // only once the block is known complete (meta.json is written last).
+        let series_path = block_file(tenant, ulid, SERIES_FILE);
+        let (meta, series_bytes) = tokio::join!(read_meta(&store, tenant, ulid), async {
+            store.get(&series_path).await?.bytes().await
+        });
+        let meta = meta?;
         if meta.version > FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {
                 block: ulid.to_string(),
@@ -211,11 +218,7 @@ impl Block {
                 supported: FORMAT_VERSION,
             });
         }
-        let series_bytes = store
-            .get(&block_file(tenant, ulid, SERIES_FILE))
-            .await?
-            .bytes()
-            .await?;
+        let series_bytes = series_bytes?;
         let (series, hints) =
             tokio::task::spawn_blocking(move || decode_series(ulid, series_bytes)).await??;
         Ok(Self {
