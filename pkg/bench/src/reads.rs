@@ -395,7 +395,6 @@ pub(crate) async fn run(corpus: &Corpus, hours: usize) -> BoxResult<ReadsResults
 /// Prints the results as the Markdown of `docs/benchmarks.md`.
 pub(crate) fn print(r: &ReadsResults) {
     let mb = |b: u64| format!("{:.2} MB", b as f64 / 1e6);
-    let pct = |b: u64| format!("{:.1}%", b as f64 * 100.0 / r.stored_bytes.max(1) as f64);
     println!(
         "\n{} hourly blocks of {SERVICES} services ({} profiles: each service sends every file of the mix every 10 minutes), {} stored; \
          every read request delayed {} ms. Query: `{}` of `svc-0` over the whole range.\n",
@@ -407,23 +406,7 @@ pub(crate) fn print(r: &ReadsResults) {
     );
     println!("| query | run | time | requests | fetched | of stored |");
     println!("|---|---|---|---|---|---|");
-    for q in &r.queries {
-        for (label, run) in [
-            ("cold", q.cold),
-            ("warm (cache)", q.warm),
-            ("cold, no cache", q.cold_uncached),
-            ("warm, no cache", q.warm_uncached),
-        ] {
-            println!(
-                "| {} | {label} | {:.0} ms | {} | {} | {} |",
-                q.name,
-                run.latency.as_secs_f64() * 1e3,
-                run.requests,
-                mb(run.bytes),
-                pct(run.bytes),
-            );
-        }
-    }
+    print_query_rows(&r.queries, r.stored_bytes);
     for q in &r.queries {
         println!(
             "\n{}: answer size {} ({}); goal ≤ 30% of stored fetched cold: {}",
@@ -444,4 +427,26 @@ pub(crate) fn print(r: &ReadsResults) {
         mb(r.symbol_bytes),
     );
     let _ = r.hours;
+}
+
+/// Prints a Markdown table row for each query and run: its time, requests,
+/// bytes fetched and their share of the `stored` bytes.
+pub(crate) fn print_query_rows(queries: &[QueryReads], stored: u64) {
+    for q in queries {
+        for (label, run) in [
+            ("cold", q.cold),
+            ("warm (cache)", q.warm),
+            ("cold, no cache", q.cold_uncached),
+            ("warm, no cache", q.warm_uncached),
+        ] {
+            println!(
+                "| {} | {label} | {:.0} ms | {} | {:.2} MB | {:.2}% |",
+                q.name,
+                run.latency.as_secs_f64() * 1e3,
+                run.requests,
+                run.bytes as f64 / 1e6,
+                run.bytes as f64 * 100.0 / stored.max(1) as f64,
+            );
+        }
+    }
 }

@@ -36,7 +36,7 @@ use ulid::Ulid;
 
 use crate::{
     BoxResult, TENANT,
-    reads::{Delayed, QueryReads, REQUEST_DELAY, measure, request},
+    reads::{self, Delayed, QueryReads, REQUEST_DELAY, measure, request},
     s3::{self, Moto},
     synth::{self, Service},
 };
@@ -300,23 +300,7 @@ pub(crate) fn print(r: &WeekResults) {
         mb(stored)
     );
     println!("|---|---|---|---|---|---|");
-    for q in &r.queries {
-        for (label, run) in [
-            ("cold", q.cold),
-            ("warm (cache)", q.warm),
-            ("cold, no cache", q.cold_uncached),
-            ("warm, no cache", q.warm_uncached),
-        ] {
-            println!(
-                "| {} | {label} | {:.0} ms | {} | {} | {:.2}% |",
-                q.name,
-                run.latency.as_secs_f64() * 1e3,
-                run.requests,
-                mb(run.bytes),
-                run.bytes as f64 * 100.0 / stored.max(1) as f64,
-            );
-        }
-    }
+    reads::print_query_rows(&r.queries, stored);
     for q in &r.queries {
         // The aims: a week's flame graph in a second, its series in
         // 300 ms; series beyond a week in a second.
