@@ -20,12 +20,16 @@
 //! then stack: a span flame graph reads only those, a normal one never does. `meta.json` is written
 //! last: a block without it is incomplete and ignored. A block deleted by the
 //! compactor loses `meta.json` first and its deletion mark last.
+//!
+//! Beside the blocks, `<tenant>/bucket-index.json` ([`index`]) holds the
+//! metas of every complete block as the compactor last saw them.
 
 mod annotations;
 mod cache;
 pub mod downsample;
 mod error;
 mod fetch;
+pub mod index;
 mod mem;
 mod meta;
 mod metrics;
@@ -36,6 +40,7 @@ mod write;
 pub use annotations::Annotations;
 pub use cache::BlockCache;
 pub use error::{Error, Result};
+pub use index::{BucketIndex, read_index, write_index};
 pub use mem::{MemBlock, PackedRows, SPAN_ID_LABEL, parse_span_id};
 pub use meta::{
     BlockMeta, BlockStats, Compaction, DeletionMark, FORMAT_VERSION, live_blocks, superseded,

@@ -203,13 +203,31 @@ impl Block {
         tenant: &str,
         ulid: Ulid,
     ) -> Result<Self> {
+        Self::open_with_meta(store, cache, tenant, ulid, None).await
+    }
+
+    /// [`Block::open_cached`] with the block's meta when already known (from
+    /// the bucket index), which saves reading `meta.json`.
+    pub async fn open_with_meta(
+        store: Arc<dyn ObjectStore>,
+        cache: Arc<BlockCache>,
+        tenant: &str,
+        ulid: Ulid,
+        meta: Option<BlockMeta>,
+    ) -> Result<Self> {
         // Both at once: a round trip less per block opened, which on object
         // storage is most of a cold query's wait. The table's errors count
         // only once the block is known complete (meta.json is written last).
         let series_path = block_file(tenant, ulid, SERIES_FILE);
-        let (meta, series_bytes) = tokio::join!(read_meta(&store, tenant, ulid), async {
-            store.get(&series_path).await?.bytes().await
-        });
+        let (meta, series_bytes) = tokio::join!(
+            async {
+                match meta {
+                    Some(meta) => Ok(meta),
+                    None => read_meta(&store, tenant, ulid).await,
+                }
+            },
+            async { store.get(&series_path).await?.bytes().await }
+        );
         let meta = meta?;
         if meta.version > FORMAT_VERSION {
             return Err(Error::UnsupportedVersion {

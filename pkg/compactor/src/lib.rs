@@ -563,6 +563,34 @@ impl Compactor {
                 metas.extend(merged);
             }
         }
+
+        // 4. The bucket index of what the pass left.
+        if let Err(e) = self.write_index(tenant).await {
+            report.failures += 1;
+            warn!(tenant, error = %e, "writing the bucket index failed");
+        }
+        Ok(())
+    }
+
+    /// Writes `tenant`'s bucket index: the metas of every block listed with
+    /// its `meta.json`, marked ones included, since queriers still see them.
+    async fn write_index(&self, tenant: &str) -> Result<()> {
+        let mut metas = Vec::new();
+        for (ulid, block) in self.list(tenant).await? {
+            if !block.has_meta {
+                continue;
+            }
+            match self.meta(tenant, ulid).await {
+                Ok(meta) => metas.push(meta),
+                // Deleted since the listing: not in the index either.
+                Err(Error::ObjectStore(object_store::Error::NotFound { .. })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let now = unix_nanos(self.clock.now()) / 1_000_000_000;
+        let blocks = metas.len();
+        ember_block::write_index(&self.store, tenant, metas, now).await?;
+        debug!(tenant, blocks, "wrote bucket index");
         Ok(())
     }
 

@@ -562,6 +562,23 @@ async fn marked_blocks_are_deleted_after_the_delay() {
         assert_eq!((mark.id, mark.deletion_time), (*ulid, marked_at / SECOND));
     }
 
+    // The bucket index holds every complete block, marked ones included.
+    let indexed = || async {
+        let index = ember_block::read_index(&store, TENANT).await.unwrap();
+        let mut metas = index.expect("written by the pass").blocks;
+        metas.sort_by_key(|m| m.ulid);
+        metas
+    };
+    let all = || async {
+        blocks(&store, TENANT)
+            .await
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(indexed().await, all().await);
+    assert_eq!(indexed().await.len(), 5);
+
     clock.advance(Duration::from_secs(14 * 60));
     assert_eq!(compactor.run_once().await.unwrap().blocks_deleted, 0);
     assert_eq!(blocks(&store, TENANT).await.len(), 5);
@@ -578,6 +595,7 @@ async fn marked_blocks_are_deleted_after_the_delay() {
         "{left:?}"
     );
     assert_eq!(left.len(), 8, "the merged block's files stay");
+    assert_eq!(indexed().await, merged, "deleted blocks leave the index");
 }
 
 #[tokio::test]

@@ -291,7 +291,7 @@ impl Querier {
         // futures that own what they use (a future borrowing `self` here
         // would make the RPC futures not `Send`, rust-lang/rust#102211).
         let mut opened = Vec::new();
-        let mut opens = Vec::new();
+        let mut unopened = Vec::new();
         for ulid in ulids {
             let cached = self
                 .blocks
@@ -301,15 +301,29 @@ impl Querier {
                 .cloned();
             match cached {
                 Some(b) => opened.push(b),
-                None => {
-                    let (store, cache, tenant) =
-                        (self.store.clone(), self.cache.clone(), tenant.to_owned());
-                    opens.push(async move {
-                        (ulid, Block::open_cached(store, cache, &tenant, ulid).await)
-                    });
-                }
+                None => unopened.push(ulid),
             }
         }
+        let mut metas = if unopened.is_empty() {
+            HashMap::new()
+        } else {
+            self.index_metas(tenant).await
+        };
+        let opens: Vec<_> = unopened
+            .into_iter()
+            .map(|ulid| {
+                let (store, cache, tenant) =
+                    (self.store.clone(), self.cache.clone(), tenant.to_owned());
+                let meta = metas.remove(&ulid);
+                if meta.is_some() {
+                    self.metrics.blocks_opened_from_index.inc();
+                }
+                async move {
+                    let opened = Block::open_with_meta(store, cache, &tenant, ulid, meta).await;
+                    (ulid, opened)
+                }
+            })
+            .collect();
         let results: Vec<_> = futures::stream::iter(opens)
             .buffered(BLOCKS_IN_PARALLEL)
             .collect()
@@ -335,6 +349,19 @@ impl Querier {
         }
         opened.sort_by_key(|b| b.meta.ulid);
         opened
+    }
+
+    /// Returns the metas of `tenant`'s bucket index, or none (blocks are then
+    /// opened from their `meta.json`): an index is only a shortcut.
+    async fn index_metas(&self, tenant: &str) -> HashMap<Ulid, ember_block::BlockMeta> {
+        match ember_block::read_index(&self.store, tenant).await {
+            Ok(index) => index.map(|i| i.into_metas()).unwrap_or_default(),
+            Err(e) => {
+                self.metrics.bucket_index_failures.inc();
+                warn!(tenant, error = %e, "reading the bucket index failed; opening blocks from their meta.json");
+                HashMap::new()
+            }
+        }
     }
 
     /// Collects the sources of `tenant` that may hold data of `plan`.

@@ -28,6 +28,10 @@ pub struct QuerierMetrics {
     pub query_read_bytes: Histogram,
     /// Blocks opened (their meta and series read), not found in the querier's cache.
     pub blocks_opened: IntCounter,
+    /// Of those, the blocks whose meta came from the bucket index.
+    pub blocks_opened_from_index: IntCounter,
+    /// Reads of a bucket index that failed (blocks then open from `meta.json`).
+    pub bucket_index_failures: IntCounter,
     /// Calls to ingesters for their recent data.
     pub ingester_requests: IntCounter,
     /// Calls to ingesters that failed.
@@ -78,6 +82,14 @@ impl QuerierMetrics {
                 "ember_querier_blocks_opened_total",
                 "Blocks opened from object storage",
             )?,
+            blocks_opened_from_index: IntCounter::new(
+                "ember_querier_blocks_opened_from_index_total",
+                "Blocks opened with their meta from the bucket index",
+            )?,
+            bucket_index_failures: IntCounter::new(
+                "ember_querier_bucket_index_failures_total",
+                "Reads of a tenant's bucket index that failed",
+            )?,
             ingester_requests: IntCounter::new(
                 "ember_querier_ingester_requests_total",
                 "Calls to ingesters for recent data",
@@ -92,6 +104,8 @@ impl QuerierMetrics {
         registry.register(Box::new(m.query_samples.clone()))?;
         registry.register(Box::new(m.query_read_bytes.clone()))?;
         registry.register(Box::new(m.blocks_opened.clone()))?;
+        registry.register(Box::new(m.blocks_opened_from_index.clone()))?;
+        registry.register(Box::new(m.bucket_index_failures.clone()))?;
         registry.register(Box::new(m.ingester_requests.clone()))?;
         registry.register(Box::new(m.ingester_failures.clone()))?;
         for rpc in RPCS {

@@ -576,3 +576,51 @@ fn overlapping_marks_every_range_that_meets_another() {
         [false, false, false]
     );
 }
+
+#[tokio::test]
+async fn blocks_open_with_their_meta_from_the_bucket_index() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let encoded = encode_block(&three_profiles().to_block_data("test".into())).unwrap();
+    upload_block(&store, "t", &encoded).await.unwrap();
+    ember_block::write_index(&store, "t", vec![encoded.meta.clone()], 0)
+        .await
+        .unwrap();
+    // Without its meta.json, only the index can say what the block is.
+    let meta = ember_block::block_file("t", encoded.meta.ulid, ember_block::META_FILE);
+    let meta_json = store.get(&meta).await.unwrap().bytes().await.unwrap();
+    store.delete(&meta).await.unwrap();
+    let total = |q: Querier| async move {
+        let series = q
+            .select_series(request(SelectSeriesRequest {
+                profile_type_id: CPU.into(),
+                label_selector: "{}".into(),
+                start: 0,
+                end: 30_000,
+                step: 30.0,
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .series;
+        series
+            .iter()
+            .flat_map(|s| &s.points)
+            .map(|p| p.value)
+            .sum::<f64>()
+    };
+    let q = Querier::new(None, store.clone());
+    let from_index = q.metrics.blocks_opened_from_index.clone();
+    assert_eq!(total(q).await, 160.0);
+    assert_eq!(from_index.get(), 1);
+    // A damaged index is only a slower start: blocks open from meta.json.
+    store
+        .put(&ember_block::index::index_path("t"), "{".into())
+        .await
+        .unwrap();
+    store.put(&meta, meta_json.into()).await.unwrap();
+    let q = Querier::new(None, store);
+    let failures = q.metrics.bucket_index_failures.clone();
+    assert_eq!(total(q).await, 160.0);
+    assert_eq!(failures.get(), 1);
+}
