@@ -315,12 +315,10 @@ impl Querier {
                 let (store, cache, tenant) =
                     (self.store.clone(), self.cache.clone(), tenant.to_owned());
                 let meta = metas.remove(&ulid);
-                if meta.is_some() {
-                    self.metrics.blocks_opened_from_index.inc();
-                }
+                let from_index = meta.is_some();
                 async move {
                     let opened = Block::open_with_meta(store, cache, &tenant, ulid, meta).await;
-                    (ulid, opened)
+                    (ulid, from_index, opened)
                 }
             })
             .collect();
@@ -328,11 +326,14 @@ impl Querier {
             .buffered(BLOCKS_IN_PARALLEL)
             .collect()
             .await;
-        for (ulid, result) in results {
+        for (ulid, from_index, result) in results {
             match result {
                 Ok(block) => {
                     let block = Arc::new(block);
                     self.metrics.blocks_opened.inc();
+                    if from_index {
+                        self.metrics.blocks_opened_from_index.inc();
+                    }
                     self.blocks
                         .lock()
                         .expect("poisoned")
