@@ -342,11 +342,17 @@ impl Compactor {
                 message: format!("meta.json names block {}", meta.ulid),
             });
         }
+        self.remember(tenant, &meta);
+        Ok(meta)
+    }
+
+    /// Keeps the meta of a block read or written, for later passes and the
+    /// bucket index.
+    fn remember(&self, tenant: &str, meta: &BlockMeta) {
         self.metas
             .lock()
             .expect("poisoned")
-            .insert(key, meta.clone());
-        Ok(meta)
+            .insert((tenant.to_owned(), meta.ulid), meta.clone());
     }
 
     /// Returns why a marked block goes: `retention` when all of it is older
@@ -606,6 +612,8 @@ impl Compactor {
     ) {
         match copy {
             Ok(meta) => {
+                // The bucket index lists it without reading it back.
+                self.remember(tenant, &meta);
                 self.metrics.blocks_written.inc();
                 self.metrics.written_bytes.inc_by(meta.stats.bytes);
                 report.blocks_written += 1;
@@ -759,10 +767,7 @@ impl Compactor {
         };
         self.metrics.blocks_written.inc();
         self.metrics.written_bytes.inc_by(meta.stats.bytes);
-        self.metas
-            .lock()
-            .expect("poisoned")
-            .insert((tenant.to_owned(), ulid), meta.clone());
+        self.remember(tenant, &meta);
         for (copy, result) in copy_ulids.into_iter().zip(copies) {
             self.record_copy(tenant, copy, result, report).await;
         }
