@@ -150,13 +150,33 @@ pub(crate) async fn footer(
             }
         }
     };
+    Ok(remember(cache, key, metadata, size))
+}
+
+/// Returns the footer of `file`, fetched whole: decoded once, then cached.
+pub(crate) fn footer_of_whole(
+    cache: &BlockCache,
+    path: &Path,
+    file: &Sparse,
+) -> Result<Arc<Footer>> {
+    let key = Key::Footer(path.clone());
+    if let Some(Value::Footer(f)) = cache.get(&key) {
+        return Ok(f);
+    }
+    let metadata = ParquetMetaDataReader::new()
+        .with_page_index_policy(PageIndexPolicy::Optional)
+        .parse_and_finish(file)?;
+    Ok(remember(cache, key, metadata, file.size))
+}
+
+fn remember(cache: &BlockCache, key: Key, metadata: ParquetMetaData, size: u64) -> Arc<Footer> {
     let weight = metadata.memory_size() as u64;
     let footer = Arc::new(Footer {
         metadata: Arc::new(metadata),
         size,
     });
     cache.insert(key, Value::Footer(footer.clone()), weight);
-    Ok(footer)
+    footer
 }
 
 /// Reads the footer of `path` where `hint` says it is, in one request.

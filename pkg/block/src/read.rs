@@ -10,6 +10,10 @@
 //! as one request; and the symbol partitions of the selected series' services
 //! (one row group each in blocks that have it). Blocks written before pages
 //! were indexed fetch whole column chunks of the row groups they select.
+//!
+//! A query of totals alone (time series) reads `totals.parquet` instead when
+//! the block has it: the same rows without their samples, fetched whole in
+//! one request, where the profiles file takes a footer and then column ranges.
 
 use std::{collections::HashMap, ops::Range, sync::Arc};
 
@@ -397,6 +401,12 @@ impl Block {
     }
 
     async fn fetch_profiles(&self, want: &Fetch, fetched: &Fetched) -> Result<Option<Profiles>> {
+        if !want.samples
+            && !want.spans
+            && let Some(&hint) = self.hints.get(TOTALS_FILE)
+        {
+            return self.fetch_totals(hint, fetched).await.map(Some);
+        }
         let footer = self.footer(PROFILES_FILE, fetched).await?;
         let columns = Columns {
             samples: want.samples,
@@ -404,6 +414,7 @@ impl Block {
         };
         let plan = plan_profiles(
             &footer.metadata,
+            Layout::Profiles,
             &want.selected,
             want.start,
             want.end,
@@ -426,7 +437,29 @@ impl Block {
             footer,
             data,
             columns,
+            layout: Layout::Profiles,
         }))
+    }
+
+    /// Fetches `totals.parquet` whole: it is small (36 bytes a profile), and
+    /// reading its footer first would double the round trips.
+    async fn fetch_totals(&self, hint: FileHint, fetched: &Fetched) -> Result<Profiles> {
+        let path = self.path(TOTALS_FILE);
+        let data = fetch::fetch(
+            &self.store,
+            &self.cache,
+            &path,
+            hint.size,
+            std::iter::once(0..hint.size).collect(),
+            fetched,
+        )
+        .await?;
+        Ok(Profiles {
+            footer: fetch::footer_of_whole(&self.cache, &path, &data)?,
+            data,
+            columns: Columns::of(Read::Totals),
+            layout: Layout::Totals,
+        })
     }
 
     /// Fetches what a query of every series needs: the selected columns of
@@ -472,12 +505,22 @@ impl Columns {
     }
 }
 
-/// The fetched part of `profiles.parquet`.
+/// Which file a block's profile rows are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `profiles.parquet`, every column.
+    Profiles,
+    /// `totals.parquet`: series, time, total and ID.
+    Totals,
+}
+
+/// The fetched part of `profiles.parquet`, or `totals.parquet` whole.
 #[derive(Debug)]
 struct Profiles {
     footer: Arc<Footer>,
     data: Sparse,
     columns: Columns,
+    layout: Layout,
 }
 
 /// A block prefetched for one query.
@@ -596,6 +639,7 @@ impl BlockView {
         scan(
             self.block.meta.ulid,
             &profiles.footer.metadata,
+            profiles.layout,
             profiles.data.clone(),
             selected,
             start,
@@ -714,8 +758,34 @@ fn page_rows(
     Some(RowSelection::from_consecutive_ranges(ranges, rows))
 }
 
+/// Returns the root (= leaf) columns a scan of `columns` reads.
+fn roots(metadata: &ParquetMetaData, layout: Layout, columns: Columns) -> Vec<usize> {
+    let count = metadata.file_metadata().schema_descr().num_columns();
+    if layout == Layout::Totals {
+        // Series, time, total and ID: the same first three as profiles.parquet.
+        return (0..count).collect();
+    }
+    let mut roots = vec![profiles::SERIES, profiles::TIME, profiles::TOTAL];
+    if columns.samples {
+        roots.extend([profiles::STACKTRACE_IDS, profiles::VALUES]);
+    }
+    if count > profiles::ID {
+        roots.push(profiles::ID);
+    }
+    if columns.spans && count > profiles::SPAN_VALUES {
+        roots.extend([
+            profiles::SPAN_IDS,
+            profiles::SPAN_STACKTRACE_IDS,
+            profiles::SPAN_VALUES,
+        ]);
+    }
+    roots.sort_unstable();
+    roots
+}
+
 fn plan_profiles(
     metadata: &ParquetMetaData,
+    layout: Layout,
     selected: &[bool],
     start: i64,
     end: i64,
@@ -724,24 +794,8 @@ fn plan_profiles(
     let mut plan = ProfilesPlan {
         row_groups: Vec::new(),
         rows: Vec::new(),
-        roots: vec![profiles::SERIES, profiles::TIME, profiles::TOTAL],
+        roots: roots(metadata, layout, columns),
     };
-    if columns.samples {
-        plan.roots
-            .extend([profiles::STACKTRACE_IDS, profiles::VALUES]);
-    }
-    let count = metadata.file_metadata().schema_descr().num_columns();
-    if count > profiles::ID {
-        plan.roots.push(profiles::ID);
-    }
-    if columns.spans && count > profiles::SPAN_VALUES {
-        plan.roots.extend([
-            profiles::SPAN_IDS,
-            profiles::SPAN_STACKTRACE_IDS,
-            profiles::SPAN_VALUES,
-        ]);
-    }
-    plan.roots.sort_unstable();
     for (i, rg) in metadata.row_groups().iter().enumerate() {
         let series_ok = stats_range_u32(rg.column(profiles::SERIES).statistics())
             .is_none_or(|(lo, hi)| any_selected(selected, lo, hi));
@@ -784,6 +838,7 @@ fn plan_profiles(
 fn scan(
     ulid: Ulid,
     metadata: &Arc<ParquetMetaData>,
+    layout: Layout,
     data: Sparse,
     selected: &[bool],
     start: i64,
@@ -797,7 +852,13 @@ fn scan(
             "profiles.parquet has no span columns (written before format 3)",
         ));
     }
-    let plan = plan_profiles(metadata, selected, start, end, Columns::of(read));
+    if layout == Layout::Totals && read != Read::Totals {
+        return Err(corrupt(
+            ulid,
+            format!("a {read:?} scan cannot read totals.parquet"),
+        ));
+    }
+    let plan = plan_profiles(metadata, layout, selected, start, end, Columns::of(read));
     if plan.row_groups.is_empty() {
         return Ok(());
     }
@@ -1197,6 +1258,7 @@ mod tests {
         scan(
             Ulid::nil(),
             &Arc::new(metadata),
+            Layout::Profiles,
             data,
             selected,
             start,

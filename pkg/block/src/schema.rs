@@ -37,6 +37,18 @@ pub(crate) static PROFILES: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+/// Each profile's series, time, total and ID, in the order of `profiles.parquet`:
+/// what a time-series query reads, small enough to fetch whole in one request
+/// instead of a footer and then column ranges of the large profiles file.
+pub(crate) static TOTALS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("series", DataType::UInt32, false),
+        Field::new("time_nanos", DataType::Int64, false),
+        Field::new("total", DataType::Int64, false),
+        Field::new("id", DataType::FixedSizeBinary(16), false),
+    ]))
+});
+
 pub(crate) mod profiles {
     pub(crate) const SERIES: usize = 0;
     pub(crate) const TIME: usize = 1;
@@ -98,6 +110,9 @@ pub(crate) static STACKTRACES: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 pub(crate) const SERIES_FILE: &str = "series.parquet";
 pub(crate) const PROFILES_FILE: &str = "profiles.parquet";
+/// Optional: a block written before it existed is read from `profiles.parquet`
+/// alone; series.parquet's list of files says whether a block has it.
+pub(crate) const TOTALS_FILE: &str = "totals.parquet";
 pub(crate) const STRINGS_FILE: &str = "strings.parquet";
 pub(crate) const MAPPINGS_FILE: &str = "mappings.parquet";
 pub(crate) const FUNCTIONS_FILE: &str = "functions.parquet";

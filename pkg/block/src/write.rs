@@ -342,6 +342,9 @@ fn abort(
     }
 }
 
+/// A file written and its entry in `ember.files`: name, size and footer size.
+type FileEntry = (&'static str, u64, u64);
+
 /// Writes one Parquet file of `schema` to `sink`, `write` giving it its
 /// rows; returns its size and the size of its footer (page indexes and
 /// metadata), which readers fetch in one request.
@@ -351,7 +354,7 @@ fn write_parquet<S: Sink>(
     schema: &SchemaRef,
     props: WriterProperties,
     write: impl FnOnce(&mut ArrowWriter<S::File>) -> Result<()>,
-) -> Result<(&'static str, u64, u64)> {
+) -> Result<FileEntry> {
     let mut writer = ArrowWriter::try_new(sink.create(name)?, schema.clone(), Some(props))?;
     write(&mut writer)?;
     writer.flush()?;
@@ -385,7 +388,8 @@ fn encode<S: Sink, R: Borrow<ProfileRow>>(
     profiles: impl IntoIterator<Item = R>,
 ) -> Result<BlockMeta> {
     let mut stats = ProfileStats::default();
-    let mut hints = vec![write_profiles(sink, profiles, &mut stats)?];
+    let (profiles_hint, totals) = write_profiles(sink, profiles, &mut stats)?;
+    let mut hints = vec![profiles_hint, write_totals(sink, totals)?];
     let symbols: Vec<&Symbols> = parts.partitions.iter().map(|(_, s)| *s).collect();
     encode_symbols(sink, &symbols, &mut hints)?;
     if !parts.annotations.is_empty() {
@@ -426,13 +430,22 @@ fn encode<S: Sink, R: Borrow<ProfileRow>>(
 }
 
 /// Writes `profiles.parquet` a batch of rows at a time, counting them into
-/// `stats`.
+/// `stats`. Returns its hint and the batches' columns of `totals.parquet`,
+/// which share their buffers: 36 bytes a profile are kept, the samples not.
 fn write_profiles<S: Sink, R: Borrow<ProfileRow>>(
     sink: &mut S,
     profiles: impl IntoIterator<Item = R>,
     stats: &mut ProfileStats,
-) -> Result<(&'static str, u64, u64)> {
-    write_parquet(
+) -> Result<(FileEntry, Vec<RecordBatch>)> {
+    let mut totals = Vec::new();
+    let mut write = |writer: &mut ArrowWriter<S::File>, columns: &mut ProfileColumns| {
+        let batch = columns.take()?;
+        writer.write(&batch)?;
+        let kept = TOTALS_COLUMNS.map(|c| batch.column(c).clone());
+        totals.push(RecordBatch::try_new(schema::TOTALS.clone(), kept.to_vec())?);
+        Ok::<_, crate::Error>(())
+    };
+    let hint = write_parquet(
         sink,
         PROFILES_FILE,
         &schema::PROFILES,
@@ -444,15 +457,47 @@ fn write_profiles<S: Sink, R: Borrow<ProfileRow>>(
                 stats.add(row);
                 columns.push(row);
                 if columns.rows == PROFILES_PER_BATCH {
-                    writer.write(&columns.take()?)?;
+                    write(writer, &mut columns)?;
                 }
             }
             if columns.rows > 0 {
-                writer.write(&columns.take()?)?;
+                write(writer, &mut columns)?;
             }
             Ok(())
         },
-    )
+    )?;
+    Ok((hint, totals))
+}
+
+/// The columns of `profiles.parquet` that `totals.parquet` repeats, in its order.
+const TOTALS_COLUMNS: [usize; 4] = [
+    schema::profiles::SERIES,
+    schema::profiles::TIME,
+    schema::profiles::TOTAL,
+    schema::profiles::ID,
+];
+
+/// Writes `totals.parquet`: one row group (up to a million profiles), read
+/// whole by time-series queries.
+fn write_totals<S: Sink>(sink: &mut S, batches: Vec<RecordBatch>) -> Result<FileEntry> {
+    let props = base_props()
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        // Rows come by series, then time: deltas of a series' times are its
+        // push interval.
+        .set_column_dictionary_enabled(ColumnPath::from("time_nanos"), false)
+        .set_column_encoding(
+            ColumnPath::from("time_nanos"),
+            Encoding::DELTA_BINARY_PACKED,
+        )
+        .set_column_dictionary_enabled(ColumnPath::from("id"), false)
+        .set_column_statistics_enabled(ColumnPath::from("id"), EnabledStatistics::None)
+        .build();
+    write_parquet(sink, TOTALS_FILE, &schema::TOTALS, props, |w| {
+        for batch in &batches {
+            w.write(batch)?;
+        }
+        Ok(())
+    })
 }
 
 /// Encodes `profiles.parquet` of `rows` in memory (tests of readers).
@@ -484,7 +529,7 @@ impl ProfileStats {
 fn encode_series<S: Sink>(
     sink: &mut S,
     series: &[SeriesEntry],
-    hints: &[(&str, u64, u64)],
+    hints: &[FileEntry],
 ) -> Result<u64> {
     let mut offsets = vec![0i32];
     let mut names = Vec::new();
@@ -630,7 +675,7 @@ fn parquet_row_groups<S: Sink>(
     schema: &SchemaRef,
     columns: Vec<ArrayRef>,
     lengths: &[usize],
-) -> Result<(&'static str, u64, u64)> {
+) -> Result<FileEntry> {
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     write_parquet(sink, name, schema, base_props().build(), |writer| {
         let mut offset = 0;
@@ -649,7 +694,7 @@ fn parquet_row_groups<S: Sink>(
 fn encode_symbols<S: Sink>(
     sink: &mut S,
     partitions: &[&Symbols],
-    hints: &mut Vec<(&'static str, u64, u64)>,
+    hints: &mut Vec<FileEntry>,
 ) -> Result<()> {
     let lengths =
         |len: fn(&Symbols) -> usize| -> Vec<usize> { partitions.iter().map(|s| len(s)).collect() };
@@ -813,7 +858,7 @@ mod tests {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
-    use crate::{Block, ProfileVisitor};
+    use crate::{Block, Fetch, ProfileVisitor};
 
     const SERIES: u32 = 3;
 
@@ -934,7 +979,7 @@ mod tests {
             .and_then(|e| e.value.clone())
             .unwrap();
         let hints: Vec<(String, u64, u64)> = serde_json::from_str(&hints).unwrap();
-        assert_eq!(hints.len(), 6);
+        assert_eq!(hints.len(), 7);
         for (name, size, footer) in hints {
             let file = get(&name).await;
             assert_eq!(size, file.len() as u64, "{name}");
@@ -953,6 +998,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rows.0, data.profiles);
+    }
+
+    /// `(id, series, time, total)` of each profile visited.
+    struct Totals(Vec<(ProfileId, u32, i64, i64)>);
+
+    impl ProfileVisitor for Totals {
+        fn visit(
+            &mut self,
+            id: ProfileId,
+            s: u32,
+            t: i64,
+            total: i64,
+            _: Option<(&[u32], &[i64])>,
+        ) {
+            self.0.push((id, s, t, total));
+        }
+    }
+
+    /// A query of totals alone reads `totals.parquet`, whole in one request,
+    /// and finds there what the profiles file holds.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn totals_come_from_their_own_file_in_one_request() {
+        let data = data();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        write_small_parts(&store, &data).await.unwrap();
+        let block = Arc::new(Block::open(store, "t", data.ulid).await.unwrap());
+        let selected = vec![false, true, false];
+        let want = Fetch {
+            selected: selected.clone(),
+            start: 10 * 15_000_000_000,
+            end: 20 * 15_000_000_000,
+            samples: false,
+            spans: false,
+            symbols: false,
+        };
+        let view = block.fetch(&want).await.unwrap();
+        assert_eq!(view.fetched_requests(), 1);
+        let mut totals = Totals(Vec::new());
+        view.scan(&selected, want.start, want.end, false, &mut totals)
+            .unwrap();
+        let expected: Vec<_> = data
+            .profiles
+            .iter()
+            .filter(|p| p.series == 1 && (want.start..=want.end).contains(&p.time_nanos))
+            .map(|p| (p.id, p.series, p.time_nanos, p.total))
+            .collect();
+        assert_eq!(expected.len(), 11);
+        assert_eq!(totals.0, expected);
+        // Samples are not in it: their scan needs a fetch of profiles.parquet.
+        let err = view
+            .scan(&selected, want.start, want.end, true, &mut Rows(Vec::new()))
+            .unwrap_err();
+        assert!(err.to_string().contains("did not fetch"), "{err}");
     }
 
     /// A store whose multipart uploads fail at their third part, counting

@@ -594,7 +594,7 @@ async fn marked_blocks_are_deleted_after_the_delay() {
             .all(|f| f.as_ref().contains(&merged[0].ulid.to_string())),
         "{left:?}"
     );
-    assert_eq!(left.len(), 8, "the merged block's files stay");
+    assert_eq!(left.len(), 9, "the merged block's files stay");
     assert_eq!(indexed().await, merged, "deleted blocks leave the index");
 }
 
@@ -678,7 +678,7 @@ async fn blocks_without_meta_are_left_alone() {
     }
     let partial = Path::from(format!("{TENANT}/blocks/{}", head.ulid()));
     let partial_files = files(&store, &partial).await;
-    assert_eq!(partial_files.len(), 7);
+    assert_eq!(partial_files.len(), 8);
 
     let clock = Arc::new(ManualClock::new(at(BASE + HOUR + 2 * 60 * SECOND)));
     let compactor = compactor(&store, &clock);

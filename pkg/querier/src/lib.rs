@@ -13,6 +13,7 @@
 //! compacted block holds ([`ember_block::superseded`]) are not read at all.
 
 mod analyze;
+mod blocks;
 mod error;
 mod heatmap;
 mod limits;
@@ -66,7 +67,6 @@ pub use metrics::QuerierMetrics;
 use object_store::ObjectStore;
 pub use remote::{IngesterSet, RemoteIngesters};
 use tonic::{Request, Response, Status};
-use tracing::warn;
 use ulid::Ulid;
 
 /// The block cache of a querier not given one ([`Querier::with_cache`]):
@@ -89,6 +89,10 @@ pub struct Querier {
     /// Opened blocks; blocks are immutable, so an entry never goes stale. An
     /// entry goes when its block is no longer listed (the compactor deleted it).
     blocks: Mutex<HashMap<(String, Ulid), Arc<Block>>>,
+    /// Metas from the bucket index of blocks not opened (not chosen by a
+    /// query yet), so that choosing reads the index only for blocks new to
+    /// it; gone with their blocks, as `blocks`.
+    metas: Mutex<HashMap<(String, Ulid), ember_block::BlockMeta>>,
     /// Footers, pages and symbols of the blocks, shared by every query.
     cache: Arc<BlockCache>,
     metrics: QuerierMetrics,
@@ -255,6 +259,7 @@ impl Querier {
             recent,
             store,
             blocks: Mutex::new(HashMap::new()),
+            metas: Mutex::new(HashMap::new()),
             cache: Arc::new(BlockCache::new(
                 DEFAULT_CACHE_BYTES,
                 ember_block::BlockCacheMetrics::detached(),
@@ -283,88 +288,6 @@ impl Querier {
         self
     }
 
-    /// Opens blocks `ulids` of `tenant` (those opened before come from the
-    /// querier's map), in ULID order. A block still being uploaded (no
-    /// `meta.json` yet) is left out, as is an unreadable one, with a warning.
-    async fn open_blocks(&self, tenant: &str, ulids: Vec<Ulid>) -> Vec<Arc<Block>> {
-        // Cached blocks first; the others are opened concurrently, by
-        // futures that own what they use (a future borrowing `self` here
-        // would make the RPC futures not `Send`, rust-lang/rust#102211).
-        let mut opened = Vec::new();
-        let mut unopened = Vec::new();
-        for ulid in ulids {
-            let cached = self
-                .blocks
-                .lock()
-                .expect("poisoned")
-                .get(&(tenant.to_owned(), ulid))
-                .cloned();
-            match cached {
-                Some(b) => opened.push(b),
-                None => unopened.push(ulid),
-            }
-        }
-        let mut metas = if unopened.is_empty() {
-            HashMap::new()
-        } else {
-            self.index_metas(tenant).await
-        };
-        let opens: Vec<_> = unopened
-            .into_iter()
-            .map(|ulid| {
-                let (store, cache, tenant) =
-                    (self.store.clone(), self.cache.clone(), tenant.to_owned());
-                let meta = metas.remove(&ulid);
-                let from_index = meta.is_some();
-                async move {
-                    let opened = Block::open_with_meta(store, cache, &tenant, ulid, meta).await;
-                    (ulid, from_index, opened)
-                }
-            })
-            .collect();
-        let results: Vec<_> = futures::stream::iter(opens)
-            .buffered(BLOCKS_IN_PARALLEL)
-            .collect()
-            .await;
-        for (ulid, from_index, result) in results {
-            match result {
-                Ok(block) => {
-                    let block = Arc::new(block);
-                    self.metrics.blocks_opened.inc();
-                    if from_index {
-                        self.metrics.blocks_opened_from_index.inc();
-                    }
-                    self.blocks
-                        .lock()
-                        .expect("poisoned")
-                        .insert((tenant.to_owned(), ulid), block.clone());
-                    opened.push(block);
-                }
-                Err(ember_block::Error::ObjectStore(object_store::Error::NotFound { .. })) => {
-                    // Still being uploaded: meta.json is written last.
-                }
-                Err(e) => {
-                    warn!(tenant, block = %ulid, error = %e, "skipping unreadable block");
-                }
-            }
-        }
-        opened.sort_by_key(|b| b.meta.ulid);
-        opened
-    }
-
-    /// Returns the metas of `tenant`'s bucket index, or none (blocks are then
-    /// opened from their `meta.json`): an index is only a shortcut.
-    async fn index_metas(&self, tenant: &str) -> HashMap<Ulid, ember_block::BlockMeta> {
-        match ember_block::read_index(&self.store, tenant).await {
-            Ok(index) => index.map(|i| i.into_metas()).unwrap_or_default(),
-            Err(e) => {
-                self.metrics.bucket_index_failures.inc();
-                warn!(tenant, error = %e, "reading the bucket index failed; opening blocks from their meta.json");
-                HashMap::new()
-            }
-        }
-    }
-
     /// Collects the sources of `tenant` that may hold data of `plan`.
     async fn sources(&self, tenant: &str, plan: &Plan, need: Need) -> Result<Sources> {
         let (start, end) = (plan.start, plan.end);
@@ -381,37 +304,19 @@ impl Querier {
         let ulids = ember_block::list_blocks(&self.store, tenant).await?;
         // Forget blocks the compactor deleted.
         let listed: HashSet<Ulid> = ulids.iter().copied().collect();
-        self.blocks
-            .lock()
-            .expect("poisoned")
-            .retain(|(t, u), _| t != tenant || listed.contains(u));
+        let keep = |(t, u): &(String, Ulid)| t != tenant || listed.contains(u);
+        self.blocks.lock().expect("poisoned").retain(|k, _| keep(k));
+        self.metas.lock().expect("poisoned").retain(|k, _| keep(k));
         let candidates: Vec<Ulid> = ulids
             .into_iter()
             .filter(|u| !recent.heads.contains(u))
             .collect();
-        let opened = self.open_blocks(tenant, candidates).await;
-        // A compacted block and the blocks it was made of coexist until the
-        // compactor deletes the latter: read only the compacted one.
-        let superseded = ember_block::superseded(opened.iter().map(|b| &b.meta));
-        let (copies, raw): (Vec<_>, Vec<_>) = opened
-            .into_iter()
-            .filter(|b| b.meta.overlaps(start, end) && !superseded.contains(&b.meta.ulid))
-            .partition(|b| b.meta.is_downsampled());
-        // A pre-aggregated copy is read only in place of its raw block.
-        let chosen = raw.into_iter().map(|block| {
-            match plan.copy_for(&block.meta, copies.iter().map(|c| &c.meta)) {
-                Some(c) => copies
-                    .iter()
-                    .find(|b| b.meta.ulid == c.ulid)
-                    .expect("listed")
-                    .clone(),
-                None => block,
-            }
-        });
+        let chosen = self.blocks_for(tenant, plan, candidates).await;
         // Only the selected series' pages, columns and symbols.
         let samples = need == Need::Samples || !plan.samples.is_all();
         let spans = plan.samples.spans.is_some() || need == Need::SpanPoints;
         let fetches: Vec<_> = chosen
+            .into_iter()
             .map(|block| {
                 let want = Fetch {
                     selected: plan.select(&block.series),

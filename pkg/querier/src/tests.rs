@@ -449,8 +449,10 @@ async fn time_series_read_a_pre_aggregated_copy_at_steps_it_fits() {
     assert_eq!(series(10.0, ExemplarType::None).await.unwrap(), expected);
     // Without the raw profiles, steps the copy fits still answer the same,
     // while exemplars (profile IDs) and finer steps need the raw block.
-    let path = ember_block::block_file("t", raw.meta.ulid, "profiles.parquet");
-    store.delete(&path).await.unwrap();
+    for file in ["profiles.parquet", "totals.parquet"] {
+        let path = ember_block::block_file("t", raw.meta.ulid, file);
+        store.delete(&path).await.unwrap();
+    }
     assert_eq!(series(10.0, ExemplarType::None).await.unwrap(), expected);
     assert_eq!(
         series(20.0, ExemplarType::Unspecified).await.unwrap(),
@@ -623,4 +625,65 @@ async fn blocks_open_with_their_meta_from_the_bucket_index() {
     let failures = q.metrics.bucket_index_failures.clone();
     assert_eq!(total(q).await, 160.0);
     assert_eq!(failures.get(), 1);
+}
+
+/// With the bucket index, a cold query opens only the blocks in its range:
+/// choosing needs their metas, not their series tables.
+#[tokio::test]
+async fn a_cold_query_opens_only_the_blocks_it_reads() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let hour = 3600 * SECOND;
+    let mut metas = Vec::new();
+    for h in 0..3 {
+        let profile = PprofBuilder::new(&[("cpu", "nanoseconds")])
+            .sample(&["main"], &[h + 1])
+            .build();
+        let mut head = MemBlock::default();
+        head.append(&profile, &[series()], h * hour + SECOND, h as u128 + 1);
+        let encoded = encode_block(&head.to_block_data("test".into())).unwrap();
+        upload_block(&store, "t", &encoded).await.unwrap();
+        metas.push(encoded.meta.clone());
+    }
+    let ulids: Vec<_> = metas.iter().map(|m| m.ulid).collect();
+    ember_block::write_index(&store, "t", metas, 0)
+        .await
+        .unwrap();
+    let q = Querier::new(None, store.clone());
+    let opened = q.metrics.blocks_opened.clone();
+    let hour_ms = hour / 1_000_000;
+    let values = |h: i64| {
+        let q = &q;
+        async move {
+            let series = q
+                .select_series(request(SelectSeriesRequest {
+                    profile_type_id: CPU.into(),
+                    label_selector: "{}".into(),
+                    start: h * hour_ms,
+                    end: (h + 1) * hour_ms - 1,
+                    step: 60.0,
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+                .series;
+            series
+                .iter()
+                .flat_map(|s| &s.points)
+                .map(|p| p.value)
+                .collect::<Vec<f64>>()
+        }
+    };
+    assert_eq!(values(1).await, [2.0]);
+    assert_eq!(opened.get(), 1);
+    // The metas the index gave are kept: without the index, or the third
+    // block's meta.json, a query of its hour still opens it.
+    store
+        .delete(&ember_block::index::index_path("t"))
+        .await
+        .unwrap();
+    let meta = ember_block::block_file("t", ulids[2], ember_block::META_FILE);
+    store.delete(&meta).await.unwrap();
+    assert_eq!(values(2).await, [3.0]);
+    assert_eq!(opened.get(), 2);
 }
