@@ -146,18 +146,19 @@ impl DeltaTracker {
     /// Turns the cumulative series among `series` into deltas, in place: their
     /// values in `profile` become what grew since the series' previous
     /// profile, and series that are a baseline (first profile, or a reset) are
-    /// removed from `series`, so nothing of them is stored.
+    /// removed from `series`, so nothing of them is stored. Returns whether
+    /// any series was cumulative, i.e. whether `profile` may have changed.
     pub fn apply(
         &self,
         tenant: &str,
         profile: &mut Profile,
         series: &mut Vec<SeriesSpec>,
         now: Duration,
-    ) {
+    ) -> bool {
         let cumulative =
             |s: &SeriesSpec| is_cumulative(&s.profile_type.name, &s.profile_type.sample_type);
         if !series.iter().any(cumulative) {
-            return;
+            return false;
         }
         let keys = StackKeys::new(profile);
         let mut tenants = self.tenants.lock().expect("poisoned");
@@ -210,6 +211,7 @@ impl DeltaTracker {
         }
         *series = keep;
         self.evict(state, now);
+        true
     }
 
     fn evict(&self, state: &mut TenantState, now: Duration) {

@@ -45,6 +45,15 @@ pub use metrics::DistributorMetrics;
 pub use rate::RateLimiter;
 
 /// Cheap to clone: clones share the sink, the limits and the per-tenant state.
+/// What a push brought besides its decoded profile.
+#[derive(Debug, Clone, Copy)]
+struct Received<'a> {
+    /// The profile's bytes as received and decompressed.
+    sizes: (usize, usize),
+    /// The decompressed protobuf, when the profile came as one.
+    encoded: Option<&'a [u8]>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Distributor {
     sink: Arc<dyn IngestSink>,
@@ -248,7 +257,11 @@ impl Distributor {
             .map_err(|e| model_error(tenant, e))?;
         let profile = pprof::decode(&bytes, &decode_limits).map_err(|e| model_error(tenant, e))?;
         let sizes = (raw.len(), bytes.len());
-        self.ingest_validated(tenant, (client_labels, annotations), profile, sizes, l)
+        let received = Received {
+            sizes,
+            encoded: Some(&bytes),
+        };
+        self.ingest_validated(tenant, (client_labels, annotations), profile, received, l)
     }
 
     /// Validates and ingests a profile that is already decoded, e.g. converted
@@ -271,18 +284,22 @@ impl Distributor {
             max_stack_depth: 0,
         };
         pprof::validate(&mut profile, &decode_limits).map_err(|e| model_error(tenant, e))?;
-        self.ingest_validated(tenant, (client_labels, &[]), profile, (size, size), &l)
+        let received = Received {
+            sizes: (size, size),
+            encoded: None,
+        };
+        self.ingest_validated(tenant, (client_labels, &[]), profile, received, &l)
     }
 
-    /// `sizes`: the profile's bytes as received and decompressed.
     fn ingest_validated(
         &self,
         tenant: &str,
         (client_labels, annotations): (&Labels, &[Annotation]),
         mut profile: Profile,
-        (compressed, decompressed): (usize, usize),
+        Received { sizes, encoded }: Received<'_>,
         l: &Limits,
     ) -> Result<()> {
+        let (compressed, decompressed) = sizes;
         // `series_for` drops `__` labels, so the delta switch is read first.
         let delta = client_labels.get(DELTA) != Some("false");
         let mut series = ingest::series_for(&profile, client_labels);
@@ -297,10 +314,12 @@ impl Distributor {
         for s in &series {
             Self::check_labels(tenant, &s.labels, l)?;
         }
-        if delta {
-            self.deltas
+        // Deltas rewrite a cumulative profile's values: its bytes no longer match.
+        let changed = delta
+            && self
+                .deltas
                 .apply(tenant, &mut profile, &mut series, self.since_epoch());
-        }
+        let encoded = if changed { None } else { encoded };
         let time = if profile.time_nanos > 0 {
             profile.time_nanos
         } else {
@@ -322,6 +341,7 @@ impl Distributor {
                     time_nanos: time,
                     max_active_series: l.max_active_series,
                     annotations,
+                    encoded,
                 },
             )
             .map_err(Error::Write)

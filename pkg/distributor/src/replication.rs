@@ -343,6 +343,7 @@ mod tests {
             time_nanos: 0,
             max_active_series: 0,
             annotations: &[],
+            encoded: None,
         };
         r.key("t", &write, bytes)
     }
@@ -381,6 +382,7 @@ mod tests {
                     time_nanos: 0,
                     max_active_series: 0,
                     annotations: &[],
+                    encoded: None,
                 },
             )
             .unwrap_err();
@@ -480,6 +482,7 @@ mod tests {
                     time_nanos: 1_000_000_000,
                     max_active_series: 0,
                     annotations: &[],
+                    encoded: None,
                 },
             )
             .map_err(|e| {

@@ -380,19 +380,14 @@ impl Ingester {
             time_nanos,
             max_active_series: 0,
             annotations: &[],
+            encoded: None,
         };
-        self.append_write(tenant, &write, None)
+        self.append_write(tenant, &write)
     }
 
-    /// Appends a validated profile with its annotations; `encoded` is its
-    /// prost encoding when at hand (as a replica received it), which the
-    /// write-ahead log takes as is. CPU-bound: call it off the async runtime.
-    pub fn append_write(
-        &self,
-        tenant: &str,
-        w: &ProfileWrite<'_>,
-        encoded: Option<&[u8]>,
-    ) -> Result<()> {
+    /// Appends a validated profile with its annotations. CPU-bound: call it
+    /// off the async runtime.
+    pub fn append_write(&self, tenant: &str, w: &ProfileWrite<'_>) -> Result<()> {
         let ProfileWrite {
             id,
             profile,
@@ -407,7 +402,7 @@ impl Ingester {
         let _checkpoint = self.wal_checkpoint.read().expect("poisoned");
         let segment = match &self.wal {
             Some(wal) => {
-                let record = wal_record::encode(tenant, w, encoded);
+                let record = wal_record::encode(tenant, w);
                 Some(wal.append(&record)?)
             }
             None => None,
@@ -705,7 +700,7 @@ fn decode_records(records: &[ember_wal::Record], progress: &ReplayProgress) -> V
 impl IngestSink for Ingester {
     fn write(&self, tenant: &str, w: &ProfileWrite<'_>) -> std::result::Result<(), tonic::Status> {
         self.admit_series(tenant, w.series, w.max_active_series)?;
-        self.append_write(tenant, w, None)?;
+        self.append_write(tenant, w)?;
         Ok(())
     }
 }

@@ -80,7 +80,7 @@ impl IngesterService for IngesterApi {
         Self::blocking(move || {
             let p = wire::decode_push(push)?;
             ingester.admit_series(&tenant, &p.series, p.max_active_series)?;
-            ingester.append_write(&tenant, &p.write(), Some(&p.encoded))?;
+            ingester.append_write(&tenant, &p.write())?;
             Ok(Response::new(PushResponse {}))
         })
         .await

@@ -75,16 +75,16 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// Returns the record payload for one profile; `encoded` is the profile's
-/// prost encoding when the caller has it (a replica's push), saving a
-/// second encoding.
-pub(crate) fn encode(tenant: &str, w: &ProfileWrite<'_>, encoded: Option<&[u8]>) -> Vec<u8> {
+/// Returns the record payload for one profile, with the profile's encoding
+/// as the write carries it ([`ProfileWrite::encoded`]) or encoded here.
+pub(crate) fn encode(tenant: &str, w: &ProfileWrite<'_>) -> Vec<u8> {
     let ProfileWrite {
         id,
         profile,
         series,
         time_nanos,
         annotations,
+        encoded,
         ..
     } = *w;
     let profile_len = encoded.map_or_else(|| profile.encoded_len(), <[u8]>::len);
@@ -263,6 +263,7 @@ mod tests {
             time_nanos: 7,
             max_active_series: 0,
             annotations,
+            encoded: None,
         }
     }
 
@@ -280,13 +281,13 @@ mod tests {
             key: "pyroscope.ingest.throttled".into(),
             value: "{}".into(),
         }];
-        let r = decoded(&encode("t", &write(&profile, &annotations), None));
+        let r = decoded(&encode("t", &write(&profile, &annotations)));
         assert_eq!((r.id, r.time_nanos), (42, 7));
         assert_eq!(r.annotations, annotations);
         // A record without annotations ends after the profile, as every
         // record did before annotations were logged.
-        let plain = encode("t", &write(&profile, &[]), None);
-        let with = encode("t", &write(&profile, &annotations), None);
+        let plain = encode("t", &write(&profile, &[]));
+        let with = encode("t", &write(&profile, &annotations));
         assert!(with.starts_with(&plain));
         assert!(decoded(&plain).annotations.is_empty());
         // A cut-off annotation section is damage, not silence.

@@ -101,6 +101,12 @@ pub struct ProfileWrite<'a> {
     pub max_active_series: usize,
     /// Sorted and unique ([`annotations`]).
     pub annotations: &'a [Annotation],
+    /// The profile's protobuf encoding when at hand, taken as is by the
+    /// write-ahead log and the replicas instead of encoding the profile
+    /// again: the decompressed push, while nothing but validation changed
+    /// the profile since (every decoder validates again, and validation's
+    /// fixes give the same profile twice), or the bytes a replica received.
+    pub encoded: Option<&'a [u8]>,
 }
 
 /// Where the distributor writes accepted profiles: the ingester of this process

@@ -28,7 +28,9 @@ pub fn push_request(w: &ProfileWrite<'_>) -> pb::PushRequest {
                 samples: s.samples.clone().unwrap_or_default(),
             })
             .collect(),
-        profile: w.profile.encode_to_vec(),
+        profile: w
+            .encoded
+            .map_or_else(|| w.profile.encode_to_vec(), <[u8]>::to_vec),
         max_active_series: w.max_active_series.min(u32::MAX as usize) as u32,
         annotations: ingest::annotations_to_proto(w.annotations),
     }
@@ -64,6 +66,7 @@ impl Push {
             time_nanos: self.time_nanos,
             max_active_series: self.max_active_series,
             annotations: &self.annotations,
+            encoded: Some(&self.encoded),
         }
     }
 }
