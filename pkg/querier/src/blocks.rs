@@ -187,10 +187,13 @@ impl Querier {
                     if from_index {
                         self.metrics.blocks_opened_from_index.inc();
                     }
+                    let key = (tenant.to_owned(), ulid);
+                    // An opened block holds its meta: the index's copy can go.
+                    self.metas.lock().expect("poisoned").remove(&key);
                     self.blocks
                         .lock()
                         .expect("poisoned")
-                        .insert((tenant.to_owned(), ulid), block.clone());
+                        .insert(key, block.clone());
                     out.push(block);
                 }
                 Err(ember_block::Error::ObjectStore(object_store::Error::NotFound { .. })) => {
