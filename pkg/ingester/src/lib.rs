@@ -26,7 +26,7 @@ mod service;
 mod wal_record;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     path::Path,
     sync::{
         Arc, Mutex, RwLock,
@@ -227,13 +227,20 @@ impl Ingester {
         let lock = ember_wal::DirLock::acquire(wal_dir)?;
         let dir = wal_dir.to_path_buf();
         let reading = progress.clone();
-        let (entries, report) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let (records, report) = ember_wal::replay_with(&dir, &reading.wal)?;
-            reading.start_records(true, records.len());
-            Ok((decode_records(&records, &reading), report))
-        })
-        .await
-        .map_err(ember_block::Error::from)??;
+        let (records, report) =
+            tokio::task::spawn_blocking(move || ember_wal::replay_with(&dir, &reading.wal))
+                .await
+                .map_err(ember_block::Error::from)??;
+        // The cuts first: each says which head a tenant's profiles before it
+        // went to, so heads are rebuilt as their profiles are decoded.
+        let cuts: Vec<(String, Ulid)> = records
+            .iter()
+            .filter(|r| wal_record::is_cut(&r.payload))
+            .filter_map(|r| match wal_record::decode(&r.payload) {
+                Ok(wal_record::Entry::Cut { tenant, head }) => Some((tenant, head)),
+                _ => None,
+            })
+            .collect();
 
         // Heads whose block made it to object storage (meta.json is uploaded
         // last), or whose data a compacted block holds: the compactor may have
@@ -241,73 +248,78 @@ impl Ingester {
         // race that deletion (a block with meta.json but without every file).
         let mut uploaded = HashSet::new();
         let mut compacted: HashMap<String, HashSet<Ulid>> = HashMap::new();
-        for (_, _, entry) in &entries {
-            if let Ok(wal_record::Entry::Cut { tenant, head }) = entry {
-                let meta = ember_block::block_file(tenant, *head, "meta.json");
-                if store.head(&meta).await.is_ok() {
-                    uploaded.insert((tenant.clone(), *head));
-                    continue;
-                }
-                if !compacted.contains_key(tenant) {
-                    // Best effort: without the store (an outage) the head is
-                    // uploaded again once it is back, as before.
-                    let sources = compacted_sources(&store, tenant)
-                        .await
-                        .unwrap_or_else(|e| {
-                            warn!(tenant, error = %e, "listing compacted blocks failed; replayed heads will be uploaded");
-                            HashSet::new()
-                        });
-                    compacted.insert(tenant.clone(), sources);
-                }
-                if compacted[tenant].contains(head) {
-                    uploaded.insert((tenant.clone(), *head));
-                }
+        for (tenant, head) in &cuts {
+            let meta = ember_block::block_file(tenant, *head, "meta.json");
+            if store.head(&meta).await.is_ok() {
+                uploaded.insert((tenant.clone(), *head));
+                continue;
+            }
+            if !compacted.contains_key(tenant) {
+                // Best effort: without the store (an outage) the head is
+                // uploaded again once it is back, as before.
+                let sources = compacted_sources(&store, tenant)
+                    .await
+                    .unwrap_or_else(|e| {
+                        warn!(tenant, error = %e, "listing compacted blocks failed; replayed heads will be uploaded");
+                        HashSet::new()
+                    });
+                compacted.insert(tenant.clone(), sources);
+            }
+            if compacted[tenant].contains(head) {
+                uploaded.insert((tenant.clone(), *head));
             }
         }
 
         let dir = wal_dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
             let mut ingester = Self::new(config, store, clock);
-            let mut pending: HashMap<String, Vec<(u64, wal_record::ProfileRecord)>> =
-                HashMap::new();
+            // Per tenant, the heads of its cuts in log order: a profile goes
+            // to the head of the tenant's next cut, or to a new head after
+            // its last one.
+            let mut next_cuts: HashMap<String, VecDeque<Ulid>> = HashMap::new();
+            for (tenant, head) in cuts {
+                next_cuts.entry(tenant).or_default().push_back(head);
+            }
+            let mut open: HashMap<String, Rebuilt> = HashMap::new();
             let (mut bad, mut already_uploaded) = (0usize, 0usize);
-            let rebuild = |ingester: &Self,
-                           tenant: &str,
-                           ulid: Ulid,
-                           group: Vec<(u64, wal_record::ProfileRecord)>| {
-                let head = Head::with_ulid(ulid, ingester.clock.now());
-                for (segment, r) in group {
-                    head.note_wal_segment(segment);
-                    head.append(&r.profile, &r.series, r.time_nanos, r.id);
-                    head.annotate(r.id, r.series.len(), &r.annotations);
-                    progress.record_done();
-                }
-                // Replayed heads become blocks on the next flush.
-                let heads = ingester.tenant(tenant);
-                heads.lock().expect("poisoned").flushing.push(Arc::new(head));
-            };
-            progress.start_records(false, entries.len());
-            for (segment, offset, entry) in entries {
-                // A profile counts once it is in a head (in `rebuild`).
-                if !matches!(entry, Ok(wal_record::Entry::Profile(_))) {
-                    progress.record_done();
-                }
+            progress.start_records(records.len());
+            for_each_decoded(&records, |segment, offset, entry| {
+                progress.record_done();
                 match entry {
-                    Ok(wal_record::Entry::Profile(r)) => pending
-                        .entry(r.tenant.clone())
-                        .or_default()
-                        .push((segment, *r)),
-                    Ok(wal_record::Entry::Cut { tenant, head }) => {
-                        let group = pending.remove(&tenant).unwrap_or_default();
-                        if group.is_empty() {
-                            continue;
+                    Ok(wal_record::Entry::Profile(r)) => {
+                        let rebuilt = open.entry(r.tenant.clone()).or_insert_with(|| {
+                            let ulid = match next_cuts.get(&r.tenant).and_then(|c| c.front()) {
+                                Some(&ulid) => ulid,
+                                // After the tenant's last cut (`Ulid::default` is nil).
+                                None => Ulid::new(),
+                            };
+                            let skip = uploaded.contains(&(r.tenant.clone(), ulid));
+                            Rebuilt {
+                                head: (!skip).then(|| Head::with_ulid(ulid, ingester.clock.now())),
+                                ulid,
+                                profiles: 0,
+                            }
+                        });
+                        rebuilt.profiles += 1;
+                        if let Some(head) = &rebuilt.head {
+                            head.note_wal_segment(segment);
+                            head.append(&r.profile, &r.series, r.time_nanos, r.id);
+                            head.annotate(r.id, r.series.len(), &r.annotations);
                         }
-                        if uploaded.contains(&(tenant.clone(), head)) {
-                            already_uploaded += group.len();
-                            progress.add_done(group.len());
-                            info!(tenant, block = %head, profiles = group.len(), "not replaying profiles already in an uploaded block");
-                        } else {
-                            rebuild(&ingester, &tenant, head, group);
+                    }
+                    Ok(wal_record::Entry::Cut { tenant, head }) => {
+                        if let Some(c) = next_cuts.get_mut(&tenant) {
+                            c.pop_front();
+                        }
+                        let Some(rebuilt) = open.remove(&tenant) else {
+                            return;
+                        };
+                        match rebuilt.head {
+                            Some(h) => ingester.keep_replayed(&tenant, h),
+                            None => {
+                                already_uploaded += rebuilt.profiles;
+                                info!(tenant, block = %head, profiles = rebuilt.profiles, "not replaying profiles already in an uploaded block");
+                            }
                         }
                     }
                     Err(e) => {
@@ -315,13 +327,14 @@ impl Ingester {
                         warn!(segment, offset, error = %e, "skipping undecodable write-ahead log record");
                     }
                 }
-            }
+            });
             // Profiles after a tenant's last cut: a new head, whose cut is logged below.
             let mut uncut = Vec::new();
-            for (tenant, group) in pending {
-                let ulid = Ulid::new();
-                rebuild(&ingester, &tenant, ulid, group);
-                uncut.push((tenant, ulid));
+            for (tenant, rebuilt) in open {
+                if let Some(head) = rebuilt.head {
+                    ingester.keep_replayed(&tenant, head);
+                    uncut.push((tenant, rebuilt.ulid));
+                }
             }
             info!(
                 dir = %dir.display(),
@@ -342,6 +355,17 @@ impl Ingester {
         })
         .await
         .map_err(ember_block::Error::from)?
+    }
+
+    /// Queues a head rebuilt from the log for the next flush: replayed heads
+    /// become blocks.
+    fn keep_replayed(&self, tenant: &str, head: Head) {
+        let heads = self.tenant(tenant);
+        heads
+            .lock()
+            .expect("poisoned")
+            .flushing
+            .push(Arc::new(head));
     }
 
     fn tenant(&self, tenant: &str) -> Arc<Mutex<TenantHeads>> {
@@ -666,34 +690,58 @@ async fn compacted_sources(store: &Arc<dyn ObjectStore>, tenant: &str) -> Result
     Ok(sources)
 }
 
-/// A log record decoded: its segment, its offset and its entry.
-type DecodedRecord = (u64, u64, std::result::Result<wal_record::Entry, String>);
+/// A head being rebuilt from the log: `None` when its block is already in
+/// object storage, whose profiles are only counted.
+struct Rebuilt {
+    head: Option<Head>,
+    ulid: Ulid,
+    profiles: usize,
+}
 
-/// Decodes the log's records, in order, on every core: decoding (protobuf and
-/// validation) is most of a replay's CPU, and records are independent.
-fn decode_records(records: &[ember_wal::Record], progress: &ReplayProgress) -> Vec<DecodedRecord> {
+/// Records decoded per message from a decoding thread to the rebuilding one.
+const DECODED_CHUNK: usize = 32;
+
+/// Decodes the log's records on every core and calls `f` with each, in log
+/// order, as they come: decoding (protobuf and validation) and rebuilding the
+/// heads (one thread, in order) are most of a replay's CPU, and overlap this
+/// way, while only a few chunks of decoded records are held at a time.
+fn for_each_decoded(
+    records: &[ember_wal::Record],
+    mut f: impl FnMut(u64, u64, std::result::Result<wal_record::Entry, String>),
+) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = records.len().div_ceil(threads).max(1);
+    let chunks: Vec<&[ember_wal::Record]> = records.chunks(DECODED_CHUNK).collect();
     std::thread::scope(|s| {
-        let parts: Vec<_> = records
-            .chunks(chunk)
-            .map(|part| {
+        // Thread `t` decodes chunks t, t + threads, ...; reading them back in
+        // that order needs no reordering, and a full channel only waits for
+        // the chunk the rebuilding thread takes next.
+        let decoded: Vec<_> = (0..threads)
+            .map(|t| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(2);
+                let mine: Vec<_> = chunks.iter().skip(t).step_by(threads).copied().collect();
                 s.spawn(move || {
-                    part.iter()
-                        .map(|r| {
-                            let entry = (r.segment, r.offset, wal_record::decode(&r.payload));
-                            progress.record_done();
-                            entry
-                        })
-                        .collect::<Vec<_>>()
-                })
+                    for chunk in mine {
+                        let entries: Vec<_> = chunk
+                            .iter()
+                            .map(|r| (r.segment, r.offset, wal_record::decode(&r.payload)))
+                            .collect();
+                        if tx.send(entries).is_err() {
+                            return;
+                        }
+                    }
+                });
+                rx
             })
             .collect();
-        parts
-            .into_iter()
-            .flat_map(|part| part.join().expect("decoding a log record panicked"))
-            .collect()
-    })
+        for k in 0..chunks.len() {
+            let entries = decoded[k % threads]
+                .recv()
+                .expect("decoding a log record panicked");
+            for (segment, offset, entry) in entries {
+                f(segment, offset, entry);
+            }
+        }
+    });
 }
 
 /// The ingester of this process as the distributor's sink (`-target=all`).

@@ -1,9 +1,9 @@
 //! How far the write-ahead log replay of [`crate::Ingester::open_with_progress`]
 //! has come: read by `/ready` while it runs, and logged every few seconds.
 //!
-//! A replay has three phases: reading the segments (progress in bytes, the
-//! only measure known before the records are), decoding the records, and
-//! rebuilding the heads from them (both in records).
+//! A replay has two phases: reading the segments (progress in bytes, the only
+//! measure known before the records are), then decoding the records and
+//! rebuilding the heads from them, which overlap (progress in records).
 
 use std::{
     sync::{
@@ -19,8 +19,7 @@ use tracing::info;
 pub(crate) const LOG_EVERY: Duration = Duration::from_secs(5);
 
 const READING: u8 = 0;
-const DECODING: u8 = 1;
-const REBUILDING: u8 = 2;
+const REBUILDING: u8 = 1;
 
 /// Progress of one replay, shared between the replaying thread and readers.
 #[derive(Debug, Default)]
@@ -35,7 +34,7 @@ pub struct ReplayProgress {
 /// A snapshot of a [`ReplayProgress`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplaySnapshot {
-    /// What the replay is doing: `reading`, `decoding` or `rebuilding`.
+    /// What the replay is doing: `reading` or `rebuilding`.
     pub phase: &'static str,
     /// Percent of the phase done, 0 to 100.
     pub percent: u64,
@@ -51,19 +50,14 @@ impl ReplayProgress {
         Arc::new(Self::default())
     }
 
-    pub(crate) fn start_records(&self, decoding: bool, total: usize) {
+    pub(crate) fn start_records(&self, total: usize) {
         self.records_done.store(0, Ordering::Relaxed);
         self.records_total.store(total as u64, Ordering::Relaxed);
-        let phase = if decoding { DECODING } else { REBUILDING };
-        self.phase.store(phase, Ordering::Release);
+        self.phase.store(REBUILDING, Ordering::Release);
     }
 
     pub(crate) fn record_done(&self) {
         self.records_done.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn add_done(&self, n: usize) {
-        self.records_done.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn finish(&self) {
@@ -82,12 +76,8 @@ impl ReplayProgress {
         }
         let (phase, done, total) = match self.phase.load(Ordering::Acquire) {
             READING => ("reading", self.wal.bytes_read(), self.wal.bytes_total()),
-            phase => (
-                if phase == DECODING {
-                    "decoding"
-                } else {
-                    "rebuilding"
-                },
+            _ => (
+                "rebuilding",
                 self.records_done.load(Ordering::Relaxed),
                 self.records_total.load(Ordering::Relaxed),
             ),
@@ -114,16 +104,11 @@ impl ReplayProgress {
                 thousands(s.done),
                 thousands(s.total)
             ),
-            phase => format!(
-                "replaying write-ahead log: {}%, {} of {} records ({})",
+            _ => format!(
+                "replaying write-ahead log: {}%, {} of {} records (rebuilding heads)",
                 s.percent,
                 thousands(s.done),
                 thousands(s.total),
-                if phase == "decoding" {
-                    "decoding records"
-                } else {
-                    "rebuilding heads"
-                }
             ),
         })
     }
@@ -187,7 +172,7 @@ mod tests {
             p.describe().unwrap(),
             "replaying write-ahead log: 0%, 0 of 0 bytes of segments read"
         );
-        p.start_records(false, 10_000);
+        p.start_records(10_000);
         for _ in 0..4_000 {
             p.record_done();
         }

@@ -164,6 +164,11 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes a payload written by [`encode`].
+/// Returns whether `payload` is a cut record, without decoding it.
+pub(crate) fn is_cut(payload: &[u8]) -> bool {
+    payload.first() == Some(&KIND_CUT)
+}
+
 pub(crate) fn decode(payload: &[u8]) -> Result<Entry, String> {
     let mut r = Reader(payload);
     match r.u8()? {

@@ -215,3 +215,29 @@ async fn a_head_whose_block_was_compacted_and_deleted_is_not_uploaded_again() {
     let blocks = ember_block::list_blocks(&store, "a").await.unwrap();
     assert_eq!(blocks, [meta.ulid], "nothing uploaded again");
 }
+
+/// The profiles on each side of a cut whose block never reached the store go
+/// to their own heads: before it, the head with the cut's ID; after it, a new one.
+#[tokio::test]
+async fn profiles_after_a_cut_go_to_a_head_of_their_own() {
+    let (wal, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    flush_leaving_the_log_in(store.clone(), wal.path(), crashed.path()).await;
+    let cut = ember_block::list_blocks(&store, "a").await.unwrap()[0];
+    // A second life, on a store without the block, appends one more profile
+    // and crashes too.
+    let empty: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    drop(with_one_profile(empty.clone(), crashed.path()).await);
+
+    let reopened = open(empty, crashed.path()).await;
+    // Besides the new active head, empty: one profile's rows each.
+    let mut heads: Vec<(bool, u64)> = reopened
+        .heads("a")
+        .iter()
+        .map(|h| (h.ulid == cut, h.counts().profiles))
+        .filter(|(_, rows)| *rows > 0)
+        .collect();
+    heads.sort();
+    let rows = heads[0].1;
+    assert_eq!(heads, [(false, rows), (true, rows)]);
+}
