@@ -44,7 +44,6 @@ pub use error::{Error, Result};
 pub use metrics::DistributorMetrics;
 pub use rate::RateLimiter;
 
-/// Cheap to clone: clones share the sink, the limits and the per-tenant state.
 /// What a push brought besides its decoded profile.
 #[derive(Debug, Clone, Copy)]
 struct Received<'a> {
@@ -54,6 +53,7 @@ struct Received<'a> {
     encoded: Option<&'a [u8]>,
 }
 
+/// Cheap to clone: clones share the sink, the limits and the per-tenant state.
 #[derive(Debug, Clone)]
 pub struct Distributor {
     sink: Arc<dyn IngestSink>,

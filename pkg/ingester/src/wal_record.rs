@@ -163,12 +163,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a payload written by [`encode`].
 /// Returns whether `payload` is a cut record, without decoding it.
 pub(crate) fn is_cut(payload: &[u8]) -> bool {
     payload.first() == Some(&KIND_CUT)
 }
 
+/// Decodes a payload written by [`encode`].
 pub(crate) fn decode(payload: &[u8]) -> Result<Entry, String> {
     let mut r = Reader(payload);
     match r.u8()? {
