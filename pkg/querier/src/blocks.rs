@@ -60,21 +60,8 @@ impl Querier {
         candidates: Vec<Ulid>,
     ) -> Vec<Arc<Block>> {
         let (mut opened, unopened) = self.opened(tenant, candidates);
-        let mut indexed = self.known_metas(tenant, &unopened);
-        let unknown: HashSet<Ulid> = unopened
-            .into_iter()
-            .filter(|u| !indexed.contains_key(u))
-            .collect();
-        if !unknown.is_empty() {
-            let mut index = self.index_metas(tenant).await;
-            index.retain(|u, _| unknown.contains(u));
-            let mut known = self.metas.lock().expect("poisoned");
-            for (ulid, meta) in &index {
-                known.insert((tenant.to_owned(), *ulid), meta.clone());
-            }
-            indexed.extend(index);
-        }
-        let unindexed = unknown.into_iter().filter(|u| !indexed.contains_key(u));
+        let indexed = self.metas_of(tenant, &unopened).await;
+        let unindexed = unopened.into_iter().filter(|u| !indexed.contains_key(u));
         for block in self
             .open(tenant, unindexed.map(|u| (u, None)).collect())
             .await
@@ -115,11 +102,7 @@ impl Querier {
     /// querier's map), in ULID order; see [`Querier::open`] for what is left out.
     pub(crate) async fn open_blocks(&self, tenant: &str, ulids: Vec<Ulid>) -> Vec<Arc<Block>> {
         let (opened, unopened) = self.opened(tenant, ulids);
-        let mut metas = if unopened.is_empty() {
-            HashMap::new()
-        } else {
-            self.index_metas(tenant).await
-        };
+        let mut metas = self.metas_of(tenant, &unopened).await;
         let unopened = unopened
             .into_iter()
             .map(|u| (u, metas.remove(&u)))
@@ -130,13 +113,32 @@ impl Querier {
         blocks
     }
 
-    /// Returns the metas of `ulids` taken from the bucket index before.
-    fn known_metas(&self, tenant: &str, ulids: &[Ulid]) -> HashMap<Ulid, BlockMeta> {
-        let known = self.metas.lock().expect("poisoned");
-        ulids
+    /// Returns the metas of `ulids` (blocks not opened) that the bucket index
+    /// gives: kept from before, or read from it when some are new, then kept.
+    async fn metas_of(&self, tenant: &str, ulids: &[Ulid]) -> HashMap<Ulid, BlockMeta> {
+        let mut metas: HashMap<Ulid, BlockMeta> = {
+            let known = self.metas.lock().expect("poisoned");
+            ulids
+                .iter()
+                .filter_map(|u| Some((*u, known.get(&(tenant.to_owned(), *u))?.clone())))
+                .collect()
+        };
+        let unknown: HashSet<Ulid> = ulids
             .iter()
-            .filter_map(|u| Some((*u, known.get(&(tenant.to_owned(), *u))?.clone())))
-            .collect()
+            .filter(|u| !metas.contains_key(u))
+            .copied()
+            .collect();
+        if unknown.is_empty() {
+            return metas;
+        }
+        let mut index = self.index_metas(tenant).await;
+        index.retain(|u, _| unknown.contains(u));
+        let mut known = self.metas.lock().expect("poisoned");
+        for (ulid, meta) in &index {
+            known.insert((tenant.to_owned(), *ulid), meta.clone());
+        }
+        metas.extend(index);
+        metas
     }
 
     /// Splits `ulids` into the blocks opened before, by ULID, and the others.
