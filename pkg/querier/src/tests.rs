@@ -41,6 +41,29 @@ fn series() -> SeriesSpec {
     }
 }
 
+/// Returns the values of every point of the CPU series of all profiles
+/// from `start` to `end` (milliseconds) at `step` seconds.
+async fn point_values(q: &Querier, start: i64, end: i64, step: f64) -> Vec<f64> {
+    let series = q
+        .select_series(request(SelectSeriesRequest {
+            profile_type_id: CPU.into(),
+            label_selector: "{}".into(),
+            start,
+            end,
+            step,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .series;
+    series
+        .iter()
+        .flat_map(|s| &s.points)
+        .map(|p| p.value)
+        .collect()
+}
+
 /// A querier over one block of three profiles, at 10 s, 20 s and 21 s.
 async fn querier() -> Querier {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -591,26 +614,8 @@ async fn blocks_open_with_their_meta_from_the_bucket_index() {
     let meta = ember_block::block_file("t", encoded.meta.ulid, ember_block::META_FILE);
     let meta_json = store.get(&meta).await.unwrap().bytes().await.unwrap();
     store.delete(&meta).await.unwrap();
-    let total = |q: Querier| async move {
-        let series = q
-            .select_series(request(SelectSeriesRequest {
-                profile_type_id: CPU.into(),
-                label_selector: "{}".into(),
-                start: 0,
-                end: 30_000,
-                step: 30.0,
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .series;
-        series
-            .iter()
-            .flat_map(|s| &s.points)
-            .map(|p| p.value)
-            .sum::<f64>()
-    };
+    let total =
+        |q: Querier| async move { point_values(&q, 0, 30_000, 30.0).await.iter().sum::<f64>() };
     let q = Querier::new(None, store.clone());
     let from_index = q.metrics.blocks_opened_from_index.clone();
     assert_eq!(total(q).await, 160.0);
@@ -651,29 +656,7 @@ async fn a_cold_query_opens_only_the_blocks_it_reads() {
     let q = Querier::new(None, store.clone());
     let opened = q.metrics.blocks_opened.clone();
     let hour_ms = hour / 1_000_000;
-    let values = |h: i64| {
-        let q = &q;
-        async move {
-            let series = q
-                .select_series(request(SelectSeriesRequest {
-                    profile_type_id: CPU.into(),
-                    label_selector: "{}".into(),
-                    start: h * hour_ms,
-                    end: (h + 1) * hour_ms - 1,
-                    step: 60.0,
-                    ..Default::default()
-                }))
-                .await
-                .unwrap()
-                .into_inner()
-                .series;
-            series
-                .iter()
-                .flat_map(|s| &s.points)
-                .map(|p| p.value)
-                .collect::<Vec<f64>>()
-        }
-    };
+    let values = |h: i64| point_values(&q, h * hour_ms, (h + 1) * hour_ms - 1, 60.0);
     assert_eq!(values(1).await, [2.0]);
     assert_eq!(opened.get(), 1);
     // The metas the index gave are kept: without the index, or the third
