@@ -25,10 +25,10 @@ use std::{
     sync::Mutex,
     time::Duration,
 };
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use ember_model::ingest::SeriesSpec;
-use ember_proto::google::v1::Profile;
+use ember_proto::google::v1::{Location, Profile};
 
 /// Returns whether a series of this profile name and sample type is cumulative.
 pub fn is_cumulative(name: &str, sample_type: &str) -> bool {
@@ -74,46 +74,103 @@ struct StackKeys {
 impl StackKeys {
     fn new(profile: &Profile) -> Self {
         let strings = &profile.string_table;
-        let s = |i: i64| strings.get(i as usize).map(String::as_str).unwrap_or("");
-        let functions: FxHashMap<u64, (&str, &str)> = profile
+        let s = |i: i64| strings.get(i as usize).map_or(&[][..], |s| s.as_bytes());
+        let functions: FxHashMap<u64, u64> = profile
             .function
             .iter()
-            .map(|f| (f.id, (s(f.name), s(f.filename))))
+            .map(|f| (f.id, hash_parts(&[s(f.name), s(f.filename)])))
             .collect();
-        let mappings: FxHashMap<u64, &str> = profile
+        let mappings: FxHashMap<u64, u64> = profile
             .mapping
             .iter()
-            .map(|m| (m.id, s(m.filename)))
+            .map(|m| (m.id, hash_parts(&[s(m.filename)])))
             .collect();
-        let locations: FxHashMap<u64, u64> = profile
-            .location
-            .iter()
-            .map(|loc| {
-                let mut h = Xxh3::new();
-                if loc.line.is_empty() {
-                    mappings.get(&loc.mapping_id).hash(&mut h);
-                    loc.address.hash(&mut h);
-                } else {
-                    for line in &loc.line {
-                        functions.get(&line.function_id).hash(&mut h);
-                        line.line.hash(&mut h);
-                    }
+        let mut words = Words::default();
+        let locations = LocationHashes::new(profile, |loc| {
+            words.clear();
+            if loc.line.is_empty() {
+                words.push(mappings.get(&loc.mapping_id).copied().unwrap_or(0));
+                words.push(loc.address);
+            } else {
+                for line in &loc.line {
+                    words.push(functions.get(&line.function_id).copied().unwrap_or(0));
+                    words.push(line.line as u64);
                 }
-                (loc.id, h.finish())
-            })
-            .collect();
+                // Apart from any address-only location.
+                words.push(u64::MAX);
+            }
+            words.hash()
+        });
         let by_sample = profile
             .sample
             .iter()
             .map(|sample| {
-                let mut h = Xxh3::new();
-                for id in &sample.location_id {
-                    locations.get(id).copied().unwrap_or(*id).hash(&mut h);
+                words.clear();
+                for &id in &sample.location_id {
+                    words.push(locations.get(id).unwrap_or(id));
                 }
-                h.finish()
+                words.hash()
             })
             .collect();
         Self { by_sample }
+    }
+}
+
+/// Hashes byte strings as one, each ended by its length so that no two
+/// splits of the same bytes agree.
+fn hash_parts(parts: &[&[u8]]) -> u64 {
+    let mut h = Xxh3::new();
+    for part in parts {
+        h.update(part);
+        h.update(&(part.len() as u64).to_le_bytes());
+    }
+    h.digest()
+}
+
+/// 64-bit words hashed at once: one pass of xxh3 over a buffer instead of
+/// a streaming update per word.
+#[derive(Default)]
+struct Words(Vec<u8>);
+
+impl Words {
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    fn push(&mut self, word: u64) {
+        self.0.extend_from_slice(&word.to_le_bytes());
+    }
+
+    fn hash(&self) -> u64 {
+        xxh3_64(&self.0)
+    }
+}
+
+/// The content hash of every location, by pprof ID: indexed by position
+/// when the IDs are 1..=n, as profilers write them, else in a map.
+enum LocationHashes {
+    Dense(Vec<u64>),
+    Sparse(FxHashMap<u64, u64>),
+}
+
+impl LocationHashes {
+    fn new(profile: &Profile, mut hash: impl FnMut(&Location) -> u64) -> Self {
+        let locations = &profile.location;
+        if locations.iter().zip(1..).all(|(l, i)| l.id == i) {
+            Self::Dense(locations.iter().map(hash).collect())
+        } else {
+            Self::Sparse(locations.iter().map(|l| (l.id, hash(l))).collect())
+        }
+    }
+
+    fn get(&self, id: u64) -> Option<u64> {
+        match self {
+            Self::Dense(hashes) => id
+                .checked_sub(1)
+                .and_then(|i| hashes.get(usize::try_from(i).ok()?))
+                .copied(),
+            Self::Sparse(hashes) => hashes.get(&id).copied(),
+        }
     }
 }
 
