@@ -1,8 +1,10 @@
 //! Bounded decoding and validation of pprof payloads.
 //!
-//! A payload is refused before it can cost more than its limits: the gzip
-//! stream is read through a counting window, so a zip bomb stops at
-//! `max_decompressed` bytes instead of exhausting memory.
+//! A payload is refused before it can cost more than its limits: a lone gzip
+//! member is inflated in one call into a buffer that never grows past
+//! `max_decompressed` bytes ([`inflate`]), anything else is read through a
+//! counting window, so a zip bomb stops at the limit instead of exhausting
+//! memory.
 //!
 //! The protobuf is read by [`decoder`], written for the `Profile` message,
 //! with prost as the reference it falls back to for anything unusual.
@@ -10,6 +12,7 @@
 use std::io::Read;
 
 mod decoder;
+mod inflate;
 
 use ember_proto::google::v1::Profile;
 use prost::Message;
@@ -50,7 +53,13 @@ pub fn gunzip_bounded(raw: &[u8], max: usize) -> Result<std::borrow::Cow<'_, [u8
         }
         return Ok(std::borrow::Cow::Borrowed(raw));
     }
-    let mut out = Vec::with_capacity(gzip_size_hint(raw).min(max.saturating_add(1)));
+    let hint = gzip_size_hint(raw);
+    match inflate::gunzip(raw, hint, max) {
+        inflate::Inflated::Whole(out) => return Ok(std::borrow::Cow::Owned(out)),
+        inflate::Inflated::TooLarge => return Err(too_large_inflated(max)),
+        inflate::Inflated::Other => {}
+    }
+    let mut out = Vec::with_capacity(hint.min(max.saturating_add(1)));
     // `bufread` reads the slice in place (`read` would copy it through a buffer).
     let mut decoder =
         flate2::bufread::MultiGzDecoder::new(raw).take((max as u64).saturating_add(1));
@@ -58,11 +67,15 @@ pub fn gunzip_bounded(raw: &[u8], max: usize) -> Result<std::borrow::Cow<'_, [u8
         .read_to_end(&mut out)
         .map_err(|e| Error::Malformed(format!("invalid gzip data in profile: {e}")))?;
     if out.len() > max {
-        return Err(Error::TooLarge(format!(
-            "profile decompresses to more than the limit of {max} bytes"
-        )));
+        return Err(too_large_inflated(max));
     }
     Ok(std::borrow::Cow::Owned(out))
+}
+
+fn too_large_inflated(max: usize) -> Error {
+    Error::TooLarge(format!(
+        "profile decompresses to more than the limit of {max} bytes"
+    ))
 }
 
 /// Returns the capacity to reserve for inflating `raw`: the size its gzip
@@ -371,6 +384,12 @@ mod tests {
             ..Default::default()
         };
         let err = decode(&bomb, &limits).unwrap_err();
+        assert!(matches!(err, Error::TooLarge(_)), "{err}");
+        // A trailer that understates the size only makes the buffer grow, to the limit.
+        let mut liar = bomb.clone();
+        let at = liar.len() - 4;
+        liar[at..].copy_from_slice(&10u32.to_le_bytes());
+        let err = decode(&liar, &limits).unwrap_err();
         assert!(matches!(err, Error::TooLarge(_)), "{err}");
     }
 
