@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use ember_proto::{google::v1::Profile, types::v1::ProfileAnnotation};
+use ember_proto::{
+    google::v1::{Profile, Sample},
+    types::v1::ProfileAnnotation,
+};
 use tonic::Status;
 
 use crate::{
@@ -154,8 +157,15 @@ pub fn series_for(profile: &Profile, client: &Labels) -> Vec<SeriesSpec> {
     }
 
     // Group samples by their string labels; BTreeMap keeps the order stable.
+    // Without any, all samples are one group: most profiles, at no cost a sample.
     let mut groups: BTreeMap<Vec<(&str, &str)>, Vec<u32>> = BTreeMap::new();
-    for (i, sample) in profile.sample.iter().enumerate() {
+    let labelled = |s: &Sample| s.label.iter().any(|l| l.str != 0);
+    let grouped = if profile.sample.iter().any(labelled) {
+        &profile.sample[..]
+    } else {
+        &[]
+    };
+    for (i, sample) in grouped.iter().enumerate() {
         let mut key: Vec<(&str, &str)> = sample
             .label
             .iter()
@@ -229,7 +239,7 @@ pub fn labels_of(pairs: &[(&str, &str)]) -> Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_proto::google::v1::{Label as PLabel, Sample, ValueType};
+    use ember_proto::google::v1::{Label as PLabel, ValueType};
 
     fn go_cpu() -> Profile {
         let strings = [
@@ -304,6 +314,27 @@ mod tests {
         assert_eq!(series[0].labels.service_name(), UNKNOWN_SERVICE);
         assert_eq!(series[0].profile_type.name, "block");
         assert_eq!(series[0].samples, None);
+    }
+
+    #[test]
+    fn samples_without_labels_that_split_are_one_series() {
+        // Numeric labels and per-request ones (span_id) do not split series.
+        let mut p = go_cpu();
+        for s in &mut p.sample {
+            s.label = vec![PLabel {
+                key: 5,
+                num: 3,
+                ..Default::default()
+            }];
+        }
+        p.sample[1].label.push(PLabel {
+            key: 8,
+            str: 9,
+            ..Default::default()
+        });
+        let series = series_for(&p, &labels_of(&[("service_name", "api")]));
+        assert_eq!(series.len(), 2);
+        assert!(series.iter().all(|s| s.samples.is_none()), "{series:?}");
     }
 
     #[test]
