@@ -308,14 +308,14 @@ impl Ingester {
                         }
                     }
                     Ok(wal_record::Entry::Cut { tenant, head }) => {
-                        if let Some(c) = next_cuts.get_mut(&tenant) {
+                        if let Some(c) = next_cuts.get_mut(tenant) {
                             c.pop_front();
                         }
-                        let Some(rebuilt) = open.remove(&tenant) else {
+                        let Some(rebuilt) = open.remove(tenant) else {
                             return;
                         };
                         match rebuilt.head {
-                            Some(h) => ingester.keep_replayed(&tenant, h),
+                            Some(h) => ingester.keep_replayed(tenant, h),
                             None => {
                                 already_uploaded += rebuilt.profiles;
                                 info!(tenant, block = %head, profiles = rebuilt.profiles, "not replaying profiles already in an uploaded block");
@@ -704,10 +704,13 @@ const DECODED_CHUNK: usize = 32;
 /// Decodes the log's records on every core and calls `f` with each, in log
 /// order, as they come: decoding (protobuf and validation) and rebuilding the
 /// heads (one thread, in order) are most of a replay's CPU, and overlap this
-/// way, while only a few chunks of decoded records are held at a time.
+/// way, while only a few chunks of decoded records are held at a time. The
+/// records `f` is done with go back to the thread that decoded them to be
+/// freed there: freeing a decoded profile costs half as much as appending it,
+/// and would otherwise be on the one rebuilding thread.
 fn for_each_decoded(
     records: &[ember_wal::Record],
-    mut f: impl FnMut(u64, u64, std::result::Result<wal_record::Entry, String>),
+    mut f: impl FnMut(u64, u64, &std::result::Result<wal_record::Entry, String>),
 ) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunks: Vec<&[ember_wal::Record]> = records.chunks(DECODED_CHUNK).collect();
@@ -715,12 +718,16 @@ fn for_each_decoded(
         // Thread `t` decodes chunks t, t + threads, ...; reading them back in
         // that order needs no reordering, and a full channel only waits for
         // the chunk the rebuilding thread takes next.
-        let decoded: Vec<_> = (0..threads)
+        let (decoded, spent): (Vec<_>, Vec<_>) = (0..threads)
             .map(|t| {
                 let (tx, rx) = std::sync::mpsc::sync_channel(2);
+                let (spent_tx, spent_rx) = std::sync::mpsc::channel::<Vec<_>>();
                 let mine: Vec<_> = chunks.iter().skip(t).step_by(threads).copied().collect();
                 s.spawn(move || {
                     for chunk in mine {
+                        while let Ok(done) = spent_rx.try_recv() {
+                            drop(done);
+                        }
                         let entries: Vec<_> = chunk
                             .iter()
                             .map(|r| (r.segment, r.offset, wal_record::decode(&r.payload)))
@@ -729,18 +736,23 @@ fn for_each_decoded(
                             return;
                         }
                     }
+                    // Until the rebuilding thread is done with every chunk.
+                    spent_rx.into_iter().for_each(drop);
                 });
-                rx
+                (rx, spent_tx)
             })
-            .collect();
+            .unzip();
         for k in 0..chunks.len() {
             let entries = decoded[k % threads]
                 .recv()
                 .expect("decoding a log record panicked");
-            for (segment, offset, entry) in entries {
-                f(segment, offset, entry);
+            for (segment, offset, entry) in &entries {
+                f(*segment, *offset, entry);
             }
+            // Should that thread be gone, they are freed here.
+            let _ = spent[k % threads].send(entries);
         }
+        drop(spent);
     });
 }
 
