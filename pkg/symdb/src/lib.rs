@@ -11,6 +11,7 @@ mod interner;
 mod remap;
 pub mod resolve;
 mod symbols;
+mod whole_stacks;
 
 pub use interner::table_bytes;
 pub use remap::Remap;
