@@ -494,6 +494,11 @@ impl Slot {
     }
 }
 
+/// The most of a request's body read before answering it 503 while the
+/// modules are not ready; a larger body's client may see its connection
+/// closed instead.
+const NOT_READY_BODY_BYTES: usize = 16 << 20;
+
 /// Returns the answer to a request that comes before the modules are ready:
 /// 503 with the reasons, as a gRPC or a Connect error.
 fn not_ready(request: &Request, readiness: &Readiness) -> Response {
@@ -521,7 +526,14 @@ pub fn serving(open: Open, slot: Slot) -> Router {
         async move {
             Ok::<_, Infallible>(match slot.0.get() {
                 Some(app) => app.clone().oneshot(request).await.into_response(),
-                None => not_ready(&request, &readiness),
+                None => {
+                    let response = not_ready(&request, &readiness);
+                    // Answering before the client has sent its body (a push,
+                    // say) makes its write fail with a broken pipe, and it
+                    // never reads the 503: the body is read, to a bound, first.
+                    let _ = axum::body::to_bytes(request.into_body(), NOT_READY_BODY_BYTES).await;
+                    response
+                }
             })
         }
     });
@@ -578,6 +590,8 @@ pub fn router(s: Services) -> Router {
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt;
+
     use super::*;
     use crate::health::reason;
 
@@ -641,6 +655,30 @@ mod tests {
         )
         .await;
         assert_eq!(grpc.headers()["grpc-status"], "14", "gRPC's UNAVAILABLE");
+
+        // The body is read before the answer, so that a client still sending
+        // it reads the 503 instead of a broken pipe.
+        let sent = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let chunks = {
+            let sent = sent.clone();
+            futures::stream::iter([b"profile".to_vec(), b" bytes".to_vec()]).chain(
+                futures::stream::once(async move {
+                    sent.store(true, std::sync::atomic::Ordering::SeqCst);
+                    Vec::new()
+                }),
+            )
+        };
+        let request = Request::builder()
+            .method("POST")
+            .uri("/ingest?name=x")
+            .body(Body::from_stream(chunks.map(Ok::<_, Infallible>)))
+            .unwrap();
+        let refused = app.clone().oneshot(request).await.unwrap();
+        assert_eq!(refused.status(), 503);
+        assert!(
+            sent.load(std::sync::atomic::Ordering::SeqCst),
+            "the body was not read"
+        );
 
         slot.install(Router::new().route("/x", get(|| async { "x" })));
         readiness.clear(reason::WAL_REPLAY);
