@@ -96,7 +96,7 @@ impl StackKeys {
                     words.push(functions.get(&line.function_id).copied().unwrap_or(0));
                     words.push(line.line as u64);
                 }
-                // Apart from any address-only location.
+                // An end no address-only location has: the two kinds never hash alike.
                 words.push(u64::MAX);
             }
             words.hash()

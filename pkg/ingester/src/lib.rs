@@ -706,8 +706,8 @@ const DECODED_CHUNK: usize = 32;
 /// heads (one thread, in order) are most of a replay's CPU, and overlap this
 /// way, while only a few chunks of decoded records are held at a time. The
 /// records `f` is done with go back to the thread that decoded them to be
-/// freed there: freeing a decoded profile costs half as much as appending it,
-/// and would otherwise be on the one rebuilding thread.
+/// freed there: freeing a decoded profile costs about two thirds as much as
+/// appending it, and would otherwise be on the one rebuilding thread.
 fn for_each_decoded(
     records: &[ember_wal::Record],
     mut f: impl FnMut(u64, u64, &std::result::Result<wal_record::Entry, String>),
