@@ -667,17 +667,46 @@ fn profiles_props() -> WriterProperties {
         .build()
 }
 
-/// Encodes `columns` with one row group per run of `lengths` rows (empty
-/// runs are skipped), so that a reader fetches one partition's rows alone.
-fn parquet_row_groups<S: Sink>(
+/// Writer settings for a symbol file of `schema`. Its integer columns are
+/// references and addresses, nearly all distinct: a dictionary of them
+/// overflows into plain pages, while splitting their bytes into streams hands
+/// zstd runs of alike high bytes (it halves a block's stack parents). The
+/// columns in `dictionary` repeat few values (line numbers) and keep one;
+/// strings are distinct too, so they go plain.
+fn symbol_props(schema: &SchemaRef, dictionary: &[&str]) -> WriterProperties {
+    let mut props = base_props().set_dictionary_enabled(false);
+    for field in schema.fields() {
+        let (path, item) = match field.data_type() {
+            DataType::List(item) => (
+                vec![field.name().clone(), "list".into(), item.name().clone()],
+                item.data_type(),
+            ),
+            other => (vec![field.name().clone()], other),
+        };
+        let path = ColumnPath::new(path);
+        if dictionary.contains(&path.string().as_str()) {
+            props = props.set_column_dictionary_enabled(path, true);
+        } else if item.is_integer() {
+            props = props.set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+        }
+    }
+    props.build()
+}
+
+/// Encodes the columns of a symbol file with one row group per run of
+/// `lengths` rows (empty runs are skipped), so that a reader fetches one
+/// partition's rows alone; `dictionary` as in [`symbol_props`].
+fn symbol_file<S: Sink>(
     sink: &mut S,
     name: &'static str,
     schema: &SchemaRef,
     columns: Vec<ArrayRef>,
     lengths: &[usize],
+    dictionary: &[&str],
 ) -> Result<FileEntry> {
+    let props = symbol_props(schema, dictionary);
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    write_parquet(sink, name, schema, base_props().build(), |writer| {
+    write_parquet(sink, name, schema, props, |writer| {
         let mut offset = 0;
         for &len in lengths {
             if len > 0 {
@@ -708,7 +737,7 @@ fn encode_symbols<S: Sink>(
     };
     let all = || partitions.iter().copied();
 
-    hints.push(parquet_row_groups(
+    hints.push(symbol_file(
         sink,
         STRINGS_FILE,
         &schema::STRINGS,
@@ -719,10 +748,11 @@ fn encode_symbols<S: Sink>(
             )),
         ],
         &lengths(|s| s.strings.len()),
+        &[],
     )?);
 
     let mappings = || all().flat_map(|s| s.mappings.iter());
-    hints.push(parquet_row_groups(
+    hints.push(symbol_file(
         sink,
         MAPPINGS_FILE,
         &schema::MAPPINGS,
@@ -746,10 +776,11 @@ fn encode_symbols<S: Sink>(
             Arc::new(UInt8Array::from_iter_values(mappings().map(|m| m.flags))),
         ],
         &lengths(|s| s.mappings.len()),
+        &[],
     )?);
 
     let functions = || all().flat_map(|s| s.functions.iter());
-    hints.push(parquet_row_groups(
+    hints.push(symbol_file(
         sink,
         FUNCTIONS_FILE,
         &schema::FUNCTIONS,
@@ -767,6 +798,7 @@ fn encode_symbols<S: Sink>(
             )),
         ],
         &lengths(|s| s.functions.len()),
+        &[],
     )?);
 
     let locations = || all().flat_map(|s| s.locations.iter());
@@ -778,7 +810,7 @@ fn encode_symbols<S: Sink>(
         line_numbers.extend(l.lines.iter().map(|l| l.line));
         offsets.push(line_functions.len() as i32);
     }
-    hints.push(parquet_row_groups(
+    hints.push(symbol_file(
         sink,
         LOCATIONS_FILE,
         &schema::LOCATIONS,
@@ -798,9 +830,10 @@ fn encode_symbols<S: Sink>(
             list(DataType::Int64, offsets, Int64Array::from(line_numbers)),
         ],
         &lengths(|s| s.locations.len()),
+        &["line_numbers.list.item"],
     )?);
 
-    hints.push(parquet_row_groups(
+    hints.push(symbol_file(
         sink,
         STACKTRACES_FILE,
         &schema::STACKTRACES,
@@ -814,6 +847,7 @@ fn encode_symbols<S: Sink>(
             )),
         ],
         &lengths(|s| s.stacks.len()),
+        &[],
     )?);
 
     Ok(())
