@@ -984,6 +984,63 @@ mod tests {
         }
     }
 
+    /// The symbol files' encodings are what `symbol_props` says: split bytes
+    /// for integer columns, a dictionary only for line numbers, plain strings.
+    #[test]
+    fn symbol_files_split_integer_bytes_and_keep_a_dictionary_for_line_numbers() {
+        use parquet::basic::Encoding::{BYTE_STREAM_SPLIT, RLE_DICTIONARY};
+        let mut builder = ember_testkit::pprof::PprofBuilder::new(&[("cpu", "nanoseconds")]);
+        for i in 0..50i64 {
+            let (f, g) = (format!("f{}", i % 7), format!("g{i}"));
+            builder = builder.sample(&["main", &f, &g], &[i + 1]);
+        }
+        let mut symbols = SymbolsBuilder::new();
+        symbols.add_profile(&builder.build());
+        let mut data = data();
+        data.partitions = vec![("svc".into(), Arc::new(symbols.symbols().clone()))];
+        let encoded = encode_block(&data).unwrap();
+        let encodings = |file: &str, column: &str| {
+            let (_, bytes) = encoded.files.iter().find(|(n, _)| *n == file).unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap();
+            let chunk = reader
+                .metadata()
+                .row_group(0)
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == column)
+                .unwrap()
+                .clone();
+            (
+                chunk.encodings().collect::<Vec<_>>(),
+                chunk.dictionary_page_offset(),
+            )
+        };
+        for (file, column) in [
+            (STACKTRACES_FILE, "parent"),
+            (STACKTRACES_FILE, "location"),
+            (FUNCTIONS_FILE, "name"),
+            (LOCATIONS_FILE, "address"),
+            (LOCATIONS_FILE, "line_functions.list.item"),
+        ] {
+            let (used, dictionary) = encodings(file, column);
+            assert!(
+                used.contains(&BYTE_STREAM_SPLIT),
+                "{file} {column}: {used:?}"
+            );
+            assert_eq!(dictionary, None, "{file} {column}");
+        }
+        let (used, dictionary) = encodings(LOCATIONS_FILE, "line_numbers.list.item");
+        assert!(
+            used.contains(&RLE_DICTIONARY) && dictionary.is_some(),
+            "{used:?}"
+        );
+        let (used, dictionary) = encodings(STRINGS_FILE, "value");
+        assert!(
+            !used.contains(&RLE_DICTIONARY) && dictionary.is_none(),
+            "{used:?}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_block_streamed_in_parts_is_the_encoded_block_and_reads_back() {
         let data = data();
