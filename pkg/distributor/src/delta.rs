@@ -38,6 +38,36 @@ pub fn is_cumulative(name: &str, sample_type: &str) -> bool {
     )
 }
 
+/// Marks a stack that no sample of a series has.
+const ABSENT: usize = usize::MAX;
+
+/// The distinct stacks of a profile's samples, found once for all of its
+/// cumulative series (a Go heap profile has two).
+struct Stacks {
+    /// Each distinct stack's key, in order of first appearance.
+    keys: Vec<u64>,
+    /// Per sample: its stack's position in `keys`.
+    of_sample: Vec<u32>,
+}
+
+impl Stacks {
+    fn new(by_sample: &[u64]) -> Self {
+        let mut index: FxHashMap<u64, u32> =
+            FxHashMap::with_capacity_and_hasher(by_sample.len(), Default::default());
+        let mut keys = Vec::new();
+        let of_sample = by_sample
+            .iter()
+            .map(|&key| {
+                *index.entry(key).or_insert_with(|| {
+                    keys.push(key);
+                    (keys.len() - 1) as u32
+                })
+            })
+            .collect();
+        Self { keys, of_sample }
+    }
+}
+
 #[derive(Debug)]
 struct SeriesState {
     /// Last cumulative value per stack key.
@@ -217,51 +247,75 @@ impl DeltaTracker {
         if !series.iter().any(cumulative) {
             return false;
         }
-        let keys = StackKeys::new(profile);
+        let stacks = Stacks::new(&StackKeys::new(profile).by_sample);
         let mut tenants = self.tenants.lock().expect("poisoned");
         let state = tenants.entry(tenant.to_owned()).or_default();
         let mut keep = Vec::with_capacity(series.len());
+        // Per distinct stack, for the series at hand: its first sample in
+        // the series (`ABSENT` when none has it) and its summed value.
+        let mut sums: Vec<(usize, i64)> = Vec::with_capacity(stacks.keys.len());
+        let mut deltas: Vec<(usize, i64)> = Vec::with_capacity(stacks.keys.len());
         for spec in series.drain(..) {
             if !cumulative(&spec) {
                 keep.push(spec);
                 continue;
             }
-            let indices: Vec<usize> = match &spec.samples {
-                Some(s) => s.iter().map(|&i| i as usize).collect(),
-                None => (0..profile.sample.len()).collect(),
-            };
             let column = spec.sample_type;
             // Sum duplicates of a stack: the delta goes to its first sample.
-            let mut sums: FxHashMap<u64, (usize, i64)> =
-                FxHashMap::with_capacity_and_hasher(indices.len(), Default::default());
-            for &i in &indices {
-                let v = profile.sample[i].value[column];
-                sums.entry(keys.by_sample[i])
-                    .and_modify(|e| e.1 = e.1.saturating_add(v))
-                    .or_insert((i, v));
+            sums.clear();
+            sums.resize(stacks.keys.len(), (ABSENT, 0));
+            let mut add = |i: usize| {
+                let (first, sum) = &mut sums[stacks.of_sample[i] as usize];
+                if *first == ABSENT {
+                    *first = i;
+                }
+                *sum = sum.saturating_add(profile.sample[i].value[column]);
+            };
+            match &spec.samples {
+                Some(indices) => indices.iter().for_each(|&i| add(i as usize)),
+                None => (0..profile.sample.len()).for_each(add),
             }
-            let key = series_key(&spec);
-            let baseline = |sums: &FxHashMap<u64, (usize, i64)>| SeriesState {
-                totals: sums.iter().map(|(k, (_, v))| (*k, *v)).collect(),
+            let summed = || {
+                sums.iter()
+                    .zip(&stacks.keys)
+                    .filter(|((first, _), _)| *first != ABSENT)
+                    .map(|(&(first, v), &key)| (key, first, v))
+            };
+            let baseline = || SeriesState {
+                totals: summed().map(|(key, _, v)| (key, v)).collect(),
                 seen: now,
             };
+            let key = series_key(&spec);
             let Some(prev) = state.series.get_mut(&key) else {
-                state.series.insert(key, baseline(&sums));
+                state.series.insert(key, baseline());
                 continue;
             };
-            let reset = sums
-                .iter()
-                .any(|(k, (_, v))| prev.totals.get(k).is_some_and(|p| v < p));
+            // One lookup a stack: the totals are updated as they are read,
+            // since a reset replaces them all anyway.
+            deltas.clear();
+            let mut reset = false;
+            for (stack, first, v) in summed() {
+                let before = match prev.totals.insert(stack, v) {
+                    Some(before) => {
+                        reset |= v < before;
+                        before
+                    }
+                    None => 0,
+                };
+                deltas.push((first, v - before));
+            }
             if reset {
-                *prev = baseline(&sums);
+                *prev = baseline();
                 continue;
             }
-            for &i in &indices {
-                profile.sample[i].value[column] = 0;
+            match &spec.samples {
+                Some(indices) => indices
+                    .iter()
+                    .for_each(|&i| profile.sample[i as usize].value[column] = 0),
+                None => profile.sample.iter_mut().for_each(|s| s.value[column] = 0),
             }
-            for (k, (first, v)) in &sums {
-                let before = prev.totals.insert(*k, *v).unwrap_or(0);
-                profile.sample[*first].value[column] = v - before;
+            for &(first, delta) in &deltas {
+                profile.sample[first].value[column] = delta;
             }
             prev.seen = now;
             keep.push(spec);

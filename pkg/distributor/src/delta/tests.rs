@@ -140,3 +140,31 @@ fn names_cumulative_types() {
     assert!(is_cumulative("mutex", "contentions"));
     assert!(!is_cumulative("process_cpu", "cpu"));
 }
+
+/// Series split by a pprof label keep their own totals of a stack they
+/// share, and each delta lands on a sample of its own series.
+#[test]
+fn series_split_by_labels_are_deltas_of_their_own_samples() {
+    let labelled = |values: [[i64; 3]; 2]| {
+        PprofBuilder::new(&[
+            ("alloc_objects", "count"),
+            ("alloc_space", "bytes"),
+            ("inuse_space", "bytes"),
+        ])
+        .period_type("space", "bytes", 0)
+        .sample_with_labels(&["main", "a"], &values[0], &[("worker", "1")])
+        .sample_with_labels(&["main", "a"], &values[1], &[("worker", "2")])
+        .build()
+    };
+    let t = DeltaTracker::default();
+    push(&t, labelled([[1, 10, 0], [100, 1000, 0]]), 1);
+    let (p, s) = push(&t, labelled([[3, 30, 0], [105, 1050, 0]]), 2);
+    let objects: Vec<i64> = s
+        .iter()
+        .filter(|(ty, _)| ty == "alloc_objects")
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(objects, [2, 5], "{s:?}");
+    assert_eq!(p.sample[0].value[0], 2);
+    assert_eq!(p.sample[1].value[0], 5);
+}
