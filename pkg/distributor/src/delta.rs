@@ -252,8 +252,11 @@ impl DeltaTracker {
         let state = tenants.entry(tenant.to_owned()).or_default();
         let mut keep = Vec::with_capacity(series.len());
         // Per distinct stack, for the series at hand: its first sample in
-        // the series (`ABSENT` when none has it) and its summed value.
-        let mut sums: Vec<(usize, i64)> = Vec::with_capacity(stacks.keys.len());
+        // the series (`ABSENT` when none has it) and its summed value; and
+        // the stacks the series has, so that a series of a few samples (split
+        // off by a pprof label) costs its samples, not the profile's stacks.
+        let mut sums: Vec<(usize, i64)> = vec![(ABSENT, 0); stacks.keys.len()];
+        let mut touched: Vec<u32> = Vec::with_capacity(stacks.keys.len());
         let mut deltas: Vec<(usize, i64)> = Vec::with_capacity(stacks.keys.len());
         for spec in series.drain(..) {
             if !cumulative(&spec) {
@@ -261,13 +264,17 @@ impl DeltaTracker {
                 continue;
             }
             let column = spec.sample_type;
+            for &stack in &touched {
+                sums[stack as usize] = (ABSENT, 0);
+            }
+            touched.clear();
             // Sum duplicates of a stack: the delta goes to its first sample.
-            sums.clear();
-            sums.resize(stacks.keys.len(), (ABSENT, 0));
             let mut add = |i: usize| {
-                let (first, sum) = &mut sums[stacks.of_sample[i] as usize];
+                let stack = stacks.of_sample[i];
+                let (first, sum) = &mut sums[stack as usize];
                 if *first == ABSENT {
                     *first = i;
+                    touched.push(stack);
                 }
                 *sum = sum.saturating_add(profile.sample[i].value[column]);
             };
@@ -276,10 +283,10 @@ impl DeltaTracker {
                 None => (0..profile.sample.len()).for_each(add),
             }
             let summed = || {
-                sums.iter()
-                    .zip(&stacks.keys)
-                    .filter(|((first, _), _)| *first != ABSENT)
-                    .map(|(&(first, v), &key)| (key, first, v))
+                touched.iter().map(|&stack| {
+                    let (first, v) = sums[stack as usize];
+                    (stacks.keys[stack as usize], first, v)
+                })
             };
             let baseline = || SeriesState {
                 totals: summed().map(|(key, _, v)| (key, v)).collect(),
