@@ -555,7 +555,7 @@ pub(crate) fn run(corpus_dir: &Path, opts: &Options) -> BoxResult<()> {
         let t = now_nanos();
         let decoded = ember_model::pprof::decode(&payload.gzip_at(t), &corpus::unlimited())
             .map_err(|e| format!("{}: stamped payload does not decode: {e}", input.name))?;
-        if decoded.time_nanos != t || decoded.sample.len() != input.profile.sample.len() {
+        if decoded.header.time_nanos != t || decoded.samples.len() != input.profile.samples.len() {
             return Err(format!("{}: stamped payload decodes differently", input.name).into());
         }
         payloads.push(payload);

@@ -6,8 +6,11 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ember_model::{Labels, ingest::labels_of, pprof};
-use ember_proto::google::v1::Profile;
+use ember_model::{
+    Labels,
+    ingest::labels_of,
+    pprof::{self, FlatProfile},
+};
 use ember_testkit::testdata;
 
 /// Decode limits of the benchmark: the defaults, but no sample or depth cap,
@@ -28,7 +31,7 @@ pub(crate) struct Input {
     /// The payload as pushed: gzipped pprof (plain files are gzipped here).
     pub(crate) gz: Vec<u8>,
     /// The decoded payload.
-    pub(crate) profile: Profile,
+    pub(crate) profile: FlatProfile,
     /// Client labels: one service per file.
     pub(crate) labels: Labels,
 }
@@ -49,7 +52,7 @@ impl Corpus {
 
     /// Returns the total number of pprof samples of one pass over the mix.
     pub(crate) fn samples(&self) -> usize {
-        self.inputs.iter().map(|i| i.profile.sample.len()).sum()
+        self.inputs.iter().map(|i| i.profile.samples.len()).sum()
     }
 }
 
@@ -121,16 +124,16 @@ fn gcd(a: i64, b: i64) -> i64 {
 /// which the ingester skips), both drawn from `seed`. Values stay multiples
 /// of their column's unit (the GCD, e.g. the CPU sampling period), as a
 /// profiler's values are.
-pub(crate) fn jittered(profile: &Profile, seed: u64) -> Profile {
+pub(crate) fn jittered(profile: &FlatProfile, seed: u64) -> FlatProfile {
     let mut p = profile.clone();
-    let units: Vec<i64> = (0..p.sample_type.len())
-        .map(|c| p.sample.iter().fold(0, |g, s| gcd(g, s.value[c])).max(1))
+    let units: Vec<i64> = (0..p.header.sample_type.len())
+        .map(|c| p.samples.iter().fold(0, |g, s| gcd(g, s.values[c])).max(1))
         .collect();
-    for (i, sample) in p.sample.iter_mut().enumerate() {
+    for i in 0..p.samples.len() {
         let r = mix(seed ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
         let drop = r.is_multiple_of(10);
         let scale = 512 + ((r >> 32) % 1024) as i64; // in 1024ths
-        for (v, unit) in sample.value.iter_mut().zip(&units) {
+        for (v, unit) in p.samples.values_mut(i).iter_mut().zip(&units) {
             let n = (*v / unit).saturating_mul(scale).saturating_add(512) / 1024;
             *v = if drop { 0 } else { n.saturating_mul(*unit) };
         }

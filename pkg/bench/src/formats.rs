@@ -109,7 +109,7 @@ pub(crate) fn folded_uploads(corpus: &Corpus) -> Vec<Upload> {
     corpus
         .inputs
         .iter()
-        .map(|i| (i, fold(&i.profile)))
+        .map(|i| (i, fold(&i.profile.to_profile())))
         .filter(|(_, text)| !text.is_empty())
         .map(|(i, text)| Upload {
             name: i.name.clone(),

@@ -277,7 +277,7 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<IngestResults> {
 /// after decoding.
 fn append_to(ingester: &Ingester, i: &Input) -> BoxResult<()> {
     let series = series_for(&i.profile, &i.labels);
-    let time = i.profile.time_nanos.max(1);
+    let time = i.profile.header.time_nanos.max(1);
     ingester.append(TENANT, &i.profile, &series, time, new_profile_id())?;
     Ok(())
 }

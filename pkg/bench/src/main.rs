@@ -216,7 +216,7 @@ fn heaviest_type(corpus: &corpus::Corpus) -> String {
     let mut samples: BTreeMap<String, usize> = BTreeMap::new();
     for input in &corpus.inputs {
         for s in series_for(&input.profile, &input.labels) {
-            let n = s.samples.map_or(input.profile.sample.len(), |v| v.len());
+            let n = s.samples.map_or(input.profile.samples.len(), |v| v.len());
             *samples.entry(s.profile_type.id()).or_default() += n;
         }
     }
@@ -577,7 +577,7 @@ fn print_per_file(corpus: &corpus::Corpus, ing: &ingest::IngestResults) {
             "| {} | {:.1} | {} | {} | {} | {} | {:.2} |",
             input.name,
             input.gz.len() as f64 / 1e3,
-            input.profile.sample.len(),
+            input.profile.samples.len(),
             us(d),
             us(g),
             us(a),

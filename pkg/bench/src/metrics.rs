@@ -52,11 +52,11 @@ pub(crate) fn run(corpus: &Corpus, min: Duration) -> BoxResult<()> {
     };
     let mut record = |i: &Input| -> BoxResult<()> {
         let kind = i.labels.get(METRIC_NAME).unwrap_or("process_cpu");
-        let samples = i.profile.sample.len();
+        let samples = i.profile.samples.len();
         distributor_metrics.received(TENANT, kind, samples, i.gz.len(), 4 * i.gz.len());
         let appended = HeadCounts {
             series: 1,
-            profiles: i.profile.sample_type.len() as u64,
+            profiles: i.profile.header.sample_type.len() as u64,
             samples: samples as u64,
             bytes: 12 * samples as u64,
         };

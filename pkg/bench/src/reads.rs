@@ -250,7 +250,7 @@ fn heaviest_type(corpus: &Corpus) -> String {
     let mut samples: std::collections::BTreeMap<String, usize> = Default::default();
     for input in &corpus.inputs {
         for s in series_for(&input.profile, &input.labels) {
-            let n = s.samples.map_or(input.profile.sample.len(), |v| v.len());
+            let n = s.samples.map_or(input.profile.samples.len(), |v| v.len());
             *samples.entry(s.profile_type.id()).or_default() += n;
         }
     }

@@ -8,7 +8,8 @@
 //! varies from one profile to the next, as with a real service. Values are
 //! the draws' counts (`samples`) and their CPU time (`cpu` nanoseconds).
 
-use ember_proto::google::v1::{Function, Line, Location, Profile, Sample, ValueType};
+use ember_model::pprof::{FlatProfile, Samples};
+use ember_proto::google::v1::{Function, Line, Location, Profile, ValueType};
 
 /// Functions in a service's call graph.
 const FUNCTIONS: usize = 600;
@@ -149,7 +150,7 @@ impl Service {
 
     /// Returns a 15 s CPU profile ending at `time_nanos`, its samples drawn
     /// from `seed`.
-    pub(crate) fn cpu_profile(&self, seed: u64, time_nanos: i64) -> Profile {
+    pub(crate) fn cpu_profile(&self, seed: u64, time_nanos: i64) -> FlatProfile {
         let mut rng = Rng::new(seed);
         let mut counts = vec![0u32; self.stacks.len()];
         for _ in 0..SAMPLES_PER_PROFILE {
@@ -160,22 +161,17 @@ impl Service {
                 .min(self.stacks.len() - 1);
             counts[i] += 1;
         }
-        let sample = counts
-            .iter()
-            .enumerate()
-            .filter(|&(_, &n)| n > 0)
-            .map(|(i, &n)| Sample {
-                location_id: self.stacks[i].clone(),
-                value: vec![i64::from(n), i64::from(n) * PERIOD_NANOS],
-                ..Default::default()
-            })
-            .collect();
-        Profile {
+        let hit = || self.stacks.iter().zip(&counts).filter(|(_, n)| **n > 0);
+        let frames = hit().map(|(stack, _)| stack.len()).sum();
+        let mut samples = Samples::with_capacity(hit().count(), frames, 2 * hit().count());
+        for (stack, &n) in hit() {
+            samples.push(stack, &[i64::from(n), i64::from(n) * PERIOD_NANOS], &[]);
+        }
+        let header = Profile {
             sample_type: vec![
                 ValueType { r#type: 1, unit: 2 },
                 ValueType { r#type: 3, unit: 4 },
             ],
-            sample,
             location: self.locations.clone(),
             function: self.functions.clone(),
             string_table: self.strings.clone(),
@@ -184,7 +180,8 @@ impl Service {
             period_type: Some(ValueType { r#type: 3, unit: 4 }),
             period: PERIOD_NANOS,
             ..Default::default()
-        }
+        };
+        FlatProfile { header, samples }
     }
 }
 
@@ -197,18 +194,18 @@ mod tests {
         let (a, b) = (Service::new(3), Service::new(3));
         assert_eq!(a.stacks, b.stacks);
         let (p, q) = (a.cpu_profile(1, 0), a.cpu_profile(2, 0));
-        let total = |p: &Profile| p.sample.iter().map(|s| s.value[0]).sum::<i64>();
+        let total = |p: &FlatProfile| p.samples.iter().map(|s| s.values[0]).sum::<i64>();
         assert_eq!(total(&p), SAMPLES_PER_PROFILE as i64);
         assert_eq!(total(&q), SAMPLES_PER_PROFILE as i64);
-        assert_ne!(p.sample, q.sample);
+        assert_ne!(p.samples, q.samples);
         // Skewed: the hottest stack takes a large share, and far fewer
         // distinct stacks than samples are hit.
-        let hottest = p.sample.iter().map(|s| s.value[0]).max().unwrap();
+        let hottest = p.samples.iter().map(|s| s.values[0]).max().unwrap();
         assert!(hottest > 50, "hottest stack has {hottest} samples");
         assert!(
-            p.sample.len() < SAMPLES_PER_PROFILE / 2,
+            p.samples.len() < SAMPLES_PER_PROFILE / 2,
             "{} stacks",
-            p.sample.len()
+            p.samples.len()
         );
         let mut p = p;
         ember_model::pprof::validate(&mut p, &Default::default()).unwrap();

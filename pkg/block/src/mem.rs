@@ -17,9 +17,9 @@ use std::sync::Arc;
 use ember_model::{
     Labels, ProfileId,
     ingest::{Annotation, SeriesSpec},
+    pprof::FlatProfile,
     series_profile_id,
 };
-use ember_proto::google::v1::Profile;
 use ember_symdb::{Symbols, SymbolsBuilder, table_bytes};
 use object_store::ObjectStore;
 use ulid::Ulid;
@@ -45,18 +45,19 @@ pub fn parse_span_id(s: &str) -> Option<u64> {
 
 /// Returns the span ID of every sample of `profile`, or `None` when no
 /// sample has one.
-fn sample_spans(profile: &Profile) -> Option<Vec<Option<u64>>> {
-    let key = profile
-        .string_table
-        .iter()
-        .position(|s| s == SPAN_ID_LABEL)? as i64;
+fn sample_spans(profile: &FlatProfile) -> Option<Vec<Option<u64>>> {
+    if !profile.samples.has_labels() {
+        return None;
+    }
+    let strings = &profile.header.string_table;
+    let key = strings.iter().position(|s| s == SPAN_ID_LABEL)? as i64;
     let mut any = false;
     let spans = profile
-        .sample
+        .samples
         .iter()
         .map(|sample| {
-            let label = sample.label.iter().find(|l| l.key == key && l.str != 0)?;
-            let span = parse_span_id(profile.string_table.get(label.str as usize)?);
+            let label = sample.labels.iter().find(|l| l.key == key && l.str != 0)?;
+            let span = parse_span_id(strings.get(label.str as usize)?);
             any |= span.is_some();
             span
         })
@@ -207,9 +208,8 @@ pub struct MemBlock {
     /// in the list and in its index).
     owned_bytes: usize,
     /// Reused buffers of an append: the samples as `stack << 32 | index`
-    /// in stack order, their values, a sample mask, one encoder per series.
+    /// in stack order, a sample mask, one encoder per series.
     order: Vec<u64>,
-    flat: Vec<i64>,
     member: Vec<bool>,
     encoders: Vec<packed::RowEncoder>,
     annotations: Annotations,
@@ -246,7 +246,6 @@ impl MemBlock {
             time_range: None,
             owned_bytes: 0,
             order: Vec::new(),
-            flat: Vec::new(),
             member: Vec::new(),
             encoders: Vec::new(),
             annotations: Annotations::new(),
@@ -394,7 +393,6 @@ impl MemBlock {
             (
                 "append buffers",
                 d.order.capacity() * size_of::<u64>()
-                    + d.flat.capacity() * size_of::<i64>()
                     + d.member.capacity()
                     + d.encoders.capacity() * size_of::<packed::RowEncoder>()
                     + d.encoders
@@ -451,11 +449,12 @@ impl MemBlock {
     /// profile row per series, the `i`-th with ID `series_profile_id(id, i)`.
     pub fn append(
         &mut self,
-        profile: &Profile,
+        profile: &FlatProfile,
         series: &[SeriesSpec],
         time_nanos: i64,
         id: ProfileId,
     ) {
+        let samples = &profile.samples;
         let Some(first) = series.first() else { return };
         let partition = self.partition(first.labels.service_name());
         let stack_ids = self.partitions[partition as usize].1.add_profile(profile);
@@ -487,19 +486,12 @@ impl MemBlock {
             .map(|(i, s)| (i, s.sample_type))
             .collect();
         if !whole.is_empty() {
-            // Gathered in sample order first: reading each sample's values
-            // in stack order would chase a pointer per sample.
-            let mut flat = std::mem::take(&mut self.flat);
-            flat.clear();
-            flat.reserve(profile.sample.len() * whole.len());
-            for sample in &profile.sample {
-                flat.extend(whole.iter().map(|&(_, t)| sample.value[t]));
-            }
             for &key in &order {
                 let (stack, i) = ((key >> 32) as u32, key as u32 as usize);
-                let values = &flat[i * whole.len()..(i + 1) * whole.len()];
+                let values = samples.values(i);
                 let span = span_of(i);
-                for (&(e, _), &v) in whole.iter().zip(values) {
+                for &(e, t) in &whole {
+                    let v = values[t];
                     if v != 0 {
                         encoders[e].push(stack, v);
                         if let Some(span) = span {
@@ -508,7 +500,6 @@ impl MemBlock {
                     }
                 }
             }
-            self.flat = flat;
         }
         // The series of some samples (split by pprof labels), one by one.
         let mut member = std::mem::take(&mut self.member);
@@ -519,7 +510,7 @@ impl MemBlock {
             let encoder = &mut encoders[e];
             let t = spec.sample_type;
             let mut push = |stack: u32, i: usize| {
-                let v = profile.sample[i].value[t];
+                let v = samples.values(i)[t];
                 if v != 0 {
                     encoder.push(stack, v);
                     if let Some(span) = span_of(i) {
@@ -539,7 +530,7 @@ impl MemBlock {
                     .for_each(|&k| push((k >> 32) as u32, k as u32 as usize));
             } else {
                 member.clear();
-                member.resize(profile.sample.len(), false);
+                member.resize(samples.len(), false);
                 indices.iter().for_each(|&i| member[i as usize] = true);
                 for &k in &order {
                     let i = k as u32 as usize;
@@ -750,7 +741,7 @@ mod tests {
     }
 
     /// Every shared profile that decodes.
-    fn shared_profiles() -> Vec<(String, Profile)> {
+    fn shared_profiles() -> Vec<(String, FlatProfile)> {
         let limits = pprof::DecodeLimits {
             max_samples: 0,
             max_stack_depth: 0,
@@ -762,7 +753,7 @@ mod tests {
     /// The rows of one appended profile as the unpacked head built them:
     /// pairs collected in sample order, sorted and summed per stack.
     fn unpacked_rows(
-        profile: &Profile,
+        profile: &FlatProfile,
         series: &[SeriesSpec],
         stack_ids: &[u32],
         time_nanos: i64,
@@ -773,12 +764,12 @@ mod tests {
         for (i, spec) in series.iter().enumerate() {
             let indices: Vec<usize> = match &spec.samples {
                 Some(s) => s.iter().map(|&i| i as usize).collect(),
-                None => (0..profile.sample.len()).collect(),
+                None => (0..profile.samples.len()).collect(),
             };
             let mut pairs = Vec::new();
             let mut triples = Vec::new();
             for i in indices {
-                let v = profile.sample[i].value[spec.sample_type];
+                let v = profile.samples.values(i)[spec.sample_type];
                 if v != 0 {
                     pairs.push((stack_ids[i], v));
                     if let Some(span) = spans.as_ref().and_then(|s| s[i]) {
@@ -887,7 +878,7 @@ mod tests {
             };
             b = b.sample_with_labels(frames, &[i - 5], &[("span_id", &span)]);
         }
-        let profile = b.build();
+        let profile = FlatProfile::from(b.build());
         let labels = ingest::labels_of(&[("service_name", "svc")]);
         let all = ingest::series_for(&profile, &labels).remove(0);
         let series = [

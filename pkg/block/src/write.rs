@@ -995,7 +995,7 @@ mod tests {
             builder = builder.sample(&["main", &f, &g], &[i + 1]);
         }
         let mut symbols = SymbolsBuilder::new();
-        symbols.add_profile(&builder.build());
+        symbols.add_profile(&builder.build().into());
         let mut data = data();
         data.partitions = vec![("svc".into(), Arc::new(symbols.symbols().clone()))];
         let encoded = encode_block(&data).unwrap();

@@ -18,7 +18,6 @@ use std::{
 use ember_block::MemBlock;
 use ember_compactor::{Compactor, CompactorConfig};
 use ember_model::{ingest, new_profile_id, pprof};
-use ember_proto::google::v1::Profile;
 use ember_testkit::testdata;
 use ember_time::ManualClock;
 use object_store::{ObjectStore, local::LocalFileSystem};
@@ -28,7 +27,7 @@ const HOUR: i64 = 3600 * SECOND;
 const BASE: i64 = 1_704_067_200 * SECOND;
 
 /// Every shared profile that decodes with no sample or depth limit.
-fn profiles() -> Vec<Profile> {
+fn profiles() -> Vec<pprof::FlatProfile> {
     let limits = pprof::DecodeLimits {
         max_samples: 0,
         max_stack_depth: 0,

@@ -422,7 +422,7 @@ mod tests {
             .sample(&["main", "idle"], &[1])
             .sample_with_labels(&["main", "work"], &[5], &[("span_id", "00000000000000aa")])
             .build();
-        head.append(&profile, &[series], 1_000, 42);
+        head.append(&profile.into(), &[series], 1_000, 42);
         let encoded = encode_block(&head.to_block_data("test".into())).unwrap();
         upload_block(store, "t", &encoded).await.unwrap();
         let block = Arc::new(Block::open(store.clone(), "t", head.ulid()).await.unwrap());

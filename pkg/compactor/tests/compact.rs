@@ -41,8 +41,8 @@ fn at(nanos: i64) -> SystemTime {
 }
 
 /// Every profile of the shared test data that decodes.
-fn profiles() -> &'static [(String, Profile)] {
-    static PROFILES: OnceLock<Vec<(String, Profile)>> = OnceLock::new();
+fn profiles() -> &'static [(String, pprof::FlatProfile)] {
+    static PROFILES: OnceLock<Vec<(String, pprof::FlatProfile)>> = OnceLock::new();
     PROFILES.get_or_init(|| {
         let limits = pprof::DecodeLimits {
             max_samples: 0,
@@ -78,7 +78,7 @@ fn pushes_of(hours: i64, max_samples: usize) -> Vec<Push> {
     profiles()
         .iter()
         .enumerate()
-        .filter(|(_, (_, profile))| profile.sample.len() <= max_samples)
+        .filter(|(_, (_, profile))| profile.samples.len() <= max_samples)
         .map(|(i, (path, profile))| {
             let service = format!("svc-{}", i % 4);
             let client = ingest::labels_of(&[("service_name", &service), ("file", path)]);

@@ -28,6 +28,7 @@ use std::{
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use ember_model::ingest::SeriesSpec;
+use ember_model::pprof::FlatProfile;
 use ember_proto::google::v1::{Location, Profile};
 
 /// Returns whether a series of this profile name and sample type is cumulative.
@@ -102,7 +103,8 @@ struct StackKeys {
 }
 
 impl StackKeys {
-    fn new(profile: &Profile) -> Self {
+    fn new(flat: &FlatProfile) -> Self {
+        let profile = &flat.header;
         let strings = &profile.string_table;
         let s = |i: i64| strings.get(i as usize).map_or(&[][..], |s| s.as_bytes());
         let functions: FxHashMap<u64, u64> = profile
@@ -131,12 +133,12 @@ impl StackKeys {
             }
             words.hash()
         });
-        let by_sample = profile
-            .sample
+        let by_sample = flat
+            .samples
             .iter()
             .map(|sample| {
                 words.clear();
-                for &id in &sample.location_id {
+                for &id in sample.stack {
                     words.push(locations.get(id).unwrap_or(id));
                 }
                 words.hash()
@@ -238,7 +240,7 @@ impl DeltaTracker {
     pub fn apply(
         &self,
         tenant: &str,
-        profile: &mut Profile,
+        profile: &mut FlatProfile,
         series: &mut Vec<SeriesSpec>,
         now: Duration,
     ) -> bool {
@@ -248,6 +250,7 @@ impl DeltaTracker {
             return false;
         }
         let stacks = Stacks::new(&StackKeys::new(profile).by_sample);
+        let samples = &mut profile.samples;
         let mut tenants = self.tenants.lock().expect("poisoned");
         let state = tenants.entry(tenant.to_owned()).or_default();
         let mut keep = Vec::with_capacity(series.len());
@@ -276,11 +279,11 @@ impl DeltaTracker {
                     *first = i;
                     touched.push(stack);
                 }
-                *sum = sum.saturating_add(profile.sample[i].value[column]);
+                *sum = sum.saturating_add(samples.values(i)[column]);
             };
             match &spec.samples {
                 Some(indices) => indices.iter().for_each(|&i| add(i as usize)),
-                None => (0..profile.sample.len()).for_each(add),
+                None => (0..samples.len()).for_each(add),
             }
             let summed = || {
                 touched.iter().map(|&stack| {
@@ -318,11 +321,11 @@ impl DeltaTracker {
             match &spec.samples {
                 Some(indices) => indices
                     .iter()
-                    .for_each(|&i| profile.sample[i as usize].value[column] = 0),
-                None => profile.sample.iter_mut().for_each(|s| s.value[column] = 0),
+                    .for_each(|&i| samples.values_mut(i as usize)[column] = 0),
+                None => samples.for_each_values_mut(|v| v[column] = 0),
             }
             for &(first, delta) in &deltas {
-                profile.sample[first].value[column] = delta;
+                samples.values_mut(first)[column] = delta;
             }
             prev.seen = now;
             keep.push(spec);

@@ -25,7 +25,7 @@ use ember_model::{
     Labels,
     ingest::{self, Annotation, IngestSink, ProfileWrite},
     labels::{DELTA, METRIC_NAME},
-    pprof,
+    pprof::{self, FlatProfile},
 };
 use ember_proto::{
     Tenant,
@@ -187,24 +187,24 @@ impl Distributor {
         Ok(())
     }
 
-    fn check_profile(tenant: &str, profile: &Profile, l: &Limits) -> Result<()> {
-        if profile.sample.len() > enabled(l.max_samples_per_profile) {
+    fn check_profile(tenant: &str, profile: &FlatProfile, l: &Limits) -> Result<()> {
+        let samples = &profile.samples;
+        if samples.len() > enabled(l.max_samples_per_profile) {
             return Err(Error::OverLimit(format!(
                 "tenant {tenant:?}: profile has {} samples, more than the limit of {} (limits.max_samples_per_profile)",
-                profile.sample.len(),
+                samples.len(),
                 l.max_samples_per_profile
             )));
         }
         let max_depth = enabled(l.max_stack_depth);
-        if let Some((i, s)) = profile
-            .sample
+        if let Some((i, s)) = samples
             .iter()
             .enumerate()
-            .find(|(_, s)| s.location_id.len() > max_depth)
+            .find(|(_, s)| s.stack.len() > max_depth)
         {
             return Err(Error::OverLimit(format!(
                 "tenant {tenant:?}: sample {i} has a stack of {} frames, more than the limit of {} (limits.max_stack_depth)",
-                s.location_id.len(),
+                s.stack.len(),
                 l.max_stack_depth
             )));
         }
@@ -273,10 +273,11 @@ impl Distributor {
         &self,
         tenant: &str,
         client_labels: &Labels,
-        mut profile: Profile,
+        profile: Profile,
     ) -> Result<()> {
         let l = self.limits(tenant);
         let size = profile.encoded_len();
+        let mut profile = FlatProfile::from(profile);
         self.charge_with(tenant, size, &l)?;
         let decode_limits = pprof::DecodeLimits {
             max_decompressed_bytes: NO_DECOMPRESSED_LIMIT,
@@ -295,7 +296,7 @@ impl Distributor {
         &self,
         tenant: &str,
         (client_labels, annotations): (&Labels, &[Annotation]),
-        mut profile: Profile,
+        mut profile: FlatProfile,
         Received { sizes, encoded }: Received<'_>,
         l: &Limits,
     ) -> Result<()> {
@@ -308,8 +309,13 @@ impl Distributor {
             .and_then(|s| s.labels.get(METRIC_NAME))
             .or_else(|| client_labels.get(METRIC_NAME))
             .unwrap_or("unknown");
-        self.metrics
-            .received(tenant, kind, profile.sample.len(), compressed, decompressed);
+        self.metrics.received(
+            tenant,
+            kind,
+            profile.samples.len(),
+            compressed,
+            decompressed,
+        );
         Self::check_profile(tenant, &profile, l)?;
         for s in &series {
             Self::check_labels(tenant, &s.labels, l)?;
@@ -320,15 +326,15 @@ impl Distributor {
                 .deltas
                 .apply(tenant, &mut profile, &mut series, self.since_epoch());
         let encoded = if changed { None } else { encoded };
-        let time = if profile.time_nanos > 0 {
-            profile.time_nanos
+        let time = if profile.header.time_nanos > 0 {
+            profile.header.time_nanos
         } else {
             self.clock.now_nanos()
         };
         debug!(
             tenant,
             series = series.len(),
-            samples = profile.sample.len(),
+            samples = profile.samples.len(),
             "ingesting profile"
         );
         self.sink

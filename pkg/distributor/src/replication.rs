@@ -296,6 +296,7 @@ fn is_refusal(status: &Status) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use ember_model::pprof::FlatProfile;
     use ember_model::{
         Labels, ProfileType,
         ingest::{SeriesSpec, labels_of},
@@ -334,7 +335,7 @@ mod tests {
     }
 
     fn key(r: &Replicas, service: &str, pod: &str, bytes: usize) -> u32 {
-        let profile = Profile::default();
+        let profile = FlatProfile::default();
         let series = series(labels_of(&[("service_name", service), ("pod", pod)]));
         let write = ProfileWrite {
             id: 1,
@@ -370,7 +371,7 @@ mod tests {
     #[tokio::test]
     async fn too_few_ingesters_is_a_clear_503() {
         let r = replicas();
-        let profile = Profile::default();
+        let profile = FlatProfile::default();
         let series = series(labels_of(&[("service_name", "s")]));
         let err = r
             .write(
@@ -471,7 +472,8 @@ mod tests {
                 string_table: vec!["".into(), "cpu".into(), "nanoseconds".into()],
                 sample_type: vec![ember_proto::google::v1::ValueType { r#type: 1, unit: 2 }],
                 ..Profile::default()
-            };
+            }
+            .into();
             let series = series(labels_of(&[("service_name", "s")]));
             r.write(
                 "t",

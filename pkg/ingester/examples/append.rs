@@ -93,7 +93,7 @@ fn main() {
             decode_ns += t0 - start;
             let series = series_for(profile, labels);
             let t1 = thread_cpu_nanos();
-            let time = profile.time_nanos.max(1);
+            let time = profile.header.time_nanos.max(1);
             ingester
                 .append("bench", profile, &series, time, new_profile_id())
                 .expect("append");
@@ -101,7 +101,7 @@ fn main() {
             let t2 = thread_cpu_nanos();
             append_ns += t2 - t1;
             per_file[k].0 += t2 - t0;
-            per_file[k].1 = profile.sample.len();
+            per_file[k].1 = profile.samples.len();
         }
         passes += 1;
     }

@@ -12,8 +12,8 @@ use ember_block::{BlockData, MemBlock};
 use ember_model::{
     ProfileId,
     ingest::{Annotation, SeriesSpec},
+    pprof::FlatProfile,
 };
-use ember_proto::google::v1::Profile;
 use ulid::Ulid;
 
 use crate::metrics::HeadCounts;
@@ -93,7 +93,7 @@ impl Head {
     /// returns the series, profile rows, samples and heap bytes it added.
     pub fn append(
         &self,
-        profile: &Profile,
+        profile: &FlatProfile,
         series: &[SeriesSpec],
         time_nanos: i64,
         id: ProfileId,
@@ -152,7 +152,8 @@ mod tests {
             let profile = PprofBuilder::go_cpu()
                 .sample(&["main", "work", &format!("f{i}")], &[3, 30 + i])
                 .sample(&["main", "idle"], &[1, 10])
-                .build();
+                .build()
+                .into();
             let series = ingest::series_for(&profile, &labels);
             let added = head.append(&profile, &series, i, 1);
             total += added.bytes;

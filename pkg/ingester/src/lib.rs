@@ -38,11 +38,9 @@ use std::{
 use ember_model::{
     ProfileId,
     ingest::{IngestSink, ProfileWrite, SeriesSpec},
+    pprof::FlatProfile,
 };
-use ember_proto::{
-    error::{Code, ErrorCode},
-    google::v1::Profile,
-};
+use ember_proto::error::{Code, ErrorCode};
 use ember_query::{Need, Plan, RecentData, RecentSources, SharedSource, SourceView};
 use ember_time::SharedClock;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -392,7 +390,7 @@ impl Ingester {
     pub fn append(
         &self,
         tenant: &str,
-        profile: &Profile,
+        profile: &FlatProfile,
         series: &[SeriesSpec],
         time_nanos: i64,
         id: ProfileId,

@@ -34,10 +34,8 @@
 use ember_model::{
     Label, Labels, ProfileId, ProfileType,
     ingest::{self, Annotation, ProfileWrite, SeriesSpec},
-    pprof,
+    pprof::{self, FlatProfile},
 };
-use ember_proto::google::v1::Profile;
-use prost::Message;
 use ulid::Ulid;
 
 const KIND_PROFILE: u8 = 1;
@@ -66,7 +64,7 @@ pub(crate) struct ProfileRecord {
     pub(crate) time_nanos: i64,
     pub(crate) id: ProfileId,
     pub(crate) series: Vec<SeriesSpec>,
-    pub(crate) profile: Profile,
+    pub(crate) profile: FlatProfile,
     pub(crate) annotations: Vec<Annotation>,
 }
 
@@ -116,9 +114,7 @@ pub(crate) fn encode(tenant: &str, w: &ProfileWrite<'_>) -> Vec<u8> {
     out.extend_from_slice(&(profile_len as u32).to_le_bytes());
     match encoded {
         Some(bytes) => out.extend_from_slice(bytes),
-        None => profile
-            .encode(&mut out)
-            .expect("a Vec grows to hold the encoding"),
+        None => profile.encode(&mut out),
     }
     if !annotations.is_empty() {
         out.extend_from_slice(&(annotations.len() as u32).to_le_bytes());
@@ -248,19 +244,20 @@ fn decode_profile(mut r: Reader<'_>) -> Result<ProfileRecord, String> {
 
 #[cfg(test)]
 mod tests {
-    use ember_proto::google::v1::ValueType;
+    use ember_proto::google::v1::{Profile, ValueType};
 
     use super::*;
 
-    fn profile() -> Profile {
+    fn profile() -> FlatProfile {
         Profile {
             string_table: vec!["".into(), "cpu".into(), "nanoseconds".into()],
             sample_type: vec![ValueType { r#type: 1, unit: 2 }],
             ..Profile::default()
         }
+        .into()
     }
 
-    fn write<'a>(profile: &'a Profile, annotations: &'a [Annotation]) -> ProfileWrite<'a> {
+    fn write<'a>(profile: &'a FlatProfile, annotations: &'a [Annotation]) -> ProfileWrite<'a> {
         ProfileWrite {
             id: 42,
             profile,

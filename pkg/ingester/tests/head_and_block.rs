@@ -15,7 +15,7 @@ use ember_time::SystemClock;
 use object_store::{ObjectStore, local::LocalFileSystem, memory::InMemory};
 
 /// Every shared profile that decodes, with its path.
-fn valid_profiles() -> Vec<(String, ember_proto::google::v1::Profile)> {
+fn valid_profiles() -> Vec<(String, pprof::FlatProfile)> {
     let limits = pprof::DecodeLimits {
         max_samples: 0,
         max_stack_depth: 0,
@@ -65,9 +65,13 @@ async fn flushed_block_answers_like_its_head() {
             let sum: i64 = match &s.samples {
                 Some(indices) => indices
                     .iter()
-                    .map(|&i| profile.sample[i as usize].value[s.sample_type])
+                    .map(|&i| profile.samples.values(i as usize)[s.sample_type])
                     .sum(),
-                None => profile.sample.iter().map(|x| x.value[s.sample_type]).sum(),
+                None => profile
+                    .samples
+                    .iter()
+                    .map(|x| x.values[s.sample_type])
+                    .sum(),
             };
             *expected_totals.entry(s.profile_type.id()).or_default() += sum;
         }

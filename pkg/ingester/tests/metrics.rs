@@ -16,7 +16,8 @@ fn append(ingester: &Ingester) {
     let profile = PprofBuilder::go_cpu()
         .sample(&["main", "work"], &[3, 30])
         .sample(&["main", "idle"], &[1, 10])
-        .build();
+        .build()
+        .into();
     let labels = Labels::new(vec![ember_model::Label::new(SERVICE_NAME, "svc")]);
     let series = ingest::series_for(&profile, &labels);
     ingester

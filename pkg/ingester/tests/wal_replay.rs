@@ -12,7 +12,7 @@ use ember_time::SystemClock;
 use object_store::{ObjectStore, ObjectStoreExt, memory::InMemory};
 
 /// Every shared profile that decodes within the default limits.
-fn profiles() -> Vec<ember_proto::google::v1::Profile> {
+fn profiles() -> Vec<pprof::FlatProfile> {
     testdata::decode_all(10, |raw| {
         pprof::decode(raw, &pprof::DecodeLimits::default())
     })

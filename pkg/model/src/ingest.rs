@@ -4,15 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use ember_proto::{
-    google::v1::{Profile, Sample},
-    types::v1::ProfileAnnotation,
-};
+use ember_proto::types::v1::ProfileAnnotation;
 use tonic::Status;
 
 use crate::{
     Error, Label, Labels, ProfileId, ProfileType,
     labels::{METRIC_NAME, PROFILE_TYPE, RESERVED_PREFIX, SERVICE_NAME, UNKNOWN_SERVICE},
+    pprof::FlatProfile,
 };
 
 /// Sample labels that identify one request rather than a workload; storing
@@ -97,7 +95,7 @@ pub fn annotations_to_proto(annotations: &[Annotation]) -> Vec<ProfileAnnotation
 pub struct ProfileWrite<'a> {
     /// The ID shared by every replica of the profile.
     pub id: ProfileId,
-    pub profile: &'a Profile,
+    pub profile: &'a FlatProfile,
     pub series: &'a [SeriesSpec],
     pub time_nanos: i64,
     /// The tenant's active-series limit (0: none), enforced by each ingester.
@@ -141,7 +139,8 @@ pub fn profile_name(sample_type: &str, period_type: &str) -> String {
 /// Splits `profile` into series. `client` are the labels sent with the push;
 /// reserved `__` labels are dropped except `__name__`, which names the
 /// profile when the client knows better than the sample types (e.g. `block`).
-pub fn series_for(profile: &Profile, client: &Labels) -> Vec<SeriesSpec> {
+pub fn series_for(flat: &FlatProfile, client: &Labels) -> Vec<SeriesSpec> {
+    let (profile, samples) = (&flat.header, &flat.samples);
     let strings = &profile.string_table;
     let str_at = |i: i64| strings.get(i as usize).map(String::as_str).unwrap_or("");
     let name_hint = client.get(METRIC_NAME).filter(|n| !n.is_empty());
@@ -159,15 +158,10 @@ pub fn series_for(profile: &Profile, client: &Labels) -> Vec<SeriesSpec> {
     // Group samples by their string labels; BTreeMap keeps the order stable.
     // Without any, all samples are one group: most profiles, at no cost a sample.
     let mut groups: BTreeMap<Vec<(&str, &str)>, Vec<u32>> = BTreeMap::new();
-    let labelled = |s: &Sample| s.label.iter().any(|l| l.str != 0);
-    let grouped = if profile.sample.iter().any(labelled) {
-        &profile.sample[..]
-    } else {
-        &[]
-    };
-    for (i, sample) in grouped.iter().enumerate() {
-        let mut key: Vec<(&str, &str)> = sample
-            .label
+    let grouped = samples.all_labels().iter().any(|l| l.str != 0);
+    for i in (0..samples.len()).filter(|_| grouped) {
+        let mut key: Vec<(&str, &str)> = samples
+            .labels(i)
             .iter()
             .filter(|l| l.str != 0)
             .map(|l| (str_at(l.key), str_at(l.str)))
@@ -239,7 +233,7 @@ pub fn labels_of(pairs: &[(&str, &str)]) -> Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ember_proto::google::v1::{Label as PLabel, ValueType};
+    use ember_proto::google::v1::{Label as PLabel, Profile, Sample, ValueType};
 
     fn go_cpu() -> Profile {
         let strings = [
@@ -290,7 +284,7 @@ mod tests {
     #[test]
     fn one_series_per_sample_type_and_label_set() {
         let client = labels_of(&[("service_name", "api"), ("__secret", "x"), ("env", "prod")]);
-        let series = series_for(&go_cpu(), &client);
+        let series = series_for(&go_cpu().into(), &client);
         assert_eq!(series.len(), 4);
         let ids: Vec<String> = series.iter().map(|s| s.profile_type.id()).collect();
         assert_eq!(ids[0], "process_cpu:samples:count:cpu:nanoseconds");
@@ -309,7 +303,7 @@ mod tests {
         for s in &mut p.sample {
             s.label.clear();
         }
-        let series = series_for(&p, &labels_of(&[("__name__", "block")]));
+        let series = series_for(&p.into(), &labels_of(&[("__name__", "block")]));
         assert_eq!(series.len(), 2);
         assert_eq!(series[0].labels.service_name(), UNKNOWN_SERVICE);
         assert_eq!(series[0].profile_type.name, "block");
@@ -332,7 +326,7 @@ mod tests {
             str: 9,
             ..Default::default()
         });
-        let series = series_for(&p, &labels_of(&[("service_name", "api")]));
+        let series = series_for(&p.into(), &labels_of(&[("service_name", "api")]));
         assert_eq!(series.len(), 2);
         assert!(series.iter().all(|s| s.samples.is_none()), "{series:?}");
     }

@@ -7,14 +7,18 @@
 //! memory.
 //!
 //! The protobuf is read by [`decoder`], written for the `Profile` message,
-//! with prost as the reference it falls back to for anything unusual.
+//! with prost as the reference it falls back to for anything unusual, into a
+//! [`FlatProfile`]: its samples in a few flat vectors rather than vectors of
+//! their own.
 
 use std::io::Read;
 
 mod decoder;
+mod flat;
 mod inflate;
 
 use ember_proto::google::v1::Profile;
+pub use flat::{FlatProfile, SampleRef, Samples};
 use prost::Message;
 
 use crate::{Error, Result};
@@ -97,7 +101,7 @@ fn gzip_size_hint(raw: &[u8]) -> usize {
 }
 
 /// Decodes a pprof payload (gzipped or not) and checks that it is internally consistent.
-pub fn decode(raw: &[u8], limits: &DecodeLimits) -> Result<Profile> {
+pub fn decode(raw: &[u8], limits: &DecodeLimits) -> Result<FlatProfile> {
     let bytes = gunzip_bounded(raw, limits.max_decompressed_bytes)?;
     let mut profile = decode_protobuf(&bytes)?;
     validate(&mut profile, limits)?;
@@ -105,11 +109,13 @@ pub fn decode(raw: &[u8], limits: &DecodeLimits) -> Result<Profile> {
 }
 
 /// Decodes an uncompressed pprof protobuf, without validating it.
-fn decode_protobuf(bytes: &[u8]) -> Result<Profile> {
+pub fn decode_protobuf(bytes: &[u8]) -> Result<FlatProfile> {
     if let Some(profile) = decoder::decode(bytes) {
         return Ok(profile);
     }
-    Profile::decode(bytes).map_err(|e| Error::Malformed(format!("invalid pprof protobuf: {e}")))
+    Profile::decode(bytes)
+        .map(FlatProfile::from)
+        .map_err(|e| Error::Malformed(format!("invalid pprof protobuf: {e}")))
 }
 
 /// Gives every element its 1-based position as ID when the IDs are not
@@ -139,7 +145,11 @@ fn number_by_position<T>(items: &mut [T], id: impl Fn(&mut T) -> &mut u64) {
 /// Checks references and limits; repairs what is harmless to repair (an empty
 /// string table gets its mandatory leading empty string; zero or duplicate IDs
 /// become positions).
-pub fn validate(profile: &mut Profile, limits: &DecodeLimits) -> Result<()> {
+pub fn validate(flat: &mut FlatProfile, limits: &DecodeLimits) -> Result<()> {
+    let FlatProfile {
+        header: profile,
+        samples,
+    } = flat;
     number_by_position(&mut profile.function, |f| &mut f.id);
     number_by_position(&mut profile.location, |l| &mut l.id);
     number_by_position(&mut profile.mapping, |m| &mut m.id);
@@ -160,7 +170,7 @@ pub fn validate(profile: &mut Profile, limits: &DecodeLimits) -> Result<()> {
         }
         Ok(())
     };
-    if profile.sample_type.is_empty() && !profile.sample.is_empty() {
+    if profile.sample_type.is_empty() && !samples.is_empty() {
         return Err(Error::Unprocessable(
             "invalid pprof: the profile has samples but no sample_type".into(),
         ));
@@ -178,10 +188,10 @@ pub fn validate(profile: &mut Profile, limits: &DecodeLimits) -> Result<()> {
         check_str(m.filename, "mapping filename")?;
         check_str(m.build_id, "mapping build_id")?;
     }
-    if limits.max_samples > 0 && profile.sample.len() > limits.max_samples {
+    if limits.max_samples > 0 && samples.len() > limits.max_samples {
         return Err(Error::Unprocessable(format!(
             "profile has {} samples, more than the limit of {}",
-            profile.sample.len(),
+            samples.len(),
             limits.max_samples
         )));
     }
@@ -206,30 +216,26 @@ pub fn validate(profile: &mut Profile, limits: &DecodeLimits) -> Result<()> {
     }
     let location_ids: IdSet = profile.location.iter().map(|l| l.id).collect();
     let types = profile.sample_type.len();
-    for (i, sample) in profile.sample.iter().enumerate() {
-        if sample.value.len() != types {
+    for (i, sample) in samples.iter().enumerate() {
+        if sample.values.len() != types {
             return Err(Error::Unprocessable(format!(
                 "invalid pprof: sample {i} has {} values but the profile declares {types} sample types",
-                sample.value.len()
+                sample.values.len()
             )));
         }
-        if limits.max_stack_depth > 0 && sample.location_id.len() > limits.max_stack_depth {
+        if limits.max_stack_depth > 0 && sample.stack.len() > limits.max_stack_depth {
             return Err(Error::Unprocessable(format!(
                 "sample {i} has a stack of {} frames, more than the limit of {}",
-                sample.location_id.len(),
+                sample.stack.len(),
                 limits.max_stack_depth
             )));
         }
-        if let Some(missing) = sample
-            .location_id
-            .iter()
-            .find(|id| !location_ids.contains(**id))
-        {
+        if let Some(missing) = sample.stack.iter().find(|id| !location_ids.contains(**id)) {
             return Err(Error::Unprocessable(format!(
                 "invalid pprof: sample {i} refers to missing location {missing}"
             )));
         }
-        for label in &sample.label {
+        for label in sample.labels {
             check_str(label.key, "a sample label key")?;
             check_str(label.str, "a sample label value")?;
         }
@@ -285,13 +291,13 @@ mod tests {
     fn decodes_plain_and_gzipped() {
         let raw = tiny().encode_to_vec();
         let limits = DecodeLimits::default();
-        assert_eq!(decode(&raw, &limits).unwrap(), tiny());
-        assert_eq!(decode(&gzip(&raw), &limits).unwrap(), tiny());
+        assert_eq!(decode(&raw, &limits).unwrap(), tiny().into());
+        assert_eq!(decode(&gzip(&raw), &limits).unwrap(), tiny().into());
     }
 
     /// The decode before the dedicated decoder and `bufread`: kept as the
     /// reference the shared profiles must decode to, errors included.
-    fn reference_decode(raw: &[u8], limits: &DecodeLimits) -> Result<Profile> {
+    fn reference_decode(raw: &[u8], limits: &DecodeLimits) -> Result<FlatProfile> {
         let bytes = if raw.starts_with(&GZIP_MAGIC) {
             let max = limits.max_decompressed_bytes;
             let mut out = Vec::new();
@@ -314,8 +320,9 @@ mod tests {
         } else {
             raw.to_vec()
         };
-        let mut profile = Profile::decode(bytes.as_slice())
+        let profile = Profile::decode(bytes.as_slice())
             .map_err(|e| Error::Malformed(format!("invalid pprof protobuf: {e}")))?;
+        let mut profile = FlatProfile::from(profile);
         validate(&mut profile, limits)?;
         Ok(profile)
     }
@@ -355,7 +362,10 @@ mod tests {
         let (head, tail) = raw.split_at(raw.len() / 2);
         let mut two = gzip(head);
         two.extend(gzip(tail));
-        assert_eq!(decode(&two, &DecodeLimits::default()).unwrap(), tiny());
+        assert_eq!(
+            decode(&two, &DecodeLimits::default()).unwrap(),
+            tiny().into()
+        );
 
         let mut lying = gzip(&raw);
         let n = lying.len();
@@ -403,7 +413,7 @@ mod tests {
         let mut p = tiny();
         p.function[0].id = 0;
         let decoded = decode(&p.encode_to_vec(), &DecodeLimits::default()).unwrap();
-        assert_eq!(decoded.function[0].id, 1);
+        assert_eq!(decoded.header.function[0].id, 1);
     }
 
     #[test]

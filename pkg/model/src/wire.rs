@@ -2,13 +2,12 @@
 //! sides of the distributor-to-ingester and querier-to-ingester calls share, so
 //! neither reaches into the other.
 
-use ember_proto::{google::v1::Profile, ingester::v1 as pb};
-use prost::Message;
+use ember_proto::ingester::v1 as pb;
 
 use crate::{
     Error, Labels, ProfileId, ProfileType, Result,
     ingest::{self, Annotation, ProfileWrite, SeriesSpec},
-    pprof,
+    pprof::{self, FlatProfile},
 };
 
 /// Returns the push request for one profile; the profile is encoded once for
@@ -49,7 +48,7 @@ pub struct Push {
     pub id: ProfileId,
     pub time_nanos: i64,
     pub series: Vec<SeriesSpec>,
-    pub profile: Profile,
+    pub profile: FlatProfile,
     /// The profile as received, for the write-ahead log.
     pub encoded: Vec<u8>,
     pub max_active_series: usize,
@@ -80,7 +79,7 @@ fn bad(message: String) -> Error {
 pub fn decode_push(request: pb::PushRequest) -> Result<Push> {
     let id = decode_id(&request.id)?;
     let mut profile =
-        Profile::decode(request.profile.as_slice()).map_err(|e| bad(format!("profile: {e}")))?;
+        pprof::decode_protobuf(&request.profile).map_err(|e| bad(format!("profile: {e}")))?;
     // The distributor validated it; checking again keeps a bad peer from
     // corrupting the head.
     pprof::validate(&mut profile, &UNBOUNDED).map_err(|e| bad(format!("profile: {e}")))?;
@@ -93,20 +92,20 @@ pub fn decode_push(request: pb::PushRequest) -> Result<Push> {
                 .parse()
                 .map_err(|e| bad(format!("profile type {:?}: {e}", s.profile_type)))?;
             let sample_type = s.sample_type as usize;
-            if sample_type >= profile.sample_type.len() {
+            if sample_type >= profile.header.sample_type.len() {
                 return Err(bad(format!(
                     "series sample type {sample_type} is beyond the profile's {}",
-                    profile.sample_type.len()
+                    profile.header.sample_type.len()
                 )));
             }
             if let Some(&i) = s
                 .samples
                 .iter()
-                .find(|&&i| i as usize >= profile.sample.len())
+                .find(|&&i| i as usize >= profile.samples.len())
             {
                 return Err(bad(format!(
                     "series sample {i} is beyond the profile's {}",
-                    profile.sample.len()
+                    profile.samples.len()
                 )));
             }
             Ok(SeriesSpec {

@@ -84,7 +84,7 @@ async fn querier() -> Querier {
         }
         let time = 1_000_000_000 * (10 + p as i64);
         head.append(
-            &b.build(),
+            &b.build().into(),
             std::slice::from_ref(&series),
             time,
             1 + p as u128,

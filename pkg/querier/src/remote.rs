@@ -310,7 +310,7 @@ impl RemoteIngesters {
                 sample_type: 0,
                 samples: None,
             };
-            block.append(&profile, &[series], plan.start, 0);
+            block.append(&profile.into(), &[series], plan.start, 0);
             out.merged.push(block);
         }
         Ok(out)

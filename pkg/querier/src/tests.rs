@@ -89,15 +89,15 @@ fn three_profiles() -> MemBlock {
         .sample(&["main", "gc"], &[40])
         .sample(&["main", "idle", "handle", "parse"], &[80])
         .build();
-    head.append(&first, &[series()], 10 * SECOND, 0x100);
+    head.append(&first.into(), &[series()], 10 * SECOND, 0x100);
     let second = PprofBuilder::new(&[("cpu", "nanoseconds")])
         .sample(&["main", "handle", "parse"], &[7])
         .build();
-    head.append(&second, &[series()], 20 * SECOND, 0x200);
+    head.append(&second.into(), &[series()], 20 * SECOND, 0x200);
     let third = PprofBuilder::new(&[("cpu", "nanoseconds")])
         .sample(&["main", "gc"], &[3])
         .build();
-    head.append(&third, &[series()], 21 * SECOND, 0x300);
+    head.append(&third.into(), &[series()], 21 * SECOND, 0x300);
     head
 }
 
@@ -501,12 +501,12 @@ async fn a_repeated_query_is_served_by_the_block_cache() {
         let p = PprofBuilder::new(&[("cpu", "nanoseconds")])
             .sample(&["main", "handle", "parse"], &[7 + i])
             .build();
-        head.append(&p, &[series()], (10 + i) * SECOND, 0x100 + i as u128);
+        head.append(&p.into(), &[series()], (10 + i) * SECOND, 0x100 + i as u128);
         let q = PprofBuilder::new(&[("cpu", "nanoseconds")])
             .sample(&["main", "other_work"], &[1])
             .build();
         head.append(
-            &q,
+            &q.into(),
             std::slice::from_ref(&other),
             (10 + i) * SECOND,
             0x1000 + i as u128,
@@ -644,7 +644,12 @@ async fn a_cold_query_opens_only_the_blocks_it_reads() {
             .sample(&["main"], &[h + 1])
             .build();
         let mut head = MemBlock::default();
-        head.append(&profile, &[series()], h * hour + SECOND, h as u128 + 1);
+        head.append(
+            &profile.into(),
+            &[series()],
+            h * hour + SECOND,
+            h as u128 + 1,
+        );
         let encoded = encode_block(&head.to_block_data("test".into())).unwrap();
         upload_block(&store, "t", &encoded).await.unwrap();
         metas.push(encoded.meta.clone());

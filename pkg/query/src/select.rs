@@ -206,7 +206,7 @@ mod tests {
             (&["main", "c", "a", "b"], 4),
             (&["main"], 8),
         ];
-        let ids = b.add_profile(&profile(stacks));
+        let ids = b.add_profile(&profile(stacks).into());
         let mask = call_site_mask(b.symbols(), &["main".into(), "a".into()]);
         let kept: Vec<bool> = ids.iter().map(|&id| mask[id as usize]).collect();
         assert_eq!(kept, [true, true, false, false]);

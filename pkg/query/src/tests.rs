@@ -41,11 +41,11 @@ fn head() -> MemBlock {
         .sample(&["main", "gc"], &[40])
         .sample(&["main", "idle", "handle", "parse"], &[80])
         .build();
-    head.append(&first, &[series()], 1_000, 100);
+    head.append(&first.into(), &[series()], 1_000, 100);
     let second = PprofBuilder::new(&[("cpu", "nanoseconds")])
         .sample_with_labels(&["main", "handle", "parse"], &[5], &[("span_id", SPAN_A)])
         .build();
-    head.append(&second, &[series()], 2_000, 200);
+    head.append(&second.into(), &[series()], 2_000, 200);
     head
 }
 
@@ -237,7 +237,7 @@ fn spans_ride_along_in_the_head_without_changing_normal_totals() {
     let p = PprofBuilder::new(&[("cpu", "nanoseconds")])
         .sample_with_labels(&["main"], &[1], &[("span_id", "not-a-span")])
         .build();
-    head.append(&p, &[series()], 1, 1);
+    head.append(&p.into(), &[series()], 1, 1);
     assert!(head.profile(0).unwrap().span_ids.is_empty());
 }
 

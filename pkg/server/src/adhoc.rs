@@ -87,7 +87,7 @@ fn parse(raw: &[u8]) -> Result<Profile, Status> {
     let bytes = ember_model::pprof::gunzip_bounded(raw, MAX_PROFILE_BYTES)
         .map_err(|e| ember_proto::error::status(&e))?;
     let pprof_error = match ember_model::pprof::decode(&bytes, &decode_limits()) {
-        Ok(p) => return Ok(p),
+        Ok(p) => return Ok(p.into_profile()),
         Err(e) => e,
     };
     let looks_like_text = std::str::from_utf8(&bytes).is_ok_and(|t| {

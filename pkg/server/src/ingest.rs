@@ -276,7 +276,8 @@ fn ingest_blocking(
                     max_samples: limits.max_samples,
                     max_stack_depth: limits.max_stack_depth,
                 },
-            )?;
+            )?
+            .into_profile();
             sample_type_config::apply(&mut profile, &config);
             cumulative = config.values().any(|c| c.cumulative == Some(true));
             vec![(None, profile)]

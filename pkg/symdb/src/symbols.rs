@@ -1,6 +1,6 @@
 //! Symbol tables of one partition and the ingestion of pprof symbols into them.
 
-use ember_proto::google::v1 as pprof;
+use ember_model::pprof::FlatProfile;
 use rustc_hash::FxHashMap;
 
 use hashbrown::HashTable;
@@ -285,7 +285,8 @@ impl SymbolsBuilder {
 
     /// Adds the symbols of a validated pprof profile and returns the
     /// stack-trace ID of each of its samples, in sample order.
-    pub fn add_profile(&mut self, profile: &pprof::Profile) -> Vec<u32> {
+    pub fn add_profile(&mut self, flat: &FlatProfile) -> Vec<u32> {
+        let (profile, samples) = (&flat.header, &flat.samples);
         let mut strings = vec![u32::MAX; profile.string_table.len()];
         let mut string = |b: &mut Self, idx: i64| -> u32 {
             let slot = &mut strings[idx as usize];
@@ -356,19 +357,18 @@ impl SymbolsBuilder {
         // Every sample's stack is hashed first, then looked up with the
         // slots of the next ones prefetched: the lookups wait for memory
         // together instead of one after the other.
-        let path = |sample: &pprof::Sample, bytes: &mut Vec<u8>| {
+        let path = |stack: &[u64], bytes: &mut Vec<u8>| {
             bytes.clear();
             // Validation guarantees every id resolves.
-            for id in sample.location_id.iter().rev() {
+            for id in stack.iter().rev() {
                 bytes.extend_from_slice(&locations.get(*id).unwrap_or(0).to_le_bytes());
             }
         };
         let mut bytes = std::mem::take(&mut self.scratch_bytes);
-        let hashes: Vec<[u32; 4]> = profile
-            .sample
+        let hashes: Vec<[u32; 4]> = samples
             .iter()
             .map(|sample| {
-                path(sample, &mut bytes);
+                path(sample.stack, &mut bytes);
                 whole_stacks::split(xxhash_rust::xxh3::xxh3_128(&bytes))
             })
             .collect();
@@ -380,7 +380,7 @@ impl SymbolsBuilder {
             let node = match self.whole_stacks.get(hash) {
                 Some(node) => node,
                 None => {
-                    path(&profile.sample[i], &mut bytes);
+                    path(samples.stack(i), &mut bytes);
                     self.insert_stack(*hash, &bytes)
                 }
             };
@@ -519,8 +519,8 @@ mod tests {
     #[test]
     fn locations_without_lines_get_address_names() {
         let mut p = profile(&[(&["a"], 1)]);
-        p.location[0].line.clear();
-        p.location[0].address = 0xbeef;
+        p.header.location[0].line.clear();
+        p.header.location[0].address = 0xbeef;
         let mut b = SymbolsBuilder::new();
         let ids = b.add_profile(&p);
         let s = b.symbols();

@@ -24,24 +24,28 @@ fn heap(stacks: &[(&[&str], [i64; 3])], id_offset: u64) -> Profile {
 }
 
 /// Returns (profile type's sample type, sum) of what would be stored.
-fn stored(profile: &Profile, series: &[SeriesSpec]) -> Vec<(String, i64)> {
+fn stored(profile: &FlatProfile, series: &[SeriesSpec]) -> Vec<(String, i64)> {
     series
         .iter()
         .map(|s| {
             let sum = match &s.samples {
                 Some(idx) => idx
                     .iter()
-                    .map(|&i| profile.sample[i as usize].value[s.sample_type])
+                    .map(|&i| profile.samples.values(i as usize)[s.sample_type])
                     .sum(),
-                None => profile.sample.iter().map(|x| x.value[s.sample_type]).sum(),
+                None => profile
+                    .samples
+                    .iter()
+                    .map(|x| x.values[s.sample_type])
+                    .sum(),
             };
             (s.profile_type.sample_type.clone(), sum)
         })
         .collect()
 }
 
-fn push(t: &DeltaTracker, p: Profile, at_secs: u64) -> (Profile, Vec<(String, i64)>) {
-    let mut p = p;
+fn push(t: &DeltaTracker, p: Profile, at_secs: u64) -> (FlatProfile, Vec<(String, i64)>) {
+    let mut p = FlatProfile::from(p);
     let mut series = series_for(&p, &Labels::default());
     t.apply("t", &mut p, &mut series, Duration::from_secs(at_secs));
     let s = stored(&p, &series);
@@ -93,7 +97,8 @@ fn duplicate_stacks_are_summed_and_a_decrease_is_a_reset() {
     );
     assert_eq!(s[0], ("alloc_objects".to_string(), 2));
     assert_eq!(
-        p.sample[1].value[0], 0,
+        p.samples.values(1)[0],
+        0,
         "the delta goes to the first sample"
     );
     // The process restarted: values went down, so this is a new baseline.
@@ -106,7 +111,7 @@ fn duplicate_stacks_are_summed_and_a_decrease_is_a_reset() {
 #[test]
 fn state_is_bounded_by_series_count_and_idle_time() {
     let apply = |t: &DeltaTracker, service: &str, at: u64| {
-        let mut p = heap(&[(&["a"], [1, 1, 0])], 0);
+        let mut p = FlatProfile::from(heap(&[(&["a"], [1, 1, 0])], 0));
         let labels = ember_model::ingest::labels_of(&[("service_name", service)]);
         let mut series = series_for(&p, &labels);
         t.apply("t", &mut p, &mut series, Duration::from_secs(at));
@@ -165,6 +170,6 @@ fn series_split_by_labels_are_deltas_of_their_own_samples() {
         .map(|(_, v)| *v)
         .collect();
     assert_eq!(objects, [2, 5], "{s:?}");
-    assert_eq!(p.sample[0].value[0], 2);
-    assert_eq!(p.sample[1].value[0], 5);
+    assert_eq!(p.samples.values(0)[0], 2);
+    assert_eq!(p.samples.values(1)[0], 5);
 }

@@ -1,12 +1,12 @@
 //! A decoder for the pprof `Profile` message written for its shape, beside
 //! prost's generic one.
 //!
-//! prost decodes each field through generic merge functions and grows every
-//! repeated field one push at a time: a sample's packed `location_id` of 64
-//! frames reallocates five times, a profile's 40,000 samples fifteen. This
-//! decoder sizes every vector before filling it (packed varints are counted
-//! by their terminating bytes, top-level repeated fields by a first pass over
-//! the message's keys) and reads fields straight from the slice.
+//! prost decodes each field through generic merge functions, grows every
+//! repeated field one push at a time and gives each sample vectors of its
+//! own. This decoder reads fields straight from the slice into a
+//! [`FlatProfile`]: the samples' frames, values and labels are appended to
+//! one vector each, and the other repeated fields are sized before they are
+//! filled (by a first pass over the message's keys).
 //!
 //! It accepts a subset of what prost accepts and decodes it to the same value:
 //! anything unusual (a group, a known field with another wire type, a bad
@@ -14,9 +14,9 @@
 //! the payload with prost again, so errors, and rarely used encodings, keep
 //! prost's behaviour and messages exactly.
 
-use ember_proto::google::v1::{
-    Function, Label, Line, Location, Mapping, Profile, Sample, ValueType,
-};
+use ember_proto::google::v1::{Function, Label, Line, Location, Mapping, Profile, ValueType};
+
+use super::flat::{FlatProfile, Samples};
 
 /// One field's payload, by wire type.
 enum Field<'a> {
@@ -115,27 +115,33 @@ impl<'a> Reader<'a> {
 }
 
 /// Decodes `raw` as a `Profile`; `None` when prost must decide (see the module doc).
-pub(super) fn decode(raw: &[u8]) -> Option<Profile> {
+pub(super) fn decode(raw: &[u8]) -> Option<FlatProfile> {
     let mut counts = [0usize; 7];
-    Reader::new(raw).each(|tag, _| {
+    let mut sample_bytes = 0;
+    Reader::new(raw).each(|tag, field| {
         if let Some(count) = counts.get_mut(tag as usize) {
             *count += 1;
+        }
+        if let (2, Field::Len(b)) = (tag, field) {
+            sample_bytes += b.len();
         }
         Some(())
     })?;
     let mut p = Profile {
         sample_type: Vec::with_capacity(counts[1]),
-        sample: Vec::with_capacity(counts[2]),
         mapping: Vec::with_capacity(counts[3]),
         location: Vec::with_capacity(counts[4]),
         function: Vec::with_capacity(counts[5]),
         string_table: Vec::with_capacity(counts[6]),
         ..Default::default()
     };
+    // A frame takes one to three bytes in the profiles seen; the vector
+    // grows when a profile's take fewer.
+    let mut samples = Samples::with_capacity(counts[2], sample_bytes / 2, counts[2] * counts[1]);
     Reader::new(raw).each(|tag, field| {
         match (tag, field) {
             (1, Field::Len(b)) => p.sample_type.push(value_type(b, ValueType::default())?),
-            (2, Field::Len(b)) => p.sample.push(sample(b)?),
+            (2, Field::Len(b)) => sample(b, &mut samples)?,
             (3, Field::Len(b)) => p.mapping.push(mapping(b)?),
             (4, Field::Len(b)) => p.location.push(location(b)?),
             (5, Field::Len(b)) => p.function.push(function(b)?),
@@ -156,7 +162,7 @@ pub(super) fn decode(raw: &[u8]) -> Option<Profile> {
         }
         Some(())
     })?;
-    Some(p)
+    Some(FlatProfile { header: p, samples })
 }
 
 /// Appends a repeated scalar, packed (one length-delimited run) or not.
@@ -165,8 +171,12 @@ fn repeated<T>(out: &mut Vec<T>, field: Field<'_>, f: impl Fn(u64) -> T) -> Opti
     match field {
         Field::Varint(v) => out.push(f(v)),
         Field::Len(b) => {
-            // Every varint ends with the one byte below 0x80.
-            out.reserve(b.iter().filter(|&&x| x < 0x80).count());
+            // Every varint ends with the one byte below 0x80; there are
+            // at most as many as bytes, so a vector with room for that
+            // many needs no count.
+            if out.capacity() - out.len() < b.len() {
+                out.reserve(b.iter().filter(|&&x| x < 0x80).count());
+            }
             let mut r = Reader::new(b);
             while !r.buf.is_empty() {
                 out.push(f(r.varint()?));
@@ -200,19 +210,20 @@ fn value_type(buf: &[u8], mut vt: ValueType) -> Option<ValueType> {
     Some(vt)
 }
 
-fn sample(buf: &[u8]) -> Option<Sample> {
-    let mut s = Sample::default();
+/// Appends one sample's frames, values and labels to `out`.
+fn sample(buf: &[u8], out: &mut Samples) -> Option<()> {
     Reader::new(buf).each(|tag, field| {
         match (tag, field) {
-            (1, field) => repeated(&mut s.location_id, field, |v| v)?,
-            (2, field) => repeated(&mut s.value, field, |v| v as i64)?,
-            (3, Field::Len(b)) => s.label.push(label(b)?),
+            (1, field) => repeated(&mut out.location_ids, field, |v| v)?,
+            (2, field) => repeated(&mut out.values, field, |v| v as i64)?,
+            (3, Field::Len(b)) => out.labels.push(label(b)?),
             (3, _) => return None,
             _ => {}
         }
         Some(())
     })?;
-    Some(s)
+    out.end_sample();
+    Some(())
 }
 
 fn label(buf: &[u8]) -> Option<Label> {
@@ -318,7 +329,7 @@ mod tests {
     /// decodes the same value; when prost refuses, so does it.
     fn agrees_with_prost(bytes: &[u8]) -> std::result::Result<(), String> {
         match (decode(bytes), Profile::decode(bytes)) {
-            (Some(fast), Ok(reference)) if fast == reference => Ok(()),
+            (Some(fast), Ok(reference)) if fast == FlatProfile::from(reference.clone()) => Ok(()),
             (Some(_), Ok(_)) => Err("decodes to another profile than prost".into()),
             (Some(_), Err(e)) => Err(format!("decodes what prost refuses: {e}")),
             (None, _) => Ok(()),
@@ -365,7 +376,10 @@ mod tests {
             checked += 1;
             match (decode(&bytes), Profile::decode(bytes.as_slice())) {
                 (Some(p), Ok(reference)) => {
-                    assert!(p == reference, "{name}: decodes to another profile");
+                    assert!(
+                        p == FlatProfile::from(reference),
+                        "{name}: decodes to another profile"
+                    );
                     fast += 1;
                 }
                 (None, Ok(_)) => panic!("{name}: prost decodes it, the fast decoder gave up"),
@@ -382,8 +396,8 @@ mod tests {
     #[test]
     fn decodes_every_field_of_a_built_profile() {
         let p = sample_profile();
-        assert_eq!(decode(&p.encode_to_vec()), Some(p));
-        assert_eq!(decode(&[]), Some(Profile::default()));
+        assert_eq!(decode(&p.encode_to_vec()), Some(FlatProfile::from(p)));
+        assert_eq!(decode(&[]), Some(FlatProfile::default()));
     }
 
     #[test]
@@ -395,10 +409,13 @@ mod tests {
         // An unknown varint field 20 and an unknown fixed32 field 21 are skipped.
         raw.extend([0xa0, 0x01, 7, 0xad, 0x01, 1, 2, 3, 4]);
         let p = decode(&raw).expect("decoded");
-        assert_eq!(p.sample[0].location_id, vec![1, 2, 300]);
-        assert_eq!(p.sample[0].value, vec![5]);
-        assert_eq!(p.period_type, Some(ValueType { r#type: 1, unit: 2 }));
-        assert_eq!(Profile::decode(raw.as_slice()).unwrap(), p);
+        assert_eq!(p.samples.stack(0), [1, 2, 300]);
+        assert_eq!(p.samples.values(0), [5]);
+        assert_eq!(p.header.period_type, Some(ValueType { r#type: 1, unit: 2 }));
+        assert_eq!(
+            FlatProfile::from(Profile::decode(raw.as_slice()).unwrap()),
+            p
+        );
     }
 
     #[test]
@@ -425,7 +442,7 @@ mod tests {
         let max = [
             0x48, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
         ];
-        assert_eq!(decode(&max).unwrap().time_nanos, -1);
+        assert_eq!(decode(&max).unwrap().header.time_nanos, -1);
         agrees_with_prost(&max).unwrap();
     }
 
