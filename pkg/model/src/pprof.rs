@@ -214,7 +214,17 @@ pub fn validate(flat: &mut FlatProfile, limits: &DecodeLimits) -> Result<()> {
             }
         }
     }
-    let location_ids: IdSet = profile.location.iter().map(|l| l.id).collect();
+    // Profilers number locations 1..=n: then one pass over all the frames,
+    // without a branch a frame, shows that every one resolves, and only a
+    // damaged profile is searched frame by frame for the one that does not.
+    let locations = profile.location.len() as u64;
+    let all_resolve = profile.location.iter().zip(1..).all(|(l, id)| l.id == id)
+        && !samples
+            .location_ids
+            .iter()
+            .fold(false, |bad, &id| bad | (id.wrapping_sub(1) >= locations));
+    let location_ids: Option<IdSet> =
+        (!all_resolve).then(|| profile.location.iter().map(|l| l.id).collect());
     let types = profile.sample_type.len();
     for (i, sample) in samples.iter().enumerate() {
         if sample.values.len() != types {
@@ -230,7 +240,9 @@ pub fn validate(flat: &mut FlatProfile, limits: &DecodeLimits) -> Result<()> {
                 limits.max_stack_depth
             )));
         }
-        if let Some(missing) = sample.stack.iter().find(|id| !location_ids.contains(**id)) {
+        if let Some(ids) = &location_ids
+            && let Some(missing) = sample.stack.iter().find(|id| !ids.contains(**id))
+        {
             return Err(Error::Unprocessable(format!(
                 "invalid pprof: sample {i} refers to missing location {missing}"
             )));
@@ -406,6 +418,28 @@ mod tests {
         p.function[0].name = 99;
         let err = decode(&p.encode_to_vec(), &limits).unwrap_err();
         assert!(err.to_string().contains("string 99"), "{err}");
+    }
+
+    #[test]
+    fn checks_frames_of_locations_numbered_otherwise_than_one_to_n() {
+        let p = PprofBuilder::new(&[("cpu", "nanoseconds")])
+            .id_offset(100)
+            .sample(&["main", "work"], &[5])
+            .build();
+        assert!(p.location.iter().all(|l| l.id > 100));
+        let limits = DecodeLimits::default();
+        assert_eq!(
+            decode(&p.encode_to_vec(), &limits).unwrap(),
+            p.clone().into()
+        );
+        let mut damaged = p;
+        damaged.sample[0].location_id[1] = 1;
+        let err = decode(&damaged.encode_to_vec(), &limits).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("sample 0 refers to missing location 1"),
+            "{err}"
+        );
     }
 
     #[test]
