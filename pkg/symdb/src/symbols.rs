@@ -132,8 +132,8 @@ pub struct SymbolsBuilder {
     /// first): a repeated stack costs one probe instead of one per frame.
     /// Not persisted; it refills as profiles arrive.
     whole_stacks: WholeStacks,
-    /// Reused buffer of one sample's locations, root first, as bytes.
-    scratch_bytes: Vec<u8>,
+    /// Reused buffer of one sample's locations, root first.
+    scratch_path: Vec<u32>,
     /// Heap bytes of the strings and of the locations' lines, which
     /// capacities of the tables do not show.
     string_bytes: usize,
@@ -181,7 +181,7 @@ impl SymbolsBuilder {
             locations: Index::build(&symbols.locations),
             stacks,
             whole_stacks: WholeStacks::default(),
-            scratch_bytes: Vec::new(),
+            scratch_path: Vec::new(),
             string_bytes,
             line_bytes,
             symbols,
@@ -223,7 +223,7 @@ impl SymbolsBuilder {
                     + self.functions.heap_bytes()
                     + self.locations.heap_bytes()
                     + table_bytes(self.stacks.capacity(), size_of::<u32>())
-                    + self.scratch_bytes.capacity(),
+                    + self.scratch_path.capacity() * size_of::<u32>(),
             ),
             ("whole-stack cache", self.whole_stacks.heap_bytes()),
         ]
@@ -357,19 +357,17 @@ impl SymbolsBuilder {
         // Every sample's stack is hashed first, then looked up with the
         // slots of the next ones prefetched: the lookups wait for memory
         // together instead of one after the other.
-        let path = |stack: &[u64], bytes: &mut Vec<u8>| {
-            bytes.clear();
+        let path = |stack: &[u64], path: &mut Vec<u32>| {
+            path.clear();
             // Validation guarantees every id resolves.
-            for id in stack.iter().rev() {
-                bytes.extend_from_slice(&locations.get(*id).unwrap_or(0).to_le_bytes());
-            }
+            path.extend(stack.iter().rev().map(|&id| locations.get(id).unwrap_or(0)));
         };
-        let mut bytes = std::mem::take(&mut self.scratch_bytes);
+        let mut scratch = std::mem::take(&mut self.scratch_path);
         let hashes: Vec<[u32; 4]> = samples
             .iter()
             .map(|sample| {
-                path(sample.stack, &mut bytes);
-                whole_stacks::split(xxhash_rust::xxh3::xxh3_128(&bytes))
+                path(sample.stack, &mut scratch);
+                path_hash(&scratch)
             })
             .collect();
         let mut ids = Vec::with_capacity(hashes.len());
@@ -380,48 +378,41 @@ impl SymbolsBuilder {
             let node = match self.whole_stacks.get(hash) {
                 Some(node) => node,
                 None => {
-                    path(samples.stack(i), &mut bytes);
-                    self.insert_stack(*hash, &bytes)
+                    path(samples.stack(i), &mut scratch);
+                    self.insert_stack(*hash, &scratch)
                 }
             };
             ids.push(node);
         }
-        self.scratch_bytes = bytes;
+        self.scratch_path = scratch;
         ids
     }
 
     /// Returns the node of the stack `path` (locations, root first), creating
     /// the nodes it lacks.
     pub fn stack(&mut self, path: &[u32]) -> u32 {
-        let mut bytes = std::mem::take(&mut self.scratch_bytes);
-        bytes.clear();
-        bytes.extend(path.iter().flat_map(|l| l.to_le_bytes()));
-        let node = self.stack_of_bytes(&bytes);
-        self.scratch_bytes = bytes;
-        node
-    }
-
-    /// [`Self::stack`] of a path given as its locations' little-endian bytes:
-    /// the whole-stack cache hashes those, and only a miss reads them as
-    /// locations.
-    fn stack_of_bytes(&mut self, bytes: &[u8]) -> u32 {
-        let hash = whole_stacks::split(xxhash_rust::xxh3::xxh3_128(bytes));
+        let hash = path_hash(path);
         match self.whole_stacks.get(&hash) {
             Some(node) => node,
-            None => self.insert_stack(hash, bytes),
+            None => self.insert_stack(hash, path),
         }
     }
 
-    /// Walks the tree along `bytes`, a path not in the whole-stack cache,
+    /// Walks the tree along `path`, a stack not in the whole-stack cache,
     /// creating the nodes it lacks, and caches its node under `hash`.
-    fn insert_stack(&mut self, hash: [u32; 4], bytes: &[u8]) -> u32 {
-        let node = bytes.chunks_exact(4).fold(ROOT_NODE, |node, location| {
-            let location = u32::from_le_bytes(location.try_into().expect("4 bytes"));
+    fn insert_stack(&mut self, hash: [u32; 4], path: &[u32]) -> u32 {
+        let node = path.iter().fold(ROOT_NODE, |node, &location| {
             self.stack_child(node, location)
         });
         self.whole_stacks.insert(hash, node);
         node
     }
+}
+
+/// The whole-stack cache's key of a path: the 128-bit hash of its locations'
+/// bytes, read in place.
+fn path_hash(path: &[u32]) -> [u32; 4] {
+    whole_stacks::split(xxhash_rust::xxh3::xxh3_128(bytemuck::cast_slice(path)))
 }
 
 /// Maps pprof's u64 IDs to local u32 indices: a vector when IDs are dense
