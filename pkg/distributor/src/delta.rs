@@ -138,9 +138,8 @@ impl StackKeys {
             .iter()
             .map(|sample| {
                 words.clear();
-                for &id in sample.stack {
-                    words.push(locations.get(id).unwrap_or(id));
-                }
+                let hashed = |&id| locations.get(id).unwrap_or(id);
+                words.extend(sample.stack.iter().map(hashed));
                 words.hash()
             })
             .collect();
@@ -159,10 +158,10 @@ fn hash_parts(parts: &[&[u8]]) -> u64 {
     h.digest()
 }
 
-/// 64-bit words hashed at once: one pass of xxh3 over a buffer instead of
-/// a streaming update per word.
+/// 64-bit words hashed at once: one pass of xxh3 over their bytes, in
+/// place, instead of a streaming update per word.
 #[derive(Default)]
-struct Words(Vec<u8>);
+struct Words(Vec<u64>);
 
 impl Words {
     fn clear(&mut self) {
@@ -170,11 +169,15 @@ impl Words {
     }
 
     fn push(&mut self, word: u64) {
-        self.0.extend_from_slice(&word.to_le_bytes());
+        self.0.push(word);
+    }
+
+    fn extend(&mut self, words: impl Iterator<Item = u64>) {
+        self.0.extend(words);
     }
 
     fn hash(&self) -> u64 {
-        xxh3_64(&self.0)
+        xxh3_64(bytemuck::cast_slice(&self.0))
     }
 }
 
