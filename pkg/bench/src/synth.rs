@@ -8,7 +8,7 @@
 //! varies from one profile to the next, as with a real service. Values are
 //! the draws' counts (`samples`) and their CPU time (`cpu` nanoseconds).
 
-use ember_model::pprof::{FlatProfile, Samples};
+use ember_model::pprof::{FlatProfile, Locations, Samples, Strings};
 use ember_proto::google::v1::{Function, Line, Location, Profile, ValueType};
 
 /// Functions in a service's call graph.
@@ -59,9 +59,9 @@ impl Rng {
 #[derive(Debug)]
 pub(crate) struct Service {
     /// The string table, function and location tables every profile shares.
-    strings: Vec<String>,
+    strings: Strings,
     functions: Vec<Function>,
-    locations: Vec<Location>,
+    locations: Locations,
     /// Location IDs of each stack, leaf first (pprof's order).
     stacks: Vec<Vec<u64>>,
     /// Cumulative Zipf weights of the stacks, in [0, 1].
@@ -140,9 +140,9 @@ impl Service {
             })
             .collect();
         Self {
-            strings,
+            strings: strings.iter().collect(),
             functions,
-            locations,
+            locations: Locations::from(&locations[..]),
             stacks,
             cdf,
         }
@@ -172,16 +172,19 @@ impl Service {
                 ValueType { r#type: 1, unit: 2 },
                 ValueType { r#type: 3, unit: 4 },
             ],
-            location: self.locations.clone(),
             function: self.functions.clone(),
-            string_table: self.strings.clone(),
             time_nanos: time_nanos - PROFILE_NANOS,
             duration_nanos: PROFILE_NANOS,
             period_type: Some(ValueType { r#type: 3, unit: 4 }),
             period: PERIOD_NANOS,
             ..Default::default()
         };
-        FlatProfile { header, samples }
+        FlatProfile {
+            header,
+            samples,
+            strings: self.strings.clone(),
+            locations: self.locations.clone(),
+        }
     }
 }
 

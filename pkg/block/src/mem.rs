@@ -49,7 +49,7 @@ fn sample_spans(profile: &FlatProfile) -> Option<Vec<Option<u64>>> {
     if !profile.samples.has_labels() {
         return None;
     }
-    let strings = &profile.header.string_table;
+    let strings = &profile.strings;
     let key = strings.iter().position(|s| s == SPAN_ID_LABEL)? as i64;
     let mut any = false;
     let spans = profile

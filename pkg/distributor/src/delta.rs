@@ -28,8 +28,7 @@ use std::{
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use ember_model::ingest::SeriesSpec;
-use ember_model::pprof::FlatProfile;
-use ember_proto::google::v1::{Location, Profile};
+use ember_model::pprof::{FlatProfile, LocationRef, Locations};
 
 /// Returns whether a series of this profile name and sample type is cumulative.
 pub fn is_cumulative(name: &str, sample_type: &str) -> bool {
@@ -105,8 +104,7 @@ struct StackKeys {
 impl StackKeys {
     fn new(flat: &FlatProfile) -> Self {
         let profile = &flat.header;
-        let strings = &profile.string_table;
-        let s = |i: i64| strings.get(i as usize).map_or(&[][..], |s| s.as_bytes());
+        let s = |i: i64| flat.strings.at(i).as_bytes();
         let functions: FxHashMap<u64, u64> = profile
             .function
             .iter()
@@ -118,13 +116,13 @@ impl StackKeys {
             .map(|m| (m.id, hash_parts(&[s(m.filename)])))
             .collect();
         let mut words = Words::default();
-        let locations = LocationHashes::new(profile, |loc| {
+        let locations = LocationHashes::new(&flat.locations, |loc| {
             words.clear();
-            if loc.line.is_empty() {
+            if loc.lines.is_empty() {
                 words.push(mappings.get(&loc.mapping_id).copied().unwrap_or(0));
                 words.push(loc.address);
             } else {
-                for line in &loc.line {
+                for line in loc.lines {
                     words.push(functions.get(&line.function_id).copied().unwrap_or(0));
                     words.push(line.line as u64);
                 }
@@ -189,9 +187,8 @@ enum LocationHashes {
 }
 
 impl LocationHashes {
-    fn new(profile: &Profile, mut hash: impl FnMut(&Location) -> u64) -> Self {
-        let locations = &profile.location;
-        if locations.iter().zip(1..).all(|(l, i)| l.id == i) {
+    fn new(locations: &Locations, mut hash: impl FnMut(LocationRef<'_>) -> u64) -> Self {
+        if locations.ids().iter().zip(1..).all(|(&id, i)| id == i) {
             Self::Dense(locations.iter().map(hash).collect())
         } else {
             Self::Sparse(locations.iter().map(|l| (l.id, hash(l))).collect())

@@ -141,8 +141,7 @@ pub fn profile_name(sample_type: &str, period_type: &str) -> String {
 /// profile when the client knows better than the sample types (e.g. `block`).
 pub fn series_for(flat: &FlatProfile, client: &Labels) -> Vec<SeriesSpec> {
     let (profile, samples) = (&flat.header, &flat.samples);
-    let strings = &profile.string_table;
-    let str_at = |i: i64| strings.get(i as usize).map(String::as_str).unwrap_or("");
+    let str_at = |i: i64| flat.strings.at(i);
     let name_hint = client.get(METRIC_NAME).filter(|n| !n.is_empty());
     let mut base = Labels::new(
         client

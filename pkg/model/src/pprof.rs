@@ -16,10 +16,12 @@ use std::io::Read;
 mod decoder;
 mod flat;
 mod inflate;
+mod tables;
 
 use ember_proto::google::v1::Profile;
 pub use flat::{FlatProfile, SampleRef, Samples};
 use prost::Message;
+pub use tables::{LocationRef, Locations, Strings};
 
 use crate::{Error, Result};
 
@@ -149,19 +151,21 @@ pub fn validate(flat: &mut FlatProfile, limits: &DecodeLimits) -> Result<()> {
     let FlatProfile {
         header: profile,
         samples,
+        strings: string_table,
+        locations,
     } = flat;
     number_by_position(&mut profile.function, |f| &mut f.id);
-    number_by_position(&mut profile.location, |l| &mut l.id);
+    number_by_position(&mut locations.ids, |id| id);
     number_by_position(&mut profile.mapping, |m| &mut m.id);
-    if profile.string_table.is_empty() {
-        profile.string_table.push(String::new());
+    if string_table.is_empty() {
+        string_table.push("");
     }
-    if !profile.string_table[0].is_empty() {
+    if string_table.get(0) != Some("") {
         return Err(Error::Unprocessable(
             "invalid pprof: string_table[0] must be the empty string".into(),
         ));
     }
-    let strings = profile.string_table.len() as i64;
+    let strings = string_table.len() as i64;
     let check_str = |idx: i64, what: &str| -> Result<()> {
         if idx < 0 || idx >= strings {
             return Err(Error::Unprocessable(format!(
@@ -198,14 +202,14 @@ pub fn validate(flat: &mut FlatProfile, limits: &DecodeLimits) -> Result<()> {
 
     let function_ids: IdSet = profile.function.iter().map(|f| f.id).collect();
     let mapping_ids: IdSet = profile.mapping.iter().map(|m| m.id).collect();
-    for loc in &profile.location {
+    for loc in locations.iter() {
         if loc.mapping_id != 0 && !mapping_ids.contains(loc.mapping_id) {
             return Err(Error::Unprocessable(format!(
                 "invalid pprof: location {} refers to missing mapping {}",
                 loc.id, loc.mapping_id
             )));
         }
-        for line in &loc.line {
+        for line in loc.lines {
             if line.function_id != 0 && !function_ids.contains(line.function_id) {
                 return Err(Error::Unprocessable(format!(
                     "invalid pprof: location {} refers to missing function {}",
@@ -217,14 +221,14 @@ pub fn validate(flat: &mut FlatProfile, limits: &DecodeLimits) -> Result<()> {
     // Profilers number locations 1..=n: then one pass over all the frames,
     // without a branch a frame, shows that every one resolves, and only a
     // damaged profile is searched frame by frame for the one that does not.
-    let locations = profile.location.len() as u64;
-    let all_resolve = profile.location.iter().zip(1..).all(|(l, id)| l.id == id)
+    let n = locations.len() as u64;
+    let all_resolve = locations.ids().iter().zip(1..).all(|(&l, id)| l == id)
         && !samples
             .location_ids
             .iter()
-            .fold(false, |bad, &id| bad | (id.wrapping_sub(1) >= locations));
+            .fold(false, |bad, &id| bad | (id.wrapping_sub(1) >= n));
     let location_ids: Option<IdSet> =
-        (!all_resolve).then(|| profile.location.iter().map(|l| l.id).collect());
+        (!all_resolve).then(|| locations.ids().iter().copied().collect());
     let types = profile.sample_type.len();
     for (i, sample) in samples.iter().enumerate() {
         if sample.values.len() != types {

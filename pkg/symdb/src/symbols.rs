@@ -287,11 +287,11 @@ impl SymbolsBuilder {
     /// stack-trace ID of each of its samples, in sample order.
     pub fn add_profile(&mut self, flat: &FlatProfile) -> Vec<u32> {
         let (profile, samples) = (&flat.header, &flat.samples);
-        let mut strings = vec![u32::MAX; profile.string_table.len()];
+        let mut strings = vec![u32::MAX; flat.strings.len()];
         let mut string = |b: &mut Self, idx: i64| -> u32 {
             let slot = &mut strings[idx as usize];
             if *slot == u32::MAX {
-                *slot = b.intern_string(&profile.string_table[idx as usize]);
+                *slot = b.intern_string(flat.strings.at(idx));
             }
             *slot
         };
@@ -331,13 +331,13 @@ impl SymbolsBuilder {
                 ..Function::default()
             })
         };
-        let mut locations = IdMap::with_capacity(profile.location.len());
+        let mut locations = IdMap::with_capacity(flat.locations.len());
         let mut scratch = Location::default();
-        for loc in &profile.location {
+        for loc in flat.locations.iter() {
             scratch.mapping = mappings.get(loc.mapping_id).unwrap_or(0);
             scratch.address = loc.address;
             scratch.lines.clear();
-            for line in &loc.line {
+            for line in loc.lines {
                 let function = match functions.get(line.function_id) {
                     Some(f) => f,
                     None => unknown_function(self, loc.address),
@@ -509,11 +509,11 @@ mod tests {
 
     #[test]
     fn locations_without_lines_get_address_names() {
-        let mut p = profile(&[(&["a"], 1)]);
-        p.header.location[0].line.clear();
-        p.header.location[0].address = 0xbeef;
+        let mut p = profile(&[(&["a"], 1)]).into_profile();
+        p.location[0].line.clear();
+        p.location[0].address = 0xbeef;
         let mut b = SymbolsBuilder::new();
-        let ids = b.add_profile(&p);
+        let ids = b.add_profile(&p.into());
         let s = b.symbols();
         let loc = &s.locations[s.stacks.locations[ids[0] as usize] as usize];
         assert_eq!(s.function_name(loc.lines[0].function), "0xbeef");

@@ -1,4 +1,5 @@
 use ember_model::{Labels, ingest::series_for};
+use ember_proto::google::v1::Profile;
 use ember_testkit::pprof::PprofBuilder;
 
 use super::*;

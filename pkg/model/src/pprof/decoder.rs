@@ -14,9 +14,10 @@
 //! the payload with prost again, so errors, and rarely used encodings, keep
 //! prost's behaviour and messages exactly.
 
-use ember_proto::google::v1::{Function, Label, Line, Location, Mapping, Profile, ValueType};
+use ember_proto::google::v1::{Function, Label, Line, Mapping, Profile, ValueType};
 
 use super::flat::{FlatProfile, Samples};
+use super::tables::{Locations, Strings};
 
 /// One field's payload, by wire type.
 enum Field<'a> {
@@ -117,35 +118,35 @@ impl<'a> Reader<'a> {
 /// Decodes `raw` as a `Profile`; `None` when prost must decide (see the module doc).
 pub(super) fn decode(raw: &[u8]) -> Option<FlatProfile> {
     let mut counts = [0usize; 7];
-    let mut sample_bytes = 0;
+    let mut bytes = [0usize; 7];
     Reader::new(raw).each(|tag, field| {
         if let Some(count) = counts.get_mut(tag as usize) {
             *count += 1;
-        }
-        if let (2, Field::Len(b)) = (tag, field) {
-            sample_bytes += b.len();
+            if let Field::Len(b) = field {
+                bytes[tag as usize] += b.len();
+            }
         }
         Some(())
     })?;
     let mut p = Profile {
         sample_type: Vec::with_capacity(counts[1]),
         mapping: Vec::with_capacity(counts[3]),
-        location: Vec::with_capacity(counts[4]),
         function: Vec::with_capacity(counts[5]),
-        string_table: Vec::with_capacity(counts[6]),
         ..Default::default()
     };
     // A frame takes one to three bytes in the profiles seen; the vector
     // grows when a profile's take fewer.
-    let mut samples = Samples::with_capacity(counts[2], sample_bytes / 2, counts[2] * counts[1]);
+    let mut samples = Samples::with_capacity(counts[2], bytes[2] / 2, counts[2] * counts[1]);
+    let mut locations = Locations::with_capacity(counts[4]);
+    let mut strings = Strings::with_capacity(counts[6], bytes[6]);
     Reader::new(raw).each(|tag, field| {
         match (tag, field) {
             (1, Field::Len(b)) => p.sample_type.push(value_type(b, ValueType::default())?),
             (2, Field::Len(b)) => sample(b, &mut samples)?,
             (3, Field::Len(b)) => p.mapping.push(mapping(b)?),
-            (4, Field::Len(b)) => p.location.push(location(b)?),
+            (4, Field::Len(b)) => location(b, &mut locations)?,
             (5, Field::Len(b)) => p.function.push(function(b)?),
-            (6, Field::Len(b)) => p.string_table.push(std::str::from_utf8(b).ok()?.to_owned()),
+            (6, Field::Len(b)) => strings.push(std::str::from_utf8(b).ok()?),
             (7, Field::Varint(v)) => p.drop_frames = v as i64,
             (8, Field::Varint(v)) => p.keep_frames = v as i64,
             (9, Field::Varint(v)) => p.time_nanos = v as i64,
@@ -162,7 +163,12 @@ pub(super) fn decode(raw: &[u8]) -> Option<FlatProfile> {
         }
         Some(())
     })?;
-    Some(FlatProfile { header: p, samples })
+    Some(FlatProfile {
+        header: p,
+        samples,
+        strings,
+        locations,
+    })
 }
 
 /// Appends a repeated scalar, packed (one length-delimited run) or not.
@@ -185,16 +191,6 @@ fn repeated<T>(out: &mut Vec<T>, field: Field<'_>, f: impl Fn(u64) -> T) -> Opti
         _ => return None,
     }
     Some(())
-}
-
-/// Returns how many fields numbered `tag` the message `buf` holds.
-fn count(buf: &[u8], wanted: u32) -> Option<usize> {
-    let mut n = 0;
-    Reader::new(buf).each(|tag, _| {
-        n += usize::from(tag == wanted);
-        Some(())
-    })?;
-    Some(n)
 }
 
 fn value_type(buf: &[u8], mut vt: ValueType) -> Option<ValueType> {
@@ -264,24 +260,23 @@ fn mapping(buf: &[u8]) -> Option<Mapping> {
     Some(m)
 }
 
-fn location(buf: &[u8]) -> Option<Location> {
-    let mut l = Location {
-        line: Vec::with_capacity(count(buf, 4)?),
-        ..Default::default()
-    };
+/// Appends one location and its lines to `out`.
+fn location(buf: &[u8], out: &mut Locations) -> Option<()> {
+    let (mut id, mut mapping_id, mut address, mut is_folded) = (0, 0, 0, false);
     Reader::new(buf).each(|tag, field| {
         match (tag, field) {
-            (1, Field::Varint(v)) => l.id = v,
-            (2, Field::Varint(v)) => l.mapping_id = v,
-            (3, Field::Varint(v)) => l.address = v,
-            (4, Field::Len(b)) => l.line.push(line(b)?),
-            (5, Field::Varint(v)) => l.is_folded = v != 0,
+            (1, Field::Varint(v)) => id = v,
+            (2, Field::Varint(v)) => mapping_id = v,
+            (3, Field::Varint(v)) => address = v,
+            (4, Field::Len(b)) => out.lines.push(line(b)?),
+            (5, Field::Varint(v)) => is_folded = v != 0,
             (1..=5, _) => return None,
             _ => {}
         }
         Some(())
     })?;
-    Some(l)
+    out.end_location(id, mapping_id, address, is_folded);
+    Some(())
 }
 
 fn line(buf: &[u8]) -> Option<Line> {

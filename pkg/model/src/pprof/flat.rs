@@ -1,26 +1,33 @@
-//! A decoded profile whose samples are stored flat.
+//! A decoded profile whose samples, strings and locations are stored flat.
 //!
 //! prost's `Profile` gives each sample vectors of its own for its frames,
 //! values and labels: two or three allocations a sample (the shared mix
 //! averages 1,800 samples a profile, seven in ten of its allocations), freed
-//! one by one when the profile is dropped. [`Samples`] keeps all the samples'
-//! frames in one vector, their values in another and their labels in a
-//! third, with where each sample starts; the rest of the profile (strings,
-//! functions, locations, mappings) stays prost's.
+//! one by one when the profile is dropped, and likewise a string each and a
+//! vector of lines a location. [`Samples`] keeps all the samples' frames in
+//! one vector, their values in another and their labels in a third, with
+//! where each sample starts; [`Strings`] and [`Locations`] do the same for
+//! the string table and the locations. The rest (sample types, functions,
+//! mappings) stays prost's.
 
 use ember_proto::google::v1::{Label, Profile, Sample};
+
+use super::tables::{Locations, Strings};
 use prost::{
     Message,
     bytes::BufMut,
     encoding::{self, WireType},
 };
 
-/// A pprof profile with its samples in [`Samples`].
+/// A pprof profile with its samples, strings and locations flat.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FlatProfile {
-    /// Everything but the samples: `header.sample` is always empty.
+    /// Everything else: `header.sample`, `header.string_table` and
+    /// `header.location` are always empty.
     pub header: Profile,
     pub samples: Samples,
+    pub strings: Strings,
+    pub locations: Locations,
 }
 
 /// The samples of a profile, in three flat vectors.
@@ -198,10 +205,16 @@ impl From<&[Sample]> for Samples {
 impl From<Profile> for FlatProfile {
     fn from(mut profile: Profile) -> Self {
         let samples = Samples::from(&profile.sample[..]);
+        let strings = profile.string_table.iter().collect();
+        let locations = Locations::from(&profile.location[..]);
         profile.sample = Vec::new();
+        profile.string_table = Vec::new();
+        profile.location = Vec::new();
         Self {
             header: profile,
             samples,
+            strings,
+            locations,
         }
     }
 }
@@ -209,23 +222,24 @@ impl From<Profile> for FlatProfile {
 impl FlatProfile {
     /// Returns the profile as prost's message.
     pub fn to_profile(&self) -> Profile {
-        Profile {
-            sample: self.samples.to_samples(),
-            ..self.header.clone()
-        }
+        self.clone().into_profile()
     }
 
-    /// [`Self::to_profile`], without copying the header.
     pub fn into_profile(self) -> Profile {
         Profile {
             sample: self.samples.to_samples(),
+            string_table: self.strings.iter().map(str::to_owned).collect(),
+            location: self.locations.to_locations(),
             ..self.header
         }
     }
 
     /// The length of [`Self::encode_to_vec`], without encoding.
     pub fn encoded_len(&self) -> usize {
-        self.header.encoded_len() + self.samples.encoded_len()
+        self.header.encoded_len()
+            + self.samples.encoded_len()
+            + self.locations.encoded_len()
+            + self.strings.encoded_len()
     }
 
     /// Returns the protobuf encoding of the profile, the bytes prost writes
@@ -244,9 +258,9 @@ impl FlatProfile {
         encoding::message::encode_repeated(1, &h.sample_type, buf);
         self.samples.encode(buf);
         encoding::message::encode_repeated(3, &h.mapping, buf);
-        encoding::message::encode_repeated(4, &h.location, buf);
+        self.locations.encode(buf);
         encoding::message::encode_repeated(5, &h.function, buf);
-        encoding::string::encode_repeated(6, &h.string_table, buf);
+        self.strings.encode(buf);
         for (tag, value) in [
             (7, h.drop_frames),
             (8, h.keep_frames),
