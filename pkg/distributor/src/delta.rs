@@ -136,8 +136,7 @@ impl StackKeys {
             .iter()
             .map(|sample| {
                 words.clear();
-                let hashed = |&id| locations.get(id).unwrap_or(id);
-                words.extend(sample.stack.iter().map(hashed));
+                locations.extend(&mut words, sample.stack);
                 words.hash()
             })
             .collect();
@@ -179,8 +178,9 @@ impl Words {
     }
 }
 
-/// The content hash of every location, by pprof ID: indexed by position
-/// when the IDs are 1..=n, as profilers write them, else in a map.
+/// The content hash of every location, by pprof ID: indexed by ID when the
+/// IDs are 1..=n, as profilers write them (slot 0 holds 0, which no hash
+/// needs), else in a map.
 enum LocationHashes {
     Dense(Vec<u64>),
     Sparse(FxHashMap<u64, u64>),
@@ -189,19 +189,31 @@ enum LocationHashes {
 impl LocationHashes {
     fn new(locations: &Locations, mut hash: impl FnMut(LocationRef<'_>) -> u64) -> Self {
         if locations.ids().iter().zip(1..).all(|(&id, i)| id == i) {
-            Self::Dense(locations.iter().map(hash).collect())
+            Self::Dense(
+                std::iter::once(0)
+                    .chain(locations.iter().map(hash))
+                    .collect(),
+            )
         } else {
             Self::Sparse(locations.iter().map(|l| (l.id, hash(l))).collect())
         }
     }
 
-    fn get(&self, id: u64) -> Option<u64> {
+    /// Appends the hash of each location of `stack` to `words`, or the ID
+    /// itself where none has it (validation leaves none). The table is
+    /// chosen once a stack, so that the loop over frames is one load each.
+    fn extend(&self, words: &mut Words, stack: &[u64]) {
         match self {
-            Self::Dense(hashes) => id
-                .checked_sub(1)
-                .and_then(|i| hashes.get(usize::try_from(i).ok()?))
-                .copied(),
-            Self::Sparse(hashes) => hashes.get(&id).copied(),
+            Self::Dense(hashes) => words.extend(
+                stack
+                    .iter()
+                    .map(|&id| hashes.get(id as usize).copied().unwrap_or(id)),
+            ),
+            Self::Sparse(hashes) => words.extend(
+                stack
+                    .iter()
+                    .map(|&id| hashes.get(&id).copied().unwrap_or(id)),
+            ),
         }
     }
 }

@@ -357,10 +357,17 @@ impl SymbolsBuilder {
         // Every sample's stack is hashed first, then looked up with the
         // slots of the next ones prefetched: the lookups wait for memory
         // together instead of one after the other.
+        let dense = locations.dense_only();
         let path = |stack: &[u64], path: &mut Vec<u32>| {
             path.clear();
             // Validation guarantees every id resolves.
-            path.extend(stack.iter().rev().map(|&id| locations.get(id).unwrap_or(0)));
+            match dense {
+                Some(table) => path.extend(stack.iter().rev().map(|&id| {
+                    let local = table.get(id as usize).copied().unwrap_or(u32::MAX);
+                    if local == u32::MAX { 0 } else { local }
+                })),
+                None => path.extend(stack.iter().rev().map(|&id| locations.get(id).unwrap_or(0))),
+            }
         };
         let mut scratch = std::mem::take(&mut self.scratch_path);
         let hashes: Vec<[u32; 4]> = samples
@@ -443,6 +450,13 @@ impl IdMap {
         } else {
             self.sparse.insert(id, local);
         }
+    }
+
+    /// Returns the dense table (`u32::MAX` where no ID) when every ID was
+    /// dense: translating a frame through it is one load, without the
+    /// branches to the sparse map.
+    fn dense_only(&self) -> Option<&[u32]> {
+        self.sparse.is_empty().then_some(&self.dense[..])
     }
 
     fn get(&self, id: u64) -> Option<u32> {
