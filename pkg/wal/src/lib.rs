@@ -30,9 +30,10 @@
 //! one `write` and one `fsync`, and wakes the others (group commit). An append
 //! returns only after the fsync that covers its record.
 //!
-//! [`replay`] reads every segment in order. A record cut short (a torn tail
-//! after a crash) ends its segment, which is truncated to its last intact record;
-//! a record whose checksum does not match is skipped. Both are reported, never an
+//! [`replay`] reads every segment in order, checks each record's checksum, then
+//! decompresses the intact records of a segment on every core. A record cut
+//! short (a torn tail after a crash) ends its segment, which is truncated to its
+//! last intact record; a record whose checksum does not match is skipped. Both are reported, never an
 //! error, so a damaged log cannot stop the process from starting.
 
 use std::{
@@ -251,14 +252,47 @@ fn compress(payload: &[u8]) -> Vec<u8> {
 
 /// Returns the payload of stored bytes, or `None` when they do not decompress
 /// to the length they claim.
-fn decompress(stored: &[u8]) -> Option<Vec<u8>> {
+fn decompress(decompressor: &mut zstd::bulk::Decompressor<'_>, stored: &[u8]) -> Option<Vec<u8>> {
     let len = u32::from_le_bytes(stored.get(..4)?.try_into().ok()?) as usize;
     if len > MAX_RECORD_BYTES as usize {
         return None;
     }
-    zstd::bulk::decompress(&stored[4..], len)
+    decompressor
+        .decompress(&stored[4..], len)
         .ok()
         .filter(|p| p.len() == len)
+}
+
+/// Decompresses the stored bytes of `records` (offset, bytes), in order, on
+/// every core: a replay is otherwise bound by one thread inflating the whole
+/// log. Each thread takes a contiguous share and keeps one zstd context for
+/// it. Adds each record's bytes to `read` as it is done.
+fn decompress_all(records: &[(usize, &[u8])], read: &AtomicU64) -> Vec<Option<Vec<u8>>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = records.len().div_ceil(threads).max(1);
+    let inflate = |part: &[(usize, &[u8])]| -> Vec<Option<Vec<u8>>> {
+        let mut decompressor = zstd::bulk::Decompressor::new().expect("a zstd context");
+        part.iter()
+            .map(|(_, stored)| {
+                let payload = decompress(&mut decompressor, stored);
+                read.fetch_add(RECORD_HEADER_LEN + stored.len() as u64, Ordering::Relaxed);
+                payload
+            })
+            .collect()
+    };
+    if records.len() <= share {
+        return inflate(records);
+    }
+    std::thread::scope(|s| {
+        let parts: Vec<_> = records
+            .chunks(share)
+            .map(|part| s.spawn(move || inflate(part)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("decompressing a log record panicked"))
+            .collect()
+    })
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -338,6 +372,9 @@ pub fn replay_with(dir: &Path, progress: &ReplayProgress) -> Result<(Vec<Record>
         if version != FORMAT_VERSION && version != UNCOMPRESSED_VERSION {
             return Err(Error::Version { path, version });
         }
+        // Checksums first, in order; then the intact records' payloads,
+        // decompressed on every core.
+        let mut intact = Vec::new();
         let mut pos = HEADER_LEN as usize;
         let mut truncate_at = None;
         while pos < data.len() {
@@ -356,33 +393,38 @@ pub fn replay_with(dir: &Path, progress: &ReplayProgress) -> Result<(Vec<Record>
                 break;
             }
             let stored = &rest[RECORD_HEADER_LEN as usize..end];
-            if crc32fast::hash(stored) != crc {
-                skip(pos as u64, end as u64, Damage::BadChecksum);
-            } else if version == UNCOMPRESSED_VERSION {
-                records.push(Record {
-                    segment: seq,
-                    offset: pos as u64,
-                    payload: stored.to_vec(),
-                });
-                report.records += 1;
+            if crc32fast::hash(stored) == crc {
+                intact.push((pos, stored));
             } else {
-                match decompress(stored) {
-                    Some(payload) => {
-                        records.push(Record {
-                            segment: seq,
-                            offset: pos as u64,
-                            payload,
-                        });
-                        report.records += 1;
-                    }
-                    // Its checksum matched: written so by a broken writer, not torn.
-                    None => skip(pos as u64, end as u64, Damage::BadChecksum),
-                }
+                skip(pos as u64, end as u64, Damage::BadChecksum);
             }
             pos += end;
-            progress
-                .bytes_read
-                .store(before + pos as u64, Ordering::Relaxed);
+        }
+        let payloads = if version == UNCOMPRESSED_VERSION {
+            intact
+                .iter()
+                .map(|(_, stored)| Some(stored.to_vec()))
+                .collect()
+        } else {
+            decompress_all(&intact, &progress.bytes_read)
+        };
+        for ((pos, stored), payload) in intact.iter().zip(payloads) {
+            match payload {
+                Some(payload) => {
+                    records.push(Record {
+                        segment: seq,
+                        offset: *pos as u64,
+                        payload,
+                    });
+                    report.records += 1;
+                }
+                // Its checksum matched: written so by a broken writer, not torn.
+                None => skip(
+                    *pos as u64,
+                    RECORD_HEADER_LEN + stored.len() as u64,
+                    Damage::BadChecksum,
+                ),
+            }
         }
         before += data.len() as u64;
         progress.bytes_read.store(before, Ordering::Relaxed);

@@ -287,3 +287,45 @@ fn replay_progress_counts_every_byte_of_every_segment() {
     assert_eq!(progress.bytes_total(), on_disk);
     assert_eq!(progress.bytes_read(), on_disk);
 }
+
+#[test]
+fn a_record_that_does_not_decompress_is_skipped_in_order_with_the_rest_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut segment = header().to_vec();
+    let mut offsets = Vec::new();
+    let mut push = |stored: &[u8]| {
+        offsets.push(segment.len() as u64);
+        segment.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+        segment.extend_from_slice(&crc32fast::hash(stored).to_le_bytes());
+        segment.extend_from_slice(stored);
+    };
+    // Intact checksums throughout: the middle one claims 100 bytes of payload
+    // that its frame does not hold, as a broken writer would store it.
+    for i in 0..9 {
+        push(&compress(&record(i)));
+    }
+    let mut broken = 100u32.to_le_bytes().to_vec();
+    broken.extend_from_slice(b"not a zstd frame");
+    push(&broken);
+    for i in 9..20 {
+        push(&compress(&record(i)));
+    }
+    fs::write(segment_path(dir.path(), 1), &segment).unwrap();
+
+    let progress = ReplayProgress::default();
+    let (records, report) = replay_with(dir.path(), &progress).unwrap();
+    assert_eq!(payloads(&records), (0..20).map(record).collect::<Vec<_>>());
+    let kept: Vec<u64> = records.iter().map(|r| r.offset).collect();
+    let mut expected = offsets.clone();
+    expected.remove(9);
+    assert_eq!(kept, expected);
+    assert_eq!(report.records, 20);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].offset, offsets[9]);
+    assert_eq!(report.skipped[0].damage, Damage::BadChecksum);
+    assert_eq!(
+        report.skipped[0].bytes,
+        RECORD_HEADER_LEN + broken.len() as u64
+    );
+    assert_eq!(progress.bytes_read(), segment.len() as u64);
+}
