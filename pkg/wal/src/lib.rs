@@ -242,12 +242,46 @@ impl ReplayProgress {
 }
 
 /// Returns a record's stored bytes: the payload's length, then its zstd frame.
-fn compress(payload: &[u8]) -> Vec<u8> {
-    let mut stored = Vec::with_capacity(payload.len() / 3 + 16);
-    stored.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    let frame = zstd::bulk::compress(payload, ZSTD_LEVEL).expect("zstd compresses any input");
-    stored.extend_from_slice(&frame);
+/// The frame goes straight after the length, in room for zstd's bound.
+fn compress(compressor: &mut zstd::bulk::Compressor<'_>, payload: &[u8]) -> Vec<u8> {
+    let mut stored = vec![0u8; 4 + zstd::zstd_safe::compress_bound(payload.len())];
+    stored[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    let frame = compressor
+        .compress_to_buffer(payload, &mut stored[4..])
+        .expect("zstd compresses any input within its bound");
+    stored.truncate(4 + frame);
     stored
+}
+
+/// zstd compression contexts kept between appends: a context's match tables
+/// are allocated and set up when it is made, which a record need not pay.
+/// Appenders take one each, so the pool holds as many as appended at once,
+/// up to `MAX_IDLE`.
+#[derive(Default)]
+struct Compressors(Mutex<Vec<zstd::bulk::Compressor<'static>>>);
+
+impl Compressors {
+    /// Idle contexts kept; more are dropped when returned.
+    const MAX_IDLE: usize = 16;
+
+    fn compress(&self, payload: &[u8]) -> Vec<u8> {
+        let idle = self.0.lock().expect("poisoned").pop();
+        let mut compressor = idle.unwrap_or_else(|| {
+            zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("a zstd context at a valid level")
+        });
+        let stored = compress(&mut compressor, payload);
+        let mut pool = self.0.lock().expect("poisoned");
+        if pool.len() < Self::MAX_IDLE {
+            pool.push(compressor);
+        }
+        stored
+    }
+}
+
+impl std::fmt::Debug for Compressors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressors").finish_non_exhaustive()
+    }
 }
 
 /// Returns the payload of stored bytes, or `None` when they do not decompress
@@ -498,6 +532,7 @@ pub struct Wal {
     state: Mutex<State>,
     done: Condvar,
     metrics: WalMetrics,
+    compressors: Compressors,
 }
 
 impl Wal {
@@ -532,6 +567,7 @@ impl Wal {
             }),
             done: Condvar::new(),
             metrics: WalMetrics::detached(),
+            compressors: Compressors::default(),
         })
     }
 
@@ -582,7 +618,7 @@ impl Wal {
         if payload.len() > MAX_RECORD_BYTES as usize {
             return Err(Error::TooLarge(payload.len()));
         }
-        let stored = compress(payload);
+        let stored = self.compressors.compress(payload);
         let len = u32::try_from(stored.len())
             .ok()
             .filter(|&l| l <= MAX_RECORD_BYTES)
