@@ -33,8 +33,9 @@
 //! [`replay`] reads every segment in order, checks each record's checksum, then
 //! decompresses the intact records of a segment on every core. A record cut
 //! short (a torn tail after a crash) ends its segment, which is truncated to its
-//! last intact record; a record whose checksum does not match is skipped. Both are reported, never an
-//! error, so a damaged log cannot stop the process from starting.
+//! last intact record; a record whose checksum does not match is skipped. Both
+//! are reported, never an error, so a damaged log cannot stop the process from
+//! starting.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -386,6 +387,7 @@ pub fn replay_with(dir: &Path, progress: &ReplayProgress) -> Result<(Vec<Record>
             .and_then(|mut f| f.read_to_end(&mut data))
             .map_err(io_err(&path))?;
         report.segments += 1;
+        let first_skipped = report.skipped.len();
         let mut skip = |offset: u64, bytes: u64, damage: Damage| {
             warn!(segment = seq, offset, bytes, ?damage, path = %path.display(), "skipping damaged write-ahead log data");
             report.skipped.push(Skipped {
@@ -460,6 +462,8 @@ pub fn replay_with(dir: &Path, progress: &ReplayProgress) -> Result<(Vec<Record>
                 ),
             }
         }
+        // In the order of the segment, as the records are.
+        report.skipped[first_skipped..].sort_by_key(|s| s.offset);
         before += data.len() as u64;
         progress.bytes_read.store(before, Ordering::Relaxed);
         if let Some(at) = truncate_at {

@@ -298,36 +298,55 @@ fn a_record_that_does_not_decompress_is_skipped_in_order_with_the_rest_kept() {
     let dir = tempfile::tempdir().unwrap();
     let mut segment = header().to_vec();
     let mut offsets = Vec::new();
-    let mut push = |stored: &[u8]| {
+    let mut push = |stored: &[u8], crc: u32| {
         offsets.push(segment.len() as u64);
         segment.extend_from_slice(&(stored.len() as u32).to_le_bytes());
-        segment.extend_from_slice(&crc32fast::hash(stored).to_le_bytes());
+        segment.extend_from_slice(&crc.to_le_bytes());
         segment.extend_from_slice(stored);
     };
-    // Intact checksums throughout: the middle one claims 100 bytes of payload
-    // that its frame does not hold, as a broken writer would store it.
-    for i in 0..9 {
-        push(&stored(&record(i)));
-    }
-    let mut broken = 100u32.to_le_bytes().to_vec();
-    broken.extend_from_slice(b"not a zstd frame");
-    push(&broken);
-    for i in 9..20 {
-        push(&stored(&record(i)));
+    let intact = |i| {
+        let bytes = stored(&record(i));
+        let crc = crc32fast::hash(&bytes);
+        (bytes, crc)
+    };
+    // Record 9 claims 100 bytes of payload that its frame does not hold, as
+    // a broken writer would store it, under a matching checksum; record 15
+    // has a wrong checksum.
+    let broken = [100u32.to_le_bytes().as_slice(), b"not a zstd frame"].concat();
+    for i in 0..22 {
+        match i {
+            9 => push(&broken, crc32fast::hash(&broken)),
+            15 => push(&intact(i).0, intact(i).1 ^ 1),
+            _ => push(&intact(i).0, intact(i).1),
+        }
     }
     fs::write(segment_path(dir.path(), 1), &segment).unwrap();
 
     let progress = ReplayProgress::default();
     let (records, report) = replay_with(dir.path(), &progress).unwrap();
-    assert_eq!(payloads(&records), (0..20).map(record).collect::<Vec<_>>());
-    let kept: Vec<u64> = records.iter().map(|r| r.offset).collect();
-    let mut expected = offsets.clone();
-    expected.remove(9);
-    assert_eq!(kept, expected);
+    let kept: Vec<usize> = (0..22).filter(|i| ![9, 15].contains(i)).collect();
+    assert_eq!(
+        payloads(&records),
+        kept.iter().map(|&i| record(i)).collect::<Vec<_>>()
+    );
+    let offsets_kept: Vec<u64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(
+        offsets_kept,
+        kept.iter().map(|&i| offsets[i]).collect::<Vec<_>>()
+    );
     assert_eq!(report.records, 20);
-    assert_eq!(report.skipped.len(), 1);
-    assert_eq!(report.skipped[0].offset, offsets[9]);
-    assert_eq!(report.skipped[0].damage, Damage::BadChecksum);
+    let skipped: Vec<(u64, Damage)> = report
+        .skipped
+        .iter()
+        .map(|s| (s.offset, s.damage))
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            (offsets[9], Damage::BadChecksum),
+            (offsets[15], Damage::BadChecksum)
+        ]
+    );
     assert_eq!(
         report.skipped[0].bytes,
         RECORD_HEADER_LEN + broken.len() as u64
